@@ -1,0 +1,1 @@
+//! Injects caBundle into CRDs, webhook configurations, APIServices and ConfigMaps, in-process or standalone.

@@ -1,0 +1,1 @@
+//! CA and leaf certificate generation, inspection, Secret storage and trust-preserving rotation for Kubernetes webhooks.

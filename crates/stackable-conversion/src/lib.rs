@@ -1,0 +1,1 @@
+//! Typed ConversionReview routing between the versions of a CRD, and merged multi-version CRDs.

@@ -1,0 +1,1 @@
+//! A tower/hyper/rustls HTTPS server for Kubernetes admission and conversion webhooks, with in-place certificate swaps.
