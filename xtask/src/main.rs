@@ -1,10 +1,16 @@
 //! Project dev tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//!
+//! Each task lives in its own module; `main` only parses and dispatches.
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod test;
+
 /// Project dev tasks.
 #[derive(Debug, Parser)]
-#[command(name = "xtask")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -12,9 +18,29 @@ struct Cli {
 
 /// The tasks.
 #[derive(Debug, Subcommand)]
-enum Task {}
+enum Task {
+    /// Run the whole test suite: unit tests and the e2e tier against a real control plane.
+    Test(test::Args),
+}
 
-fn main() {
+/// The error every task returns: a message for a person.
+pub(crate) type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.task {}
+    let result = match cli.task {
+        Task::Test(args) => test::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
 }
