@@ -1,1 +1,43 @@
-//! CA and leaf certificate generation, inspection, Secret storage and trust-preserving rotation for Kubernetes webhooks.
+//! CA and leaf certificate generation, inspection, Secret storage and trust-preserving
+//! rotation for Kubernetes webhooks.
+//!
+//! The Kubernetes API server only calls admission and conversion webhooks over HTTPS and
+//! verifies the serving certificate against the `caBundle` of the webhook configuration
+//! (see <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#contacting-the-webhook>).
+//! This crate gives an operator everything it needs to own that TLS material itself,
+//! without cert-manager:
+//!
+//! - [`ca::CertificateAuthority`] creates a self-signed CA and issues leaf certificates
+//!   ([`LeafOptions`], [`IssuedCertificate`]),
+//! - [`Certificate`], [`PrivateKey`] and [`CaBundle`] load, inspect and serialise material,
+//! - [`ServingMaterial`] is what a TLS server needs (leaf chain, key, trust bundle),
+//! - [`rotation`] renews leaves and rotates the CA in stages that never break trust, and
+//!   publishes the current [`ServingMaterial`] on a [`tokio::sync::watch`] channel.
+//!
+//! ```
+//! use stackable_certs::{ca::{CaOptions, CertificateAuthority}, LeafOptions};
+//!
+//! let ca = CertificateAuthority::new(&CaOptions::default())?;
+//! let issued = ca.issue(&LeafOptions::for_service("my-webhook", "default"))?;
+//! assert!(issued.certificate.is_issued_by(ca.certificate()));
+//! assert!(issued.certificate.info().dns_names.contains(&"my-webhook.default.svc".to_string()));
+//! # Ok::<(), stackable_certs::Error>(())
+//! ```
+
+pub mod bundle;
+pub mod ca;
+pub mod cert;
+mod error;
+pub mod key;
+pub mod leaf;
+pub mod rotation;
+pub mod serving;
+
+pub use bundle::CaBundle;
+pub use ca::{CaOptions, CertificateAuthority, IssuedCertificate};
+pub use cert::{Certificate, CertificateInfo};
+pub use error::{Error, Result};
+pub use key::{KeyAlgorithm, PrivateKey};
+pub use leaf::LeafOptions;
+pub use rotation::MaterialReceiver;
+pub use serving::ServingMaterial;
