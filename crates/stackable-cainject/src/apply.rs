@@ -1,0 +1,325 @@
+//! Writing a bundle into one target with server-side apply, with retries and errors that
+//! name the missing RBAC rule.
+//!
+//! The write is a server-side apply
+//! (<https://kubernetes.io/docs/reference/using-api/server-side-apply/>) of the minimal body
+//! from [`crate::patch`], with a dedicated field manager and `force` so the injector always
+//! owns the caBundle fields and nothing else. The object is read first and nothing is
+//! written when it already carries the bundle.
+
+use std::time::Duration;
+
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+    core::DynamicObject,
+};
+use serde_json::Value;
+use snafu::{ResultExt, Snafu};
+
+use crate::{
+    bundle::TrustBundle,
+    patch::{self, PatchError},
+    target::Target,
+};
+
+/// Why a bundle could not be written into a target.
+#[derive(Debug, Snafu)]
+pub enum ApplyError {
+    /// The API server refused the request for lack of RBAC permission.
+    #[snafu(display(
+        "forbidden to {verb} {target}: the injector's service account needs the RBAC rule \"{rule}\" ({message})"
+    ))]
+    Forbidden {
+        /// The target.
+        target: String,
+        /// The verb refused.
+        verb: String,
+        /// The missing rule, `verb resource.group name`.
+        rule: String,
+        /// The API server's message.
+        message: String,
+    },
+
+    /// The target does not exist.
+    #[snafu(display("{target} does not exist (needed for: {rule})"))]
+    NotFound {
+        /// The target.
+        target: String,
+        /// The rule that was being exercised.
+        rule: String,
+    },
+
+    /// The target has no field to inject into.
+    #[snafu(display("cannot inject into {target}"))]
+    InvalidTarget {
+        /// The target.
+        target: String,
+        /// What is missing.
+        source: PatchError,
+    },
+
+    /// The API server rejected the apply (e.g. validation failed).
+    #[snafu(display("the API server rejected the caBundle apply to {target}: {message}"))]
+    Rejected {
+        /// The target.
+        target: String,
+        /// The API server's message.
+        message: String,
+    },
+
+    /// A transient error persisted through every retry.
+    #[snafu(display("{verb} {target} failed after {attempts} attempts"))]
+    Transient {
+        /// The target.
+        target: String,
+        /// The verb.
+        verb: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        source: kube::Error,
+    },
+
+    /// The object could not be represented as JSON.
+    #[snafu(display("cannot read {target} as JSON"))]
+    Serialize {
+        /// The target.
+        target: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+}
+
+impl ApplyError {
+    /// Whether retrying later without a change elsewhere can help (transient API errors).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Transient { .. })
+    }
+}
+
+/// What [`Writer::inject`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The object already carried the bundle; nothing was written.
+    Unchanged,
+    /// The bundle was applied.
+    Written,
+}
+
+/// Classification of one API error.
+enum Failure {
+    Retry(kube::Error),
+    Fatal(ApplyError),
+}
+
+fn classify(target: &Target, verb: &str, error: kube::Error) -> Failure {
+    if let kube::Error::Api(status) = &error {
+        match status.code {
+            403 => {
+                return Failure::Fatal(ApplyError::Forbidden {
+                    target: target.to_string(),
+                    verb: verb.to_owned(),
+                    rule: target.rbac_rule(verb),
+                    message: status.message.clone(),
+                });
+            }
+            404 => {
+                return Failure::Fatal(ApplyError::NotFound {
+                    target: target.to_string(),
+                    rule: target.rbac_rule(verb),
+                });
+            }
+            400 | 422 => {
+                return Failure::Fatal(ApplyError::Rejected {
+                    target: target.to_string(),
+                    message: status.message.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Failure::Retry(error)
+}
+
+/// Writes bundles into targets with one field manager.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    field_manager: String,
+    attempts: u32,
+    first_backoff: Duration,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("field_manager", &self.field_manager)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// A writer applying as `field_manager`.
+    pub fn new(client: Client, field_manager: impl Into<String>) -> Self {
+        Self {
+            client,
+            field_manager: field_manager.into(),
+            attempts: 5,
+            first_backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// The field manager.
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn api(&self, target: &Target) -> Api<DynamicObject> {
+        let ar = target.kind().api_resource();
+        match target.namespace() {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
+    async fn with_retries<T, F, Fut>(
+        &self,
+        target: &Target,
+        verb: &str,
+        mut f: F,
+    ) -> Result<T, ApplyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = self.first_backoff;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(value) => return Ok(value),
+                Err(error) => match classify(target, verb, error) {
+                    Failure::Fatal(error) => return Err(error),
+                    Failure::Retry(error) if attempt >= self.attempts => {
+                        return Err(ApplyError::Transient {
+                            target: target.to_string(),
+                            verb: verb.to_owned(),
+                            attempts: attempt,
+                            source: error,
+                        });
+                    }
+                    Failure::Retry(error) => {
+                        tracing::debug!(%target, verb, attempt, %error, "retrying after a transient error");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                        attempt += 1;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads the target as JSON.
+    pub async fn get(&self, target: &Target) -> Result<Value, ApplyError> {
+        let api = self.api(target);
+        let object = self
+            .with_retries(target, "get", || api.get(target.name()))
+            .await?;
+        serde_json::to_value(&object).context(SerializeSnafu {
+            target: target.to_string(),
+        })
+    }
+
+    /// Writes `bundle` into `target` unless it is already there.
+    pub async fn inject(
+        &self,
+        target: &Target,
+        bundle: &TrustBundle,
+    ) -> Result<Outcome, ApplyError> {
+        let current = self.get(target).await?;
+        self.inject_into(target, &current, bundle).await
+    }
+
+    /// Writes `bundle` into `target` unless `current` (the object as last read) already
+    /// carries it.
+    pub async fn inject_into(
+        &self,
+        target: &Target,
+        current: &Value,
+        bundle: &TrustBundle,
+    ) -> Result<Outcome, ApplyError> {
+        let pem = bundle.to_pem();
+        let body = patch::apply_body(target, current, &pem).context(InvalidTargetSnafu {
+            target: target.to_string(),
+        })?;
+        let Some(body) = body else {
+            return Ok(Outcome::Unchanged);
+        };
+        let api = self.api(target);
+        let params = PatchParams::apply(&self.field_manager).force();
+        let patch = Patch::Apply(&body);
+        self.with_retries(target, "patch", || {
+            api.patch(target.name(), &params, &patch)
+        })
+        .await?;
+        tracing::info!(%target, field_manager = %self.field_manager, certificates = bundle.len(), "injected caBundle");
+        Ok(Outcome::Written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("no", "Reason")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn forbidden_names_the_rule() {
+        let target = Target::crd("crontabs.example.com");
+        let Failure::Fatal(error) = classify(&target, "patch", api_error(403)) else {
+            panic!("403 must not be retried");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains(
+                "\"patch customresourcedefinitions.apiextensions.k8s.io crontabs.example.com\""
+            ),
+            "{message}"
+        );
+        assert!(!error.is_transient());
+    }
+
+    #[test]
+    fn not_found_and_rejected_are_permanent_others_retry() {
+        let target = Target::config_map("ns", "trust");
+        let Failure::Fatal(error) = classify(&target, "get", api_error(404)) else {
+            panic!("404 must not be retried");
+        };
+        assert_eq!(
+            error.to_string(),
+            "ConfigMap ns/trust does not exist (needed for: get configmaps trust (namespace ns))"
+        );
+        assert!(matches!(
+            classify(&target, "patch", api_error(422)),
+            Failure::Fatal(ApplyError::Rejected { .. })
+        ));
+        for code in [409, 429, 500, 503] {
+            assert!(matches!(
+                classify(&target, "patch", api_error(code)),
+                Failure::Retry(_)
+            ));
+        }
+    }
+}
