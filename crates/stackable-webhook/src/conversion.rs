@@ -1,0 +1,109 @@
+//! The CRD conversion webhook route
+//! (<https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>).
+//!
+//! The server decodes the `ConversionReview`, hands its request to a [`Converter`] and
+//! serialises the answer. It knows nothing of CRD versions: that is the converter's job
+//! (see the `stackable-conversion` crate).
+
+use std::{panic::AssertUnwindSafe, sync::Arc};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use kube::core::{
+    Status,
+    conversion::{ConversionRequest, ConversionResponse, ConversionReview},
+    response::StatusSummary,
+};
+
+use crate::router::{BoxHandler, Reply, panic_message};
+
+/// Converts the objects of one `ConversionReview` request.
+///
+/// Synchronous on purpose: conversion must be pure and fast. A panic is caught and answered
+/// as a failed conversion (code 500).
+pub trait Converter: Send + Sync + 'static {
+    /// Converts `request.objects` to `request.desired_api_version`. Build the answer with
+    /// `ConversionResponse::for_request(request).success(objects)` or `.failure(status)`.
+    fn convert(&self, request: ConversionRequest) -> ConversionResponse;
+}
+
+impl<F> Converter for F
+where
+    F: Fn(ConversionRequest) -> ConversionResponse + Send + Sync + 'static,
+{
+    fn convert(&self, request: ConversionRequest) -> ConversionResponse {
+        self(request)
+    }
+}
+
+impl<C: Converter + ?Sized> Converter for Arc<C> {
+    fn convert(&self, request: ConversionRequest) -> ConversionResponse {
+        (**self).convert(request)
+    }
+}
+
+fn failure(code: u16, reason: &str, message: String) -> Status {
+    Status {
+        status: Some(StatusSummary::Failure),
+        code,
+        message,
+        metadata: None,
+        reason: reason.to_owned(),
+        details: None,
+    }
+}
+
+pub(crate) fn conversion_route<C: Converter>(converter: C) -> BoxHandler {
+    let converter = Arc::new(converter);
+    Arc::new(move |body: Bytes| -> BoxFuture<'static, Reply> {
+        let converter = converter.clone();
+        Box::pin(async move {
+            let review: ConversionReview = match serde_json::from_slice(&body) {
+                Ok(review) => review,
+                Err(error) => {
+                    return Reply::bad_request(format!("malformed ConversionReview: {error}"));
+                }
+            };
+            if review.types.kind != "ConversionReview" {
+                return Reply::bad_request(format!(
+                    "expected kind ConversionReview, got {}",
+                    review.types.kind
+                ));
+            }
+            let request = match ConversionRequest::from_review(review) {
+                Ok(request) => request,
+                Err(_) => return Reply::bad_request("ConversionReview has no request".to_owned()),
+            };
+            let span = tracing::Span::current();
+            span.record("uid", request.uid.as_str());
+            span.record("kind", "ConversionReview");
+            span.record("operation", request.desired_api_version.as_str());
+            let fallback = ConversionResponse::for_request(request.clone());
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert(request)));
+            let (response, outcome) = match outcome {
+                Ok(response) => {
+                    let failed = response.result.status == Some(StatusSummary::Failure);
+                    (response, if failed { "failed" } else { "converted" })
+                }
+                Err(panic) => {
+                    let message = panic_message(&panic);
+                    tracing::error!(panic = %message, "converter panicked");
+                    (
+                        fallback.failure(failure(
+                            500,
+                            "InternalError",
+                            format!("converter panicked: {message}"),
+                        )),
+                        "panic",
+                    )
+                }
+            };
+            match serde_json::to_vec(&response.into_review()) {
+                Ok(body) => Reply::json(200, body, outcome),
+                Err(error) => {
+                    Reply::internal(format!("failed to serialise ConversionReview: {error}"))
+                }
+            }
+        })
+    })
+}

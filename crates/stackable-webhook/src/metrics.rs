@@ -1,0 +1,170 @@
+//! Prometheus metrics of the webhook server, served in the text exposition format on `/metrics`
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
+//!
+//! Counted: requests per route and outcome, request latency per route, handler panics,
+//! certificate swaps, certificate reload errors, and the `notAfter` of the served certificate.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Labels of the per-request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    /// The route path (bounded: only mounted routes, or "unknown").
+    pub(crate) route: String,
+    /// "allowed", "denied", "patched", "converted", "error", "panic", ...
+    pub(crate) outcome: String,
+}
+
+/// Labels of the latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    /// The route path.
+    pub(crate) route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s: webhook calls time out after 10 s at most in the API server.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// The metric handles of one server. Cheap to clone (all handles are `Arc`s inside).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub(crate) requests: Family<RequestLabels, Counter>,
+    pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) panics: Counter,
+    pub(crate) cert_swaps: Counter,
+    pub(crate) cert_reload_errors: Counter,
+    pub(crate) cert_expiry: Gauge<i64>,
+    pub(crate) tls_handshake_failures: Counter,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and a registry holding them, with the prefix `webhook`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let panics = Counter::default();
+        let cert_swaps = Counter::default();
+        let cert_reload_errors = Counter::default();
+        let cert_expiry = Gauge::<i64>::default();
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "requests",
+            "Webhook requests by route and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Webhook request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "handler_panics",
+            "Panics caught in user handlers",
+            panics.clone(),
+        );
+        registry.register(
+            "cert_swaps",
+            "Serving certificate swaps",
+            cert_swaps.clone(),
+        );
+        registry.register(
+            "cert_reload_errors",
+            "Certificate reloads refused (unreadable, half-written or mismatched pairs)",
+            cert_reload_errors.clone(),
+        );
+        registry.register(
+            "cert_expiry_timestamp_seconds",
+            "notAfter of the currently served leaf certificate (Unix seconds)",
+            cert_expiry.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        Self {
+            requests,
+            latency,
+            panics,
+            cert_swaps,
+            cert_reload_errors,
+            cert_expiry,
+            tls_handshake_failures,
+            registry: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    /// Registers an extra metric of the operator so it is served on the same `/metrics` route.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(name, help, metric);
+    }
+
+    pub(crate) fn observe(&self, route: &str, outcome: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Number of certificate swaps so far.
+    pub fn cert_swaps(&self) -> u64 {
+        self.cert_swaps.get()
+    }
+
+    /// Number of refused certificate reloads so far.
+    pub fn cert_reload_errors(&self) -> u64 {
+        self.cert_reload_errors.get()
+    }
+
+    /// Number of handler panics caught so far.
+    pub fn handler_panics(&self) -> u64 {
+        self.panics.get()
+    }
+
+    /// Encodes all metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

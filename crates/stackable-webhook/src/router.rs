@@ -1,0 +1,344 @@
+//! Request routing: webhook routes (exact paths, `POST` with a JSON body), health and metrics
+//! routes, and any extra tower service mounted under a path prefix.
+//!
+//! Errors are answered with a Kubernetes `Status` JSON object
+//! (<https://kubernetes.io/docs/reference/using-api/api-concepts/#response-status-kind>),
+//! never with a panic.
+
+use std::{
+    any::Any,
+    collections::BTreeMap,
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+use tower::{ServiceExt, util::BoxCloneSyncService};
+use tracing::Instrument;
+
+use crate::{metrics::Metrics, tls::CertResolver};
+
+/// The error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body type of the server.
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+
+/// An extra service mounted next to the webhooks (see [`crate::WebhookServerBuilder::service`]).
+pub type ExtraService = BoxCloneSyncService<Request<Incoming>, Response<ResponseBody>, Infallible>;
+
+/// A type-erased webhook route: the collected request body in, a reply out.
+pub(crate) type BoxHandler = Arc<dyn Fn(Bytes) -> BoxFuture<'static, Reply> + Send + Sync>;
+
+/// The answer of a webhook route before it becomes an HTTP response.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) outcome: &'static str,
+}
+
+impl Reply {
+    pub(crate) fn json(status: u16, body: Vec<u8>, outcome: &'static str) -> Self {
+        Self {
+            status,
+            body,
+            outcome,
+        }
+    }
+
+    /// A Kubernetes `Status` (Failure) JSON body.
+    pub(crate) fn status(
+        status: u16,
+        reason: &str,
+        message: String,
+        outcome: &'static str,
+    ) -> Self {
+        let body = serde_json::json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": status,
+        });
+        Self {
+            status,
+            body: body.to_string().into_bytes(),
+            outcome,
+        }
+    }
+
+    pub(crate) fn bad_request(message: String) -> Self {
+        Self::status(400, "BadRequest", message, "bad_request")
+    }
+
+    pub(crate) fn internal(message: String) -> Self {
+        tracing::error!(%message, "internal error while answering a webhook request");
+        Self::status(500, "InternalError", message, "error")
+    }
+
+    fn into_response(self) -> Response<ResponseBody> {
+        let mut response = Response::new(full(self.body));
+        *response.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+fn full(body: impl Into<Bytes>) -> ResponseBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Extracts a printable message from a caught panic payload.
+pub(crate) fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Which kind of webhook a route serves (for logs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RouteKind {
+    Validating,
+    Mutating,
+    Conversion,
+}
+
+#[derive(Clone)]
+pub(crate) struct WebhookRoute {
+    pub(crate) kind: RouteKind,
+    pub(crate) handler: BoxHandler,
+}
+
+/// The routing table plus everything a request needs.
+#[derive(Clone)]
+pub(crate) struct Router {
+    pub(crate) webhooks: Arc<BTreeMap<String, WebhookRoute>>,
+    pub(crate) services: Arc<Vec<(String, ExtraService)>>,
+    pub(crate) resolver: Arc<CertResolver>,
+    pub(crate) metrics: Metrics,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) body_timeout: Duration,
+    /// Serve /livez, /readyz and /metrics on this listener.
+    pub(crate) serve_health: bool,
+    /// Serve webhooks and extra services on this listener.
+    pub(crate) serve_webhooks: bool,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("webhooks", &self.webhooks.keys().collect::<Vec<_>>())
+            .field(
+                "services",
+                &self.services.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_json(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl Router {
+    /// Answers one request. Never fails: every error becomes a JSON response.
+    pub(crate) async fn handle(
+        self,
+        request: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        let path = request.uri().path().to_owned();
+        if self.serve_health {
+            match path.as_str() {
+                "/livez" => return Ok(text(200, "ok")),
+                "/readyz" => {
+                    return Ok(if self.resolver.is_ready() {
+                        text(200, "ok")
+                    } else {
+                        text(503, "no serving certificate yet")
+                    });
+                }
+                "/metrics" => {
+                    let mut response = text(200, self.metrics.encode());
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    return Ok(response);
+                }
+                _ => {}
+            }
+        }
+        if self.serve_webhooks {
+            if let Some(route) = self.webhooks.get(&path).cloned() {
+                return Ok(self.webhook(route, &path, request).await);
+            }
+            if let Some((_, service)) = self
+                .services
+                .iter()
+                .find(|(prefix, _)| path_has_prefix(&path, prefix))
+            {
+                return service.clone().oneshot(request).await;
+            }
+        }
+        self.metrics.observe("unknown", "not_found", 0.0);
+        Ok(
+            Reply::status(404, "NotFound", format!("no route for {path}"), "not_found")
+                .into_response(),
+        )
+    }
+
+    async fn webhook(
+        self,
+        route: WebhookRoute,
+        path: &str,
+        request: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        let span = tracing::info_span!(
+            "webhook",
+            route = path,
+            webhook = ?route.kind,
+            uid = tracing::field::Empty,
+            kind = tracing::field::Empty,
+            namespace = tracing::field::Empty,
+            name = tracing::field::Empty,
+            operation = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let reply = self
+            .webhook_reply(route, request)
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        span.record("outcome", reply.outcome);
+        span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+        span.in_scope(|| tracing::debug!(status = reply.status, "webhook request answered"));
+        self.metrics
+            .observe(path, reply.outcome, elapsed.as_secs_f64());
+        if reply.outcome == "panic" {
+            self.metrics.panics.inc();
+        }
+        reply.into_response()
+    }
+
+    async fn webhook_reply(&self, route: WebhookRoute, request: Request<Incoming>) -> Reply {
+        if request.method() != Method::POST {
+            return Reply::status(
+                405,
+                "MethodNotAllowed",
+                format!("webhooks accept POST only, got {}", request.method()),
+                "bad_method",
+            );
+        }
+        if !is_json(&request) {
+            return Reply::status(
+                415,
+                "UnsupportedMediaType",
+                "Content-Type must be application/json".to_owned(),
+                "bad_content_type",
+            );
+        }
+        let too_large = || {
+            Reply::status(
+                413,
+                "RequestEntityTooLarge",
+                format!("request body exceeds {} bytes", self.max_body_bytes),
+                "too_large",
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
+            return too_large();
+        }
+        let body = Limited::new(request.into_body(), self.max_body_bytes);
+        let collected = match tokio::time::timeout(self.body_timeout, body.collect()).await {
+            Err(_) => {
+                return Reply::status(
+                    408,
+                    "Timeout",
+                    "timed out reading the request body".to_owned(),
+                    "timeout",
+                );
+            }
+            Ok(Err(error)) => {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                return Reply::bad_request(format!("failed to read the request body: {error}"));
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        (route.handler)(collected).await
+    }
+}
+
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn text(status: u16, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert!(path_has_prefix("/debug", "/debug"));
+        assert!(path_has_prefix("/debug/x", "/debug/"));
+        assert!(!path_has_prefix("/debugger", "/debug"));
+        assert!(path_has_prefix("/anything", "/"));
+    }
+
+    #[test]
+    fn status_reply_is_kubernetes_status() {
+        let reply = Reply::bad_request("broken".to_owned());
+        let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(value["kind"], "Status");
+        assert_eq!(value["code"], 400);
+        assert_eq!(value["message"], "broken");
+    }
+}

@@ -1,0 +1,649 @@
+//! The HTTPS server: builder, accept loop, per-connection limits and graceful shutdown.
+//!
+//! HTTP/1.1 by default; HTTP/2 is offered through ALPN only when enabled (kubebuilder turned it
+//! off by default after the HTTP/2 Rapid Reset CVEs, CVE-2023-44487). TLS 1.2 and 1.3 via
+//! rustls with the aws-lc-rs provider. See
+//! <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/>.
+
+use std::{collections::BTreeMap, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kube::core::Resource;
+use serde::{Serialize, de::DeserializeOwned};
+use snafu::{ResultExt, Snafu};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    admission::{MutatingHandler, ValidatingHandler, mutating_route, validating_route},
+    conversion::{Converter, conversion_route},
+    metrics::Metrics,
+    router::{ExtraService, ResponseBody, RouteKind, Router, WebhookRoute},
+    source::{CertSource, SourceError},
+    tls::{CertResolver, TlsError, server_config},
+};
+
+/// Errors starting the server.
+#[derive(Debug, Snafu)]
+pub enum ServerError {
+    /// No certificate source was configured.
+    #[snafu(display("no certificate source configured: call WebhookServerBuilder::certificates"))]
+    NoCertificateSource,
+
+    /// The TLS configuration could not be built.
+    #[snafu(display("failed to build the TLS configuration"))]
+    Tls {
+        /// The TLS error.
+        #[snafu(source(from(TlsError, Box::new)))]
+        source: Box<TlsError>,
+    },
+
+    /// The certificate source failed to deliver its first certificate.
+    #[snafu(display("failed to load the serving certificate"))]
+    Certificate {
+        /// The source error.
+        #[snafu(source(from(SourceError, Box::new)))]
+        source: Box<SourceError>,
+    },
+
+    /// The listening socket could not be bound.
+    #[snafu(display("failed to bind {address}"))]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The IO error.
+        source: std::io::Error,
+    },
+
+    /// Two routes were mounted on the same path.
+    #[snafu(display("the path {path} is mounted twice"))]
+    DuplicateRoute {
+        /// The path.
+        path: String,
+    },
+
+    /// The server task ended abnormally.
+    #[snafu(display("the server task failed"))]
+    Join {
+        /// The join error.
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Limits against slow or malicious clients.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Time allowed for a TLS handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive the request headers (default 10 s), and separately the body.
+    pub header_read_timeout: Duration,
+    /// Largest accepted request body (default 6 MiB). The API server accepts request bodies
+    /// up to 3 MiB; an UPDATE review carries `object` (up to 3 MiB) plus `oldObject` (up to
+    /// etcd's 1.5 MiB) plus the envelope, so 6 MiB never refuses a legitimate review while
+    /// bounding memory per request.
+    pub max_body_bytes: usize,
+    /// Connections served at once (default 1024); further clients wait in the accept backlog.
+    pub max_connections: usize,
+    /// Time in-flight requests get to finish after shutdown starts (default 10 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 6 * 1024 * 1024,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds a [`WebhookServer`]. Start with [`WebhookServer::builder`].
+pub struct WebhookServerBuilder {
+    bind: SocketAddr,
+    health_bind: Option<SocketAddr>,
+    http2: bool,
+    limits: Limits,
+    certificates: Option<CertSource>,
+    token: Option<CancellationToken>,
+    handle_signals: bool,
+    webhooks: BTreeMap<String, WebhookRoute>,
+    services: Vec<(String, ExtraService)>,
+    duplicate: Option<String>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for WebhookServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookServerBuilder")
+            .field("bind", &self.bind)
+            .field("health_bind", &self.health_bind)
+            .field("http2", &self.http2)
+            .field("limits", &self.limits)
+            .field("certificates", &self.certificates)
+            .field("routes", &self.webhooks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WebhookServerBuilder {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            health_bind: None,
+            http2: false,
+            limits: Limits::default(),
+            certificates: None,
+            token: None,
+            handle_signals: true,
+            webhooks: BTreeMap::new(),
+            services: Vec::new(),
+            duplicate: None,
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+impl WebhookServerBuilder {
+    /// The HTTPS address (default `0.0.0.0:8443`; port 0 picks a free port, see
+    /// [`RunningServer::local_addr`]).
+    #[must_use]
+    pub fn bind(mut self, address: SocketAddr) -> Self {
+        self.bind = address;
+        self
+    }
+
+    /// Serve `/livez`, `/readyz` and `/metrics` on a separate plain-HTTP address instead of
+    /// the HTTPS one.
+    #[must_use]
+    pub fn health_bind(mut self, address: SocketAddr) -> Self {
+        self.health_bind = Some(address);
+        self
+    }
+
+    /// Offer HTTP/2 through ALPN (off by default).
+    #[must_use]
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
+        self
+    }
+
+    /// Replaces the limits.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Where the serving certificate comes from.
+    #[must_use]
+    pub fn certificates(mut self, source: CertSource) -> Self {
+        self.certificates = Some(source);
+        self
+    }
+
+    /// Shut down when this token is cancelled (in addition to signals, if enabled).
+    #[must_use]
+    pub fn shutdown_token(mut self, token: CancellationToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Shut down on SIGTERM/SIGINT (default true; turn off in tests and when the operator
+    /// handles signals itself).
+    #[must_use]
+    pub fn handle_signals(mut self, enabled: bool) -> Self {
+        self.handle_signals = enabled;
+        self
+    }
+
+    fn mount(mut self, path: &str, route: WebhookRoute) -> Self {
+        if self.webhooks.insert(path.to_owned(), route).is_some() {
+            self.duplicate = Some(path.to_owned());
+        }
+        self
+    }
+
+    /// Mounts a validating webhook for objects of type `K` on `path`.
+    #[must_use]
+    pub fn validating<K, H>(self, path: &str, handler: H) -> Self
+    where
+        K: Resource + DeserializeOwned + Send + 'static,
+        H: ValidatingHandler<K>,
+    {
+        self.mount(
+            path,
+            WebhookRoute {
+                kind: RouteKind::Validating,
+                handler: validating_route::<K, H>(handler),
+            },
+        )
+    }
+
+    /// Mounts a mutating webhook for objects of type `K` on `path`.
+    #[must_use]
+    pub fn mutating<K, H>(self, path: &str, handler: H) -> Self
+    where
+        K: Resource + DeserializeOwned + Serialize + Send + 'static,
+        H: MutatingHandler<K>,
+    {
+        self.mount(
+            path,
+            WebhookRoute {
+                kind: RouteKind::Mutating,
+                handler: mutating_route::<K, H>(handler),
+            },
+        )
+    }
+
+    /// Mounts a CRD conversion webhook on `path`.
+    #[must_use]
+    pub fn conversion(self, path: &str, converter: impl Converter) -> Self {
+        self.mount(
+            path,
+            WebhookRoute {
+                kind: RouteKind::Conversion,
+                handler: conversion_route(converter),
+            },
+        )
+    }
+
+    /// Mounts any tower service under a path prefix (matched on `/` boundaries), after the
+    /// webhook routes. It gets the raw request; no body limit is applied for it.
+    #[must_use]
+    pub fn service(mut self, prefix: &str, service: ExtraService) -> Self {
+        if self.services.iter().any(|(p, _)| p == prefix) {
+            self.duplicate = Some(prefix.to_owned());
+        }
+        self.services.push((prefix.to_owned(), service));
+        self
+    }
+
+    /// The metrics of this server (register the operator's own metrics on them to serve
+    /// everything on one `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Finishes the builder.
+    pub fn build(self) -> Result<WebhookServer, ServerError> {
+        if let Some(path) = self.duplicate {
+            return DuplicateRouteSnafu { path }.fail();
+        }
+        let certificates = self.certificates.ok_or(ServerError::NoCertificateSource)?;
+        Ok(WebhookServer {
+            bind: self.bind,
+            health_bind: self.health_bind,
+            http2: self.http2,
+            limits: self.limits,
+            certificates,
+            token: self.token.unwrap_or_default(),
+            handle_signals: self.handle_signals,
+            webhooks: Arc::new(self.webhooks),
+            services: Arc::new(self.services),
+            metrics: self.metrics,
+        })
+    }
+}
+
+/// A configured webhook server; [`WebhookServer::start`] binds and serves it.
+pub struct WebhookServer {
+    bind: SocketAddr,
+    health_bind: Option<SocketAddr>,
+    http2: bool,
+    limits: Limits,
+    certificates: CertSource,
+    token: CancellationToken,
+    handle_signals: bool,
+    webhooks: Arc<BTreeMap<String, WebhookRoute>>,
+    services: Arc<Vec<(String, ExtraService)>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for WebhookServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookServer")
+            .field("bind", &self.bind)
+            .field("health_bind", &self.health_bind)
+            .field("http2", &self.http2)
+            .field("certificates", &self.certificates)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server that is accepting connections.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
+    token: CancellationToken,
+    resolver: Arc<CertResolver>,
+    metrics: Metrics,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The bound HTTPS address (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound plain-HTTP health address, if one was configured.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// The certificate resolver (to inspect or swap the served certificate).
+    pub fn resolver(&self) -> &Arc<CertResolver> {
+        &self.resolver
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Starts a graceful shutdown (returns at once; see [`RunningServer::wait`]).
+    pub fn shutdown(&self) {
+        self.token.cancel();
+    }
+
+    /// Waits until the server stopped (after a shutdown finished in-flight requests).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task.await.context(JoinSnafu)
+    }
+}
+
+impl WebhookServer {
+    /// A builder with the defaults: `0.0.0.0:8443`, HTTP/1.1 only, [`Limits::default`],
+    /// signal handling on.
+    pub fn builder() -> WebhookServerBuilder {
+        WebhookServerBuilder::default()
+    }
+
+    /// Binds, loads the first certificate and serves in the background.
+    pub async fn start(self) -> Result<RunningServer, ServerError> {
+        let resolver = match &self.certificates {
+            CertSource::Resolver(resolver) => resolver.clone(),
+            _ => Arc::new(CertResolver::with_metrics(self.metrics.clone())),
+        };
+        self.certificates
+            .start(resolver.clone(), self.metrics.clone(), self.token.clone())
+            .await
+            .context(CertificateSnafu)?;
+        let config = server_config(resolver.clone(), self.http2).context(TlsSnafu)?;
+        let listener = TcpListener::bind(self.bind)
+            .await
+            .context(BindSnafu { address: self.bind })?;
+        let local_addr = listener
+            .local_addr()
+            .context(BindSnafu { address: self.bind })?;
+        let health = match self.health_bind {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .context(BindSnafu { address })?;
+                let bound = listener.local_addr().context(BindSnafu { address })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let health_addr = health.as_ref().map(|(_, address)| *address);
+
+        if self.handle_signals {
+            let token = self.token.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutdown signal received");
+                token.cancel();
+            });
+        }
+
+        let router = Router {
+            webhooks: self.webhooks,
+            services: self.services,
+            resolver: resolver.clone(),
+            metrics: self.metrics.clone(),
+            max_body_bytes: self.limits.max_body_bytes,
+            body_timeout: self.limits.header_read_timeout,
+            serve_health: health.is_none(),
+            serve_webhooks: true,
+        };
+        let tracker = TaskTracker::new();
+        let force = CancellationToken::new();
+        if let Some((listener, _)) = health {
+            let health_router = Router {
+                serve_health: true,
+                serve_webhooks: false,
+                ..router.clone()
+            };
+            tracker.spawn(serve_plain(
+                listener,
+                health_router,
+                self.token.clone(),
+                force.clone(),
+                self.limits.clone(),
+            ));
+        }
+        let acceptor = TlsAcceptor::from(config);
+        let token = self.token.clone();
+        let limits = self.limits.clone();
+        let metrics = self.metrics.clone();
+        let task = tokio::spawn(async move {
+            serve_tls(
+                listener,
+                acceptor,
+                router,
+                token,
+                force.clone(),
+                limits.clone(),
+                metrics,
+                tracker.clone(),
+            )
+            .await;
+            tracker.close();
+            if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                force.cancel();
+                tracker.wait().await;
+            }
+            tracing::info!("webhook server stopped");
+        });
+        tracing::info!(%local_addr, ?health_addr, "webhook server listening");
+        Ok(RunningServer {
+            local_addr,
+            health_addr,
+            token: self.token,
+            resolver,
+            metrics: self.metrics,
+            task,
+        })
+    }
+
+    /// Starts the server and waits until it stopped (signal or token).
+    pub async fn run(self) -> Result<(), ServerError> {
+        self.start().await?.wait().await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                tokio::select! {
+                    _ = sigterm.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    token: CancellationToken,
+    force: CancellationToken,
+    limits: Limits,
+    metrics: Metrics,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = token.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // E.g. EMFILE: back off a little instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = token.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let token = token.clone();
+        let force = force.clone();
+        let limits = limits.clone();
+        let metrics = metrics.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            serve_connection(TokioIo::new(tls), h2, router, token, force, limits).await;
+        });
+    }
+    tracing::info!("no longer accepting connections");
+}
+
+async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    token: CancellationToken,
+    force: CancellationToken,
+    limits: Limits,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed on the health listener");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = token.cancelled() => break,
+        };
+        let router = router.clone();
+        let token = token.clone();
+        let force = force.clone();
+        let limits = limits.clone();
+        tokio::spawn(serve_connection(
+            TokioIo::new(tcp),
+            false,
+            router,
+            token,
+            force,
+            limits,
+        ));
+    }
+}
+
+/// Drives one connection; on shutdown asks it to finish gracefully, and drops it when the
+/// grace period is over.
+macro_rules! drive {
+    ($conn:expr, $token:expr, $force:expr) => {{
+        let mut conn = pin!($conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            }
+            _ = $token.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = $force.cancelled() => {}
+                }
+            }
+        }
+    }};
+}
+
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    h2: bool,
+    router: Router,
+    token: CancellationToken,
+    force: CancellationToken,
+    limits: Limits,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let router = router.clone();
+        async move {
+            let response: Result<Response<ResponseBody>, std::convert::Infallible> =
+                router.handle(request).await;
+            response
+        }
+    });
+    if h2 {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(100)
+            .serve_connection(io, service);
+        drive!(conn, token, force);
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(io, service);
+        drive!(conn, token, force);
+    }
+}

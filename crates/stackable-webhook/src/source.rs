@@ -1,0 +1,278 @@
+//! Where the serving certificate comes from, and how it is kept current.
+//!
+//! Every source feeds the same [`CertResolver`]: a swap affects new TLS handshakes only.
+//! The file source follows Kubernetes Secret volume mounts
+//! (<https://kubernetes.io/docs/concepts/configuration/secret/#mounted-secrets-are-updated-automatically>),
+//! where the kubelet swaps a `..data` symlink atomically; OLM's
+//! `/apiserver.local.config/certificates/apiserver.{crt,key}` and cert-manager Secrets
+//! (`tls.crt`/`tls.key`) are plain instances of it.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use notify::{RecursiveMode, Watcher};
+use rustls::sign::CertifiedKey;
+use snafu::{ResultExt, Snafu};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    metrics::Metrics,
+    tls::{CertResolver, TlsError, certified_key_from_pem},
+};
+
+/// Errors of certificate sources.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+pub enum SourceError {
+    /// A certificate or key file could not be read.
+    #[snafu(display("failed to read {}", path.display()))]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+
+    /// The files were read but do not form a usable pair.
+    #[snafu(display("the certificate pair {} / {} is unusable", cert.display(), key.display()))]
+    BadPair {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        #[snafu(source(from(TlsError, Box::new)))]
+        source: Box<TlsError>,
+    },
+
+    /// The file watcher could not be set up.
+    #[snafu(display("failed to watch {} for certificate changes", path.display()))]
+    Watch {
+        /// The watched directory.
+        path: PathBuf,
+        /// The notify error.
+        source: notify::Error,
+    },
+
+    /// The watch channel was closed before it delivered a certificate.
+    #[snafu(display("the certificate channel closed before delivering a certificate"))]
+    ChannelClosed,
+}
+
+/// A certificate pair read from files, reloaded when they change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSource {
+    /// The PEM certificate chain (leaf first).
+    pub cert_path: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+    /// How often the files are compared even without a file-system event (default 10 s).
+    pub poll_interval: Duration,
+}
+
+impl FileSource {
+    /// `tls.crt` and `tls.key` in `dir`: a `kubernetes.io/tls` Secret volume, as cert-manager
+    /// and most charts mount it.
+    pub fn dir(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        Self::paths(dir.join("tls.crt"), dir.join("tls.key"))
+    }
+
+    /// OLM's mount: `/apiserver.local.config/certificates/apiserver.crt` and `.key`.
+    pub fn olm() -> Self {
+        let dir = Path::new("/apiserver.local.config/certificates");
+        Self::paths(dir.join("apiserver.crt"), dir.join("apiserver.key"))
+    }
+
+    /// Explicit certificate and key paths.
+    pub fn paths(cert_path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_path: cert_path.into(),
+            key_path: key_path.into(),
+            poll_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// Changes the periodic check interval.
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    async fn read(&self) -> Result<(Vec<u8>, Vec<u8>), SourceError> {
+        let cert = tokio::fs::read(&self.cert_path)
+            .await
+            .context(ReadFileSnafu {
+                path: self.cert_path.clone(),
+            })?;
+        let key = tokio::fs::read(&self.key_path)
+            .await
+            .context(ReadFileSnafu {
+                path: self.key_path.clone(),
+            })?;
+        Ok((cert, key))
+    }
+
+    fn parse(&self, cert: &[u8], key: &[u8]) -> Result<CertifiedKey, SourceError> {
+        certified_key_from_pem(cert, key, &self.cert_path.display().to_string()).context(
+            BadPairSnafu {
+                cert: self.cert_path.clone(),
+                key: self.key_path.clone(),
+            },
+        )
+    }
+}
+
+/// Where the server gets its certificate.
+pub enum CertSource {
+    /// One fixed certificate.
+    Static(Arc<CertifiedKey>),
+    /// Whatever a watch channel holds; every new value is swapped in (e.g. fed by
+    /// `stackable-certs`' rotation driver).
+    Watch(watch::Receiver<Arc<CertifiedKey>>),
+    /// Files, reloaded on change (see [`FileSource`]).
+    Files(FileSource),
+    /// A resolver the caller swaps by hand ([`CertResolver::swap`]).
+    Resolver(Arc<CertResolver>),
+}
+
+impl fmt::Debug for CertSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        match self {
+            Self::Static(_) => f.write_str("CertSource::Static(..)"),
+            Self::Watch(_) => f.write_str("CertSource::Watch(..)"),
+            Self::Files(files) => f.debug_tuple("CertSource::Files").field(files).finish(),
+            Self::Resolver(_) => f.write_str("CertSource::Resolver(..)"),
+        }
+    }
+}
+
+impl CertSource {
+    /// Loads the first certificate into `resolver` and starts whatever keeps it current.
+    pub(crate) async fn start(
+        self,
+        resolver: Arc<CertResolver>,
+        metrics: Metrics,
+        token: CancellationToken,
+    ) -> Result<(), SourceError> {
+        match self {
+            Self::Static(key) => {
+                resolver.swap(key);
+                Ok(())
+            }
+            Self::Resolver(_) => Ok(()),
+            Self::Watch(mut receiver) => {
+                let first = receiver.borrow_and_update().clone();
+                resolver.swap(first);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            changed = receiver.changed() => {
+                                if changed.is_err() {
+                                    tracing::warn!("certificate channel closed; keeping the last certificate");
+                                    break;
+                                }
+                                let next = receiver.borrow_and_update().clone();
+                                resolver.swap(next);
+                            }
+                            _ = token.cancelled() => break,
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Self::Files(files) => start_file_source(files, resolver, metrics, token).await,
+        }
+    }
+}
+
+async fn start_file_source(
+    files: FileSource,
+    resolver: Arc<CertResolver>,
+    metrics: Metrics,
+    token: CancellationToken,
+) -> Result<(), SourceError> {
+    let (cert, key) = files.read().await?;
+    let first = files.parse(&cert, &key)?;
+    resolver.swap(Arc::new(first));
+    tracing::info!(cert = %files.cert_path.display(), key = %files.key_path.display(), "serving certificate loaded from files");
+
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // The receiver only disappears at shutdown.
+            let _ = events_tx.send(());
+        }
+    })
+    .context(WatchSnafu {
+        path: files.cert_path.clone(),
+    })?;
+    // Watch the directories, not the files: the kubelet replaces a `..data` symlink, which
+    // a watch on the file itself would miss.
+    let mut dirs: Vec<PathBuf> = [&files.cert_path, &files.key_path]
+        .iter()
+        .filter_map(|path| path.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.dedup();
+    for dir in &dirs {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .context(WatchSnafu { path: dir.clone() })?;
+    }
+
+    tokio::spawn(async move {
+        // Keep the watcher alive as long as the task.
+        let _watcher = watcher;
+        let mut last_seen = (cert, key);
+        let mut interval = tokio::time::interval(files.poll_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events_rx.recv() => {
+                    if event.is_none() {
+                        break;
+                    }
+                    // Let a burst of events (symlink swap, two files written) settle.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while events_rx.try_recv().is_ok() {}
+                }
+                _ = interval.tick() => {}
+                _ = token.cancelled() => break,
+            }
+            let (cert, key) = match files.read().await {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Mid-swap a file may be briefly missing; the next event or tick retries.
+                    tracing::debug!(error = %snafu::Report::from_error(error), "certificate files not readable right now");
+                    continue;
+                }
+            };
+            if (&cert, &key) == (&last_seen.0, &last_seen.1) {
+                continue;
+            }
+            match files.parse(&cert, &key) {
+                Ok(certified) => {
+                    resolver.swap(Arc::new(certified));
+                    tracing::info!(cert = %files.cert_path.display(), "reloaded serving certificate from files");
+                }
+                Err(error) => {
+                    metrics.cert_reload_errors.inc();
+                    tracing::warn!(
+                        error = %snafu::Report::from_error(error),
+                        "refused a certificate reload; the previous certificate keeps serving"
+                    );
+                }
+            }
+            // Remember what was tried either way, so a bad pair is reported once, not every tick.
+            last_seen = (cert, key);
+        }
+    });
+    Ok(())
+}

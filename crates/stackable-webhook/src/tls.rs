@@ -1,0 +1,212 @@
+//! TLS for the webhook server: a hot-swappable certificate resolver and the rustls
+//! [`ServerConfig`] built on the aws-lc-rs provider (TLS 1.2 and 1.3 only).
+//!
+//! The Kubernetes API server calls webhooks over HTTPS and verifies the serving certificate
+//! against the `caBundle` of the webhook configuration
+//! (<https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#contacting-the-webhook>).
+//! The [`CertResolver`] holds the current [`CertifiedKey`]; swapping it changes what new TLS
+//! handshakes get, while established connections keep the key they negotiated with.
+
+use std::{
+    fmt,
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use rustls::{
+    ServerConfig,
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use snafu::{ResultExt, Snafu};
+
+use crate::metrics::Metrics;
+
+/// Errors raised while loading certificates or building the TLS configuration.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+pub enum TlsError {
+    /// The certificate PEM contained no usable certificate.
+    #[snafu(display("no certificate found in the certificate PEM of {source_name}"))]
+    NoCertificate {
+        /// Where the PEM came from (a path or "memory").
+        source_name: String,
+    },
+
+    /// A certificate block could not be parsed.
+    #[snafu(display("failed to parse a certificate in {source_name}"))]
+    ParseCertificate {
+        /// Where the PEM came from.
+        source_name: String,
+        /// The PEM error.
+        source: rustls_pki_types::pem::Error,
+    },
+
+    /// The private key could not be parsed (PKCS#8, PKCS#1 and SEC1 are accepted).
+    #[snafu(display(
+        "failed to parse the private key in {source_name} (PKCS#8, PKCS#1 and SEC1 PEM are accepted)"
+    ))]
+    ParsePrivateKey {
+        /// Where the PEM came from.
+        source_name: String,
+        /// The PEM error.
+        source: rustls_pki_types::pem::Error,
+    },
+
+    /// The key was parsed but the provider refused it, or it does not match the certificate.
+    #[snafu(display(
+        "the private key in {source_name} is unusable or does not match its certificate"
+    ))]
+    KeyMismatch {
+        /// Where the PEM came from.
+        source_name: String,
+        /// The rustls error.
+        source: rustls::Error,
+    },
+
+    /// The rustls server configuration could not be built.
+    #[snafu(display("failed to build the rustls server configuration"))]
+    BuildServerConfig {
+        /// The rustls error.
+        source: rustls::Error,
+    },
+}
+
+/// A [`ResolvesServerCert`] that serves whatever [`CertifiedKey`] was stored last.
+///
+/// A `std::sync::RwLock<Option<Arc<CertifiedKey>>>` is used rather than an extra crate:
+/// a read only clones an `Arc` (tens of nanoseconds uncontended), while the handshake it
+/// serves costs around a millisecond of public-key cryptography, and writes happen a few
+/// times per certificate lifetime. The lock is never held across anything that can panic,
+/// so poisoning is impossible in practice and is ignored if it happens.
+#[derive(Default)]
+pub struct CertResolver {
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+    metrics: Option<Metrics>,
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material: only say whether a certificate is loaded.
+        f.debug_struct("CertResolver")
+            .field("has_certificate", &self.current().is_some())
+            .finish()
+    }
+}
+
+impl CertResolver {
+    /// Creates an empty resolver. Handshakes fail until a certificate is stored.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn with_metrics(metrics: Metrics) -> Self {
+        Self {
+            current: RwLock::new(None),
+            metrics: Some(metrics),
+        }
+    }
+
+    /// Replaces the served certificate. New handshakes use it from now on.
+    pub fn swap(&self, key: Arc<CertifiedKey>) {
+        let expiry = key
+            .end_entity_cert()
+            .ok()
+            .and_then(|cert| not_after_unix(cert.as_ref()));
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(key);
+        if let Some(metrics) = &self.metrics {
+            metrics.cert_swaps.inc();
+            if let Some(expiry) = expiry {
+                metrics.cert_expiry.set(expiry);
+            }
+        }
+        tracing::info!(not_after_unix = expiry, "serving certificate swapped");
+    }
+
+    /// The certificate currently served, if any.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether a certificate is loaded (used by `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current()
+    }
+}
+
+/// The only crypto provider the workspace uses.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Builds the server configuration: aws-lc-rs, TLS 1.2 + 1.3, certificates from `resolver`,
+/// ALPN `h2` only when `http2` is set (always offering `http/1.1`).
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    http2: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context(BuildServerConfigSnafu)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(Arc::new(config))
+}
+
+/// Parses a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or SEC1)
+/// into a [`CertifiedKey`], refusing a key that does not match the leaf certificate.
+///
+/// `source_name` names where the PEM came from in error messages.
+pub fn certified_key_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    source_name: &str,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context(ParseCertificateSnafu { source_name })?;
+    if chain.is_empty() {
+        return NoCertificateSnafu { source_name }.fail();
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).context(ParsePrivateKeySnafu { source_name })?;
+    let provider = provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .context(KeyMismatchSnafu { source_name })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    // Unlike `CertifiedKey::from_der`, an unknown consistency is an error here: every
+    // aws-lc-rs key can report its public key, so "unknown" means something is wrong.
+    certified
+        .keys_match()
+        .context(KeyMismatchSnafu { source_name })?;
+    Ok(certified)
+}
+
+/// The `notAfter` of a DER certificate as Unix seconds, if it parses.
+pub(crate) fn not_after_unix(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// The serial number (big-endian bytes) of the leaf certificate of `key`.
+pub fn leaf_serial(key: &CertifiedKey) -> Option<Vec<u8>> {
+    let der = key.end_entity_cert().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.raw_serial().to_vec())
+}

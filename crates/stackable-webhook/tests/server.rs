@@ -1,0 +1,488 @@
+//! End-to-end tests of the server through a real TLS client that trusts only the test CA.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{TestCa, client_config, pod_review, post_json, request};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::core::{
+    admission::{AdmissionRequest, Operation},
+    conversion::{ConversionRequest, ConversionResponse},
+};
+use serde_json::json;
+use stackable_webhook::{
+    CertResolver, CertSource, Limits, Mutation, RunningServer, Validation, WebhookServer,
+};
+
+async fn start(ca: &TestCa) -> RunningServer {
+    start_with(ca, Limits::default()).await
+}
+
+async fn start_with(ca: &TestCa, limits: Limits) -> RunningServer {
+    WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+        .limits(limits)
+        .certificates(CertSource::Static(ca.leaf(1)))
+        .validating("/validate", |request: AdmissionRequest<Pod>| async move {
+            let name = request
+                .object
+                .as_ref()
+                .and_then(|pod| pod.metadata.name.clone())
+                .unwrap_or_default();
+            if request.operation == Operation::Delete {
+                return Validation::allow().with_warning("deleting");
+            }
+            if name.starts_with("bad") {
+                Validation::deny(format!("pod {name} is not allowed")).with_code(422)
+            } else if name == "panic" {
+                panic!("handler exploded on purpose")
+            } else {
+                Validation::allow().with_warning("looked fine")
+            }
+        })
+        .mutating("/mutate", |request: AdmissionRequest<Pod>| async move {
+            let Some(mut pod) = request.object else {
+                return Mutation::unchanged();
+            };
+            if pod.metadata.name.as_deref() == Some("leave-me") {
+                return Mutation::patched(pod);
+            }
+            pod.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert("injected".to_owned(), "yes".to_owned());
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.containers.push(Container {
+                    name: "logger".to_owned(),
+                    image: Some("busybox".to_owned()),
+                    ..Container::default()
+                });
+            }
+            Mutation::patched(pod)
+        })
+        .conversion("/convert", |request: ConversionRequest| {
+            if request.desired_api_version == "panic/v1" {
+                panic!("converter exploded");
+            }
+            let objects = request
+                .objects
+                .iter()
+                .map(|object| {
+                    let mut object = object.clone();
+                    object["apiVersion"] = json!(request.desired_api_version);
+                    object
+                })
+                .collect();
+            ConversionResponse::for_request(request).success(objects)
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap()
+}
+
+fn pod(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "futureMetadata": {"keep": true}},
+        "spec": {"containers": [{"name": "main", "image": "nginx", "futureContainerField": "keep-me"}]}
+    })
+}
+
+#[tokio::test]
+async fn validating_allow_and_deny() {
+    let ca = TestCa::new("test-ca");
+    let server = start(&ca).await;
+    let client = client_config(&ca.pem);
+
+    let answer = post_json(
+        &client,
+        server.local_addr(),
+        "/validate",
+        &pod_review("u-1", "CREATE", pod("good")),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let review = answer.json();
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(review["response"]["uid"], "u-1");
+    assert_eq!(review["response"]["allowed"], true);
+    assert_eq!(review["response"]["warnings"], json!(["looked fine"]));
+
+    let answer = post_json(
+        &client,
+        server.local_addr(),
+        "/validate",
+        &pod_review("u-2", "CREATE", pod("bad-pod")),
+    )
+    .await;
+    let review = answer.json();
+    assert_eq!(review["response"]["uid"], "u-2");
+    assert_eq!(review["response"]["allowed"], false);
+    assert_eq!(review["response"]["status"]["code"], 422);
+    assert_eq!(
+        review["response"]["status"]["message"],
+        "pod bad-pod is not allowed"
+    );
+
+    // v1beta1 is echoed back.
+    let mut beta = pod_review("u-3", "CREATE", pod("good"));
+    beta["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let review = post_json(&client, server.local_addr(), "/validate", &beta)
+        .await
+        .json();
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1beta1");
+    assert_eq!(review["response"]["uid"], "u-3");
+
+    // DELETE: no object, old object decoded.
+    let mut delete = pod_review("u-4", "DELETE", pod("bad-but-deleted"));
+    delete["request"]["oldObject"] = delete["request"]["object"].take();
+    let review = post_json(&client, server.local_addr(), "/validate", &delete)
+        .await
+        .json();
+    assert_eq!(review["response"]["allowed"], true);
+    assert_eq!(review["response"]["warnings"], json!(["deleting"]));
+
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn mutating_patch_keeps_unknown_fields() {
+    let ca = TestCa::new("test-ca");
+    let server = start(&ca).await;
+    let client = client_config(&ca.pem);
+    let original = pod("mutate-me");
+    let answer = post_json(
+        &client,
+        server.local_addr(),
+        "/mutate",
+        &pod_review("m-1", "CREATE", original.clone()),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let review = answer.json();
+    let response = &review["response"];
+    assert_eq!(response["uid"], "m-1");
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let patch_bytes = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch_bytes).unwrap();
+    let mut patched = original.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let expected = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mutate-me", "namespace": "default", "futureMetadata": {"keep": true},
+                     "labels": {"injected": "yes"}},
+        "spec": {"containers": [
+            {"name": "main", "image": "nginx", "futureContainerField": "keep-me"},
+            {"name": "logger", "image": "busybox"}
+        ]}
+    });
+    assert_eq!(patched, expected, "patch was {patch:?}");
+
+    // Returning the object unchanged sends no patch at all.
+    let review = post_json(
+        &client,
+        server.local_addr(),
+        "/mutate",
+        &pod_review("m-2", "CREATE", pod("leave-me")),
+    )
+    .await
+    .json();
+    assert_eq!(review["response"]["allowed"], true);
+    assert!(review["response"].get("patch").is_none());
+    assert!(review["response"].get("patchType").is_none());
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let ca = TestCa::new("test-ca");
+    let limits = Limits {
+        max_body_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let server = start_with(&ca, limits).await;
+    let client = client_config(&ca.pem);
+    let addr = server.local_addr();
+
+    let malformed = request(
+        &client,
+        addr,
+        "POST",
+        "/validate",
+        Some("application/json"),
+        b"{not json".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.json()["kind"], "Status");
+    assert_eq!(malformed.json()["code"], 400);
+
+    let not_a_review = request(
+        &client,
+        addr,
+        "POST",
+        "/validate",
+        Some("application/json"),
+        br#"{"kind":"Pod"}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(not_a_review.status, 400);
+
+    let wrong_type = request(
+        &client,
+        addr,
+        "POST",
+        "/validate",
+        Some("text/plain"),
+        b"{}".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong_type.status, 415);
+    assert_eq!(wrong_type.json()["code"], 415);
+
+    let oversized = request(
+        &client,
+        addr,
+        "POST",
+        "/validate",
+        Some("application/json"),
+        vec![b' '; 65 * 1024],
+    )
+    .await
+    .unwrap();
+    assert_eq!(oversized.status, 413);
+    assert_eq!(oversized.json()["reason"], "RequestEntityTooLarge");
+
+    let unknown = request(
+        &client,
+        addr,
+        "POST",
+        "/nope",
+        Some("application/json"),
+        b"{}".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["code"], 404);
+
+    let get = request(&client, addr, "GET", "/validate", None, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(get.status, 405);
+
+    // The server is still fine afterwards.
+    let ok = post_json(
+        &client,
+        addr,
+        "/validate",
+        &pod_review("after", "CREATE", pod("good")),
+    )
+    .await;
+    assert_eq!(ok.json()["response"]["allowed"], true);
+    let metrics = request(&client, addr, "GET", "/metrics", None, Vec::new())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("webhook_requests_total{route=\"/validate\",outcome=\"too_large\"} 1"),
+        "{text}"
+    );
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn handler_panic_becomes_failed_review() {
+    let ca = TestCa::new("test-ca");
+    let server = start(&ca).await;
+    let client = client_config(&ca.pem);
+    let answer = post_json(
+        &client,
+        server.local_addr(),
+        "/validate",
+        &pod_review("p-1", "CREATE", pod("panic")),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let review = answer.json();
+    assert_eq!(review["response"]["uid"], "p-1");
+    assert_eq!(review["response"]["allowed"], false);
+    assert_eq!(review["response"]["status"]["code"], 500);
+    assert!(
+        review["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("handler exploded on purpose")
+    );
+    assert_eq!(server.metrics().handler_panics(), 1);
+
+    // The conversion route catches panics too.
+    let conversion = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "ConversionReview",
+        "request": {"uid": "c-1", "desiredAPIVersion": "panic/v1", "objects": [{"apiVersion": "x/v1", "kind": "X"}]}
+    });
+    let review = post_json(&client, server.local_addr(), "/convert", &conversion)
+        .await
+        .json();
+    assert_eq!(review["response"]["uid"], "c-1");
+    assert_eq!(review["response"]["result"]["status"], "Failure");
+    assert_eq!(review["response"]["result"]["code"], 500);
+    assert_eq!(server.metrics().handler_panics(), 2);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn conversion_route_calls_converter() {
+    let ca = TestCa::new("test-ca");
+    let server = start(&ca).await;
+    let client = client_config(&ca.pem);
+    let conversion = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "ConversionReview",
+        "request": {"uid": "c-2", "desiredAPIVersion": "example.com/v2",
+                    "objects": [{"apiVersion": "example.com/v1", "kind": "Thing", "spec": {"a": 1}}]}
+    });
+    let review = post_json(&client, server.local_addr(), "/convert", &conversion)
+        .await
+        .json();
+    assert_eq!(review["apiVersion"], "apiextensions.k8s.io/v1");
+    assert_eq!(review["kind"], "ConversionReview");
+    assert_eq!(review["response"]["uid"], "c-2");
+    assert_eq!(review["response"]["result"]["status"], "Success");
+    assert_eq!(
+        review["response"]["convertedObjects"][0]["apiVersion"],
+        "example.com/v2"
+    );
+    assert_eq!(review["response"]["convertedObjects"][0]["spec"]["a"], 1);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_on_separate_port_and_readiness() {
+    let ca = TestCa::new("test-ca");
+    let resolver = Arc::new(CertResolver::new());
+    let server = WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .health_bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+        .certificates(CertSource::Resolver(resolver.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let health = server.health_addr().unwrap();
+    assert_eq!(plain_get(health, "/livez").await, 200);
+    assert_eq!(plain_get(health, "/readyz").await, 503);
+    resolver.swap(ca.leaf(7));
+    assert_eq!(plain_get(health, "/readyz").await, 200);
+    let client = client_config(&ca.pem);
+    let answer = request(
+        &client,
+        server.local_addr(),
+        "GET",
+        "/readyz",
+        None,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    // Health routes live on the health port only.
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.serial, vec![7]);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+async fn plain_get(addr: SocketAddr, path: &str) -> u16 {
+    use http_body_util::Empty;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let ca = TestCa::new("test-ca");
+    let server = WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+        .certificates(CertSource::Static(ca.leaf(1)))
+        .validating("/slow", |_request: AdmissionRequest<Pod>| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Validation::allow()
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let client = client_config(&ca.pem);
+    let addr = server.local_addr();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move {
+            post_json(
+                &client,
+                addr,
+                "/slow",
+                &pod_review("s-1", "CREATE", pod("good")),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    server.shutdown();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.json()["response"]["allowed"], true);
+    server.wait().await.unwrap();
+    // New connections are refused after shutdown.
+    assert!(
+        request(&client, addr, "GET", "/livez", None, Vec::new())
+            .await
+            .is_err()
+    );
+    println!(
+        "shutdown with one in-flight request took {:?}",
+        started.elapsed()
+    );
+}
