@@ -1,0 +1,559 @@
+//! The versions of one custom resource kind and the typed conversions between them.
+//!
+//! A [`KindConverter`] is built once, at startup, from the Rust types of each version (the
+//! `#[derive(CustomResource)]` structs) and the conversions between them (`From`/`TryFrom`).
+//! Either every version converts to and from one *hub* version, or versions form a chain (or any
+//! connected graph) of adjacent steps. [`KindConverterBuilder::build`] refuses a set of versions
+//! that are not all connected, two hubs, or a step that bypasses the hub, so a mistake is a startup
+//! error rather than a failed read in production.
+//!
+//! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/>.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    fmt,
+    sync::Arc,
+};
+
+use kube::core::Resource;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use snafu::{ResultExt, Snafu};
+
+use crate::stash;
+
+/// A boxed error, what a user's `TryFrom` error is turned into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The default prefix of the annotation that stashes fields an older version cannot hold:
+/// the stash of version `v1` lives under `conversion.stackable.tech/stash.v1`.
+pub const DEFAULT_STASH_ANNOTATION_PREFIX: &str = "conversion.stackable.tech/stash.";
+
+/// Why one typed conversion step (one hop between two adjacent versions) failed.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+pub enum StepError {
+    /// The JSON object could not be read as the Rust type of its version.
+    #[snafu(display("the object is not a valid {api_version}: {source}"))]
+    Deserialize {
+        /// The version the object claimed to be.
+        api_version: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+
+    /// The user's conversion returned an error.
+    #[snafu(display("converting from {from} to {to} failed: {}", crate::error_chain(source.as_ref())))]
+    Convert {
+        /// Source version.
+        from: String,
+        /// Target version.
+        to: String,
+        /// The user's error.
+        source: BoxError,
+    },
+
+    /// The converted Rust value could not be written as JSON.
+    #[snafu(display("the converted {api_version} object could not be serialised: {source}"))]
+    Serialize {
+        /// The version that was produced.
+        api_version: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+
+    /// A stash annotation written by an earlier conversion is not valid.
+    #[snafu(display("the annotation {key:?} does not hold a valid stash: {source}"))]
+    InvalidStash {
+        /// The annotation key.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+}
+
+/// Why a [`KindConverter`] could not be built. Every variant is a programming error in the
+/// operator, reported at startup.
+#[derive(Debug, Snafu, PartialEq, Eq)]
+pub enum BuildError {
+    /// No version was declared at all.
+    #[snafu(display("no version declared"))]
+    NoVersions,
+
+    /// Two declared types belong to different API groups.
+    #[snafu(display(
+        "version {api_version} is in group {found:?}, but the first version declared is in group {expected:?}"
+    ))]
+    MismatchedGroup {
+        /// The offending version.
+        api_version: String,
+        /// The group of the first version.
+        expected: String,
+        /// Its group.
+        found: String,
+    },
+
+    /// Two declared types have different kinds.
+    #[snafu(display(
+        "version {api_version} has kind {found:?}, but the first version declared has kind {expected:?}"
+    ))]
+    MismatchedKind {
+        /// The offending version.
+        api_version: String,
+        /// The kind of the first version.
+        expected: String,
+        /// Its kind.
+        found: String,
+    },
+
+    /// Two hubs were declared.
+    #[snafu(display("two hubs declared: {first} and {second}; a kind has at most one hub"))]
+    TwoHubs {
+        /// The first hub.
+        first: String,
+        /// The second hub.
+        second: String,
+    },
+
+    /// The same step was registered twice.
+    #[snafu(display("the step between {a} and {b} is registered twice"))]
+    DuplicateStep {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+    },
+
+    /// A step converts a version into itself.
+    #[snafu(display("a step from {version} to itself makes no sense"))]
+    SelfStep {
+        /// The version.
+        version: String,
+    },
+
+    /// With a hub, a spoke has no step to and from the hub.
+    #[snafu(display("{spoke} has no conversion to and from the hub {hub}"))]
+    MissingStep {
+        /// The spoke version without a step.
+        spoke: String,
+        /// The hub.
+        hub: String,
+    },
+
+    /// With a hub, a step between two spokes was registered.
+    #[snafu(display(
+        "the step between {a} and {b} bypasses the hub {hub}; with a hub every step has the hub at one end"
+    ))]
+    StepBypassesHub {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// The hub.
+        hub: String,
+    },
+
+    /// Without a hub, the steps leave two versions unconnected.
+    #[snafu(display("no chain of steps leads from {from} to {to}"))]
+    NoPath {
+        /// One version.
+        from: String,
+        /// A version it cannot reach.
+        to: String,
+    },
+
+    /// The stash annotation prefix is not of the form `<dns-subdomain>/<name-start>`.
+    #[snafu(display(
+        "the stash annotation prefix {prefix:?} does not form valid annotation keys (e.g. {example:?})"
+    ))]
+    InvalidStashPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// A key it would produce.
+        example: String,
+    },
+}
+
+/// One typed step from a version to another, erased to JSON in, JSON out.
+pub(crate) type StepFn = Arc<dyn Fn(Value) -> Result<Value, StepError> + Send + Sync>;
+
+/// The identity of a version: its group, version and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VersionId {
+    group: String,
+    version: String,
+    kind: String,
+}
+
+impl VersionId {
+    fn of<K: Resource<DynamicType = ()>>() -> Self {
+        Self {
+            group: K::group(&()).into_owned(),
+            version: K::version(&()).into_owned(),
+            kind: K::kind(&()).into_owned(),
+        }
+    }
+
+    fn api_version(&self) -> String {
+        api_version(&self.group, &self.version)
+    }
+}
+
+pub(crate) fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    }
+}
+
+/// Builds a [`KindConverter`]; see [`KindConverter::builder`].
+#[must_use]
+pub struct KindConverterBuilder {
+    versions: Vec<VersionId>,
+    hubs: Vec<String>,
+    steps: Vec<(String, String, StepFn, StepFn)>,
+    stash_prefix: String,
+}
+
+impl fmt::Debug for KindConverterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindConverterBuilder")
+            .field("versions", &self.versions)
+            .field("hubs", &self.hubs)
+            .field(
+                "steps",
+                &self
+                    .steps
+                    .iter()
+                    .map(|(a, b, _, _)| (a, b))
+                    .collect::<Vec<_>>(),
+            )
+            .field("stash_prefix", &self.stash_prefix)
+            .finish()
+    }
+}
+
+impl KindConverterBuilder {
+    fn declare(&mut self, id: VersionId) -> String {
+        let version = id.version.clone();
+        if !self.versions.contains(&id) {
+            self.versions.push(id);
+        }
+        version
+    }
+
+    /// Declares a served version that takes part in conversion. Versions named by
+    /// [`hub`](Self::hub) and [`step`](Self::step) are declared implicitly; declaring one
+    /// explicitly that no step reaches makes [`build`](Self::build) fail.
+    pub fn version<K: Resource<DynamicType = ()>>(mut self) -> Self {
+        self.declare(VersionId::of::<K>());
+        self
+    }
+
+    /// Declares `H` as the hub: every other version must then have a [`step`](Self::step) to and
+    /// from `H`, and conversions between two spokes go through it.
+    pub fn hub<H: Resource<DynamicType = ()>>(mut self) -> Self {
+        let version = self.declare(VersionId::of::<H>());
+        if !self.hubs.contains(&version) {
+            self.hubs.push(version);
+        }
+        self
+    }
+
+    /// Registers the conversions between two versions, in both directions: `B: TryFrom<A>` and
+    /// `A: TryFrom<B>` (a `From` impl gives `TryFrom` for free). The conversions get and return
+    /// the whole object (metadata, spec and status).
+    pub fn step<A, B>(mut self) -> Self
+    where
+        A: Resource<DynamicType = ()> + Serialize + DeserializeOwned + TryFrom<B> + 'static,
+        B: Resource<DynamicType = ()> + Serialize + DeserializeOwned + TryFrom<A> + 'static,
+        <A as TryFrom<B>>::Error: Into<BoxError>,
+        <B as TryFrom<A>>::Error: Into<BoxError>,
+    {
+        let a = self.declare(VersionId::of::<A>());
+        let b = self.declare(VersionId::of::<B>());
+        self.steps
+            .push((a, b, typed_step::<A, B>(), typed_step::<B, A>()));
+        self
+    }
+
+    /// Sets the prefix of the annotation keys that stash fields a version cannot hold
+    /// (default [`DEFAULT_STASH_ANNOTATION_PREFIX`]); the version name is appended to it.
+    pub fn stash_annotation_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.stash_prefix = prefix.into();
+        self
+    }
+
+    /// Checks the versions and steps, and computes the path between every two versions.
+    pub fn build(self) -> Result<KindConverter, BuildError> {
+        let Some(first) = self.versions.first().cloned() else {
+            return NoVersionsSnafu.fail();
+        };
+        for id in &self.versions {
+            if id.group != first.group {
+                return MismatchedGroupSnafu {
+                    api_version: id.api_version(),
+                    expected: first.group.clone(),
+                    found: id.group.clone(),
+                }
+                .fail();
+            }
+            if id.kind != first.kind {
+                return MismatchedKindSnafu {
+                    api_version: id.api_version(),
+                    expected: first.kind.clone(),
+                    found: id.kind.clone(),
+                }
+                .fail();
+            }
+        }
+        let av = |v: &str| api_version(&first.group, v);
+        if let [first_hub, second_hub, ..] = self.hubs.as_slice() {
+            return TwoHubsSnafu {
+                first: av(first_hub),
+                second: av(second_hub),
+            }
+            .fail();
+        }
+        for version in self.versions.iter().map(|id| &id.version) {
+            let example = format!("{}{version}", self.stash_prefix);
+            if !crate::invariants::is_qualified_name(&example) {
+                return InvalidStashPrefixSnafu {
+                    prefix: self.stash_prefix.clone(),
+                    example,
+                }
+                .fail();
+            }
+        }
+
+        let mut edges: BTreeMap<(String, String), StepFn> = BTreeMap::new();
+        for (a, b, forward, backward) in self.steps {
+            if a == b {
+                return SelfStepSnafu { version: av(&a) }.fail();
+            }
+            if edges.contains_key(&(a.clone(), b.clone())) {
+                return DuplicateStepSnafu {
+                    a: av(&a),
+                    b: av(&b),
+                }
+                .fail();
+            }
+            edges.insert((a.clone(), b.clone()), forward);
+            edges.insert((b, a), backward);
+        }
+
+        let versions: Vec<String> = self.versions.iter().map(|id| id.version.clone()).collect();
+        let hub = self.hubs.into_iter().next();
+        if let Some(hub) = &hub {
+            for (a, b) in edges.keys() {
+                if a != hub && b != hub {
+                    return StepBypassesHubSnafu {
+                        a: av(a),
+                        b: av(b),
+                        hub: av(hub),
+                    }
+                    .fail();
+                }
+            }
+            for spoke in versions.iter().filter(|v| *v != hub) {
+                if !edges.contains_key(&(spoke.clone(), hub.clone())) {
+                    return MissingStepSnafu {
+                        spoke: av(spoke),
+                        hub: av(hub),
+                    }
+                    .fail();
+                }
+            }
+        }
+
+        let mut paths = BTreeMap::new();
+        for from in &versions {
+            let reached = shortest_paths(from, &edges);
+            for to in &versions {
+                if from == to {
+                    continue;
+                }
+                match reached.get(to) {
+                    Some(path) => {
+                        paths.insert((from.clone(), to.clone()), path.clone());
+                    }
+                    None => {
+                        return NoPathSnafu {
+                            from: av(from),
+                            to: av(to),
+                        }
+                        .fail();
+                    }
+                }
+            }
+        }
+
+        Ok(KindConverter {
+            group: first.group,
+            kind: first.kind,
+            versions,
+            hub,
+            edges,
+            paths,
+            stash_prefix: self.stash_prefix,
+        })
+    }
+}
+
+/// Breadth-first search: the shortest path (as the list of versions after `from`) to every
+/// version reachable from `from`. Ties are broken by version name, so paths are deterministic.
+fn shortest_paths(
+    from: &str,
+    edges: &BTreeMap<(String, String), StepFn>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut reached: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seen = BTreeSet::from([from.to_owned()]);
+    let mut queue = VecDeque::from([(from.to_owned(), Vec::new())]);
+    while let Some((at, path)) = queue.pop_front() {
+        for (_, next) in edges.keys().filter(|(a, _)| *a == at) {
+            if seen.insert(next.clone()) {
+                let mut next_path: Vec<String> = path.clone();
+                next_path.push(next.clone());
+                reached.insert(next.clone(), next_path.clone());
+                queue.push_back((next.clone(), next_path));
+            }
+        }
+    }
+    reached
+}
+
+fn typed_step<A, B>() -> StepFn
+where
+    A: Resource<DynamicType = ()> + DeserializeOwned,
+    B: Resource<DynamicType = ()> + Serialize + TryFrom<A>,
+    <B as TryFrom<A>>::Error: Into<BoxError>,
+{
+    let from = A::api_version(&()).into_owned();
+    let to = B::api_version(&()).into_owned();
+    Arc::new(move |object: Value| {
+        let a: A = serde_json::from_value(object).context(DeserializeSnafu {
+            api_version: from.clone(),
+        })?;
+        let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
+            from: from.clone(),
+            to: to.clone(),
+        })?;
+        serde_json::to_value(b).context(SerializeSnafu {
+            api_version: to.clone(),
+        })
+    })
+}
+
+/// The versions of one kind and the conversions between them; built by
+/// [`KindConverter::builder`], used by [`ConversionRouter`](crate::ConversionRouter).
+#[derive(Clone)]
+pub struct KindConverter {
+    group: String,
+    kind: String,
+    versions: Vec<String>,
+    hub: Option<String>,
+    edges: BTreeMap<(String, String), StepFn>,
+    paths: BTreeMap<(String, String), Vec<String>>,
+    stash_prefix: String,
+}
+
+impl fmt::Debug for KindConverter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindConverter")
+            .field("group", &self.group)
+            .field("kind", &self.kind)
+            .field("versions", &self.versions)
+            .field("hub", &self.hub)
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KindConverter {
+    /// Starts a builder. A hub example:
+    ///
+    /// ```ignore
+    /// KindConverter::builder()
+    ///     .hub::<v1::CronTab>()
+    ///     .step::<v1beta1::CronTab, v1::CronTab>()
+    ///     .step::<v1alpha1::CronTab, v1::CronTab>()
+    ///     .build()?;
+    /// ```
+    pub fn builder() -> KindConverterBuilder {
+        KindConverterBuilder {
+            versions: Vec::new(),
+            hubs: Vec::new(),
+            steps: Vec::new(),
+            stash_prefix: DEFAULT_STASH_ANNOTATION_PREFIX.to_owned(),
+        }
+    }
+
+    /// The API group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The versions (e.g. `v1beta1`), in the order they were declared.
+    pub fn versions(&self) -> &[String] {
+        &self.versions
+    }
+
+    /// The hub version, if one was declared.
+    pub fn hub(&self) -> Option<&str> {
+        self.hub.as_deref()
+    }
+
+    /// The versions a conversion from `from` to `to` passes through (excluding `from`, including
+    /// `to`); `None` if either is not a version of this kind. Empty when `from == to`.
+    pub fn path(&self, from: &str, to: &str) -> Option<&[String]> {
+        if from == to {
+            return self.versions.iter().any(|v| v == from).then_some(&[]);
+        }
+        self.paths
+            .get(&(from.to_owned(), to.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    /// The annotation key that stashes the fields of `version` that another version cannot hold.
+    pub fn stash_annotation_key(&self, version: &str) -> String {
+        format!("{}{version}", self.stash_prefix)
+    }
+
+    /// Converts one object (its `metadata` reduced to what conversions may see) along `path`,
+    /// stashing and restoring fields that a version cannot hold. The caller restores the full
+    /// metadata afterwards.
+    pub(crate) fn convert_along(
+        &self,
+        from: &str,
+        path: &[String],
+        mut object: Value,
+    ) -> Result<Value, StepError> {
+        let mut at = from.to_owned();
+        for next in path {
+            let (Some(forward), Some(backward)) = (
+                self.edges.get(&(at.clone(), next.clone())),
+                self.edges.get(&(next.clone(), at.clone())),
+            ) else {
+                // Paths are computed from the edges at build time, so this cannot happen.
+                unreachable!("path {at} -> {next} without a step")
+            };
+            let stash_key_next = self.stash_annotation_key(next);
+            let stash_key_at = self.stash_annotation_key(&at);
+            object = stash::hop(
+                object,
+                forward.as_ref(),
+                backward.as_ref(),
+                &stash_key_at,
+                &stash_key_next,
+            )?;
+            at.clone_from(next);
+        }
+        Ok(object)
+    }
+}
