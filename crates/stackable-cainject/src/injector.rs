@@ -56,6 +56,20 @@ impl<T: BundleSource + ?Sized> BundleSource for Arc<T> {
     }
 }
 
+/// The trust bundle of the rotation driver's serving material: old and new CA during a
+/// rotation overlap, exactly as `stackable-certs` publishes it.
+impl BundleSource for stackable_certs::ServingMaterial {
+    fn bundle_pem(&self) -> Option<String> {
+        Some(self.ca_bundle_pem())
+    }
+}
+
+impl BundleSource for stackable_certs::CaBundle {
+    fn bundle_pem(&self) -> Option<String> {
+        Some(self.to_pem())
+    }
+}
+
 impl BundleSource for TrustBundle {
     fn bundle_pem(&self) -> Option<String> {
         Some(self.to_pem())

@@ -1,0 +1,610 @@
+//! The annotation-driven injection controller.
+//!
+//! It watches the metadata of CRDs, webhook configurations, APIServices, ConfigMaps and
+//! Secrets (<https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables>
+//! style partial objects: metadata only), keeps a [`ReferenceIndex`] from each Secret or
+//! Certificate to the objects that read it, and reconciles only the objects a change
+//! concerns. Secret data is read with one GET per referenced Secret and never cached.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt::Debug,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::{
+    api::{
+        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+        core::v1::{ConfigMap, ObjectReference, Secret},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+};
+use kube::{
+    Api, Client, Resource,
+    api::DynamicObject,
+    core::{ApiResource, GroupVersionKind, PartialObjectMeta},
+    runtime::{
+        WatchStreamExt,
+        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        watcher::{self, Event},
+    },
+};
+use serde::de::DeserializeOwned;
+use snafu::Snafu;
+use stackable_cainject::{
+    ApplyError, Outcome, Target, TargetKind, TrustBundle, Writer,
+    annotations::{self, CaSource, ObjectKey},
+    index::{Reference, ReferenceIndex},
+};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+/// Where `service.beta.openshift.io/inject-cabundle` takes its CA from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceCa {
+    /// The API server CA (the default).
+    ApiServerCa,
+    /// `ca.crt` of this Secret (operator-configured, so no annotation is required on it).
+    Secret(ObjectKey),
+}
+
+/// The controller's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server-side apply field manager.
+    pub field_manager: String,
+    /// Namespaces whose Secrets, ConfigMaps and Certificates are watched; empty for all.
+    pub namespaces: Vec<String>,
+    /// The API server CA, for `inject-apiserver-ca` (`None` when unknown).
+    pub api_server_ca: Option<String>,
+    /// The CA of `inject-cabundle`.
+    pub service_ca: ServiceCa,
+    /// Who publishes the Events.
+    pub reporter: Reporter,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, Snafu)]
+pub enum Error {
+    /// A watch stream ended, which only happens when the client is shut down.
+    #[snafu(display("the watch streams ended"))]
+    StreamsEnded,
+}
+
+/// Why a source yielded no bundle: reported on the target, the old bundle stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refusal(String);
+
+struct Shared {
+    writer: Writer,
+    config: Config,
+    index: Mutex<ReferenceIndex>,
+    pending: Mutex<HashSet<Target>>,
+    queue: mpsc::UnboundedSender<Target>,
+    recorder: Recorder,
+    metrics: Metrics,
+    certificates: Option<ApiResource>,
+}
+
+impl Shared {
+    fn enqueue(&self, target: Target) {
+        let fresh = self
+            .pending
+            .lock()
+            .map(|mut p| p.insert(target.clone()))
+            .unwrap_or(true);
+        if fresh {
+            let _ = self.queue.send(target);
+        }
+    }
+
+    fn with_index<T>(&self, f: impl FnOnce(&mut ReferenceIndex) -> T) -> Option<T> {
+        self.index.lock().ok().map(|mut index| f(&mut index))
+    }
+
+    fn enqueue_referrers(&self, reference: &Reference) {
+        let targets = self
+            .with_index(|index| index.targets_of(reference))
+            .unwrap_or_default();
+        for target in targets {
+            self.enqueue(target);
+        }
+    }
+
+    fn in_scope(&self, namespace: &str) -> bool {
+        self.config.namespaces.is_empty() || self.config.namespaces.iter().any(|n| n == namespace)
+    }
+
+    async fn event(&self, target: &Target, type_: EventType, reason: &str, note: String) {
+        let reference = ObjectReference {
+            api_version: Some(target.kind().api_version()),
+            kind: Some(target.kind().kind().to_owned()),
+            name: Some(target.name().to_owned()),
+            namespace: target.namespace().map(str::to_owned),
+            ..ObjectReference::default()
+        };
+        let event = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "InjectCABundle".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(%target, %error, "cannot publish event");
+        }
+    }
+
+    async fn refuse(&self, target: &Target, refusal: Refusal) {
+        tracing::warn!(%target, reason = %refusal.0, "refused to inject; the previous caBundle stays");
+        self.metrics.refused(target.kind().kind());
+        self.event(target, EventType::Warning, "CABundleRefused", refusal.0)
+            .await;
+    }
+
+    /// GETs a Secret and reads its `ca.crt`; the Secret is dropped right after.
+    async fn secret_ca(
+        &self,
+        key: &ObjectKey,
+        check: impl FnOnce(&BTreeMap<String, String>) -> Result<(), Refusal>,
+    ) -> Result<TrustBundle, Refusal> {
+        let api: Api<Secret> = Api::namespaced(self.writer.client().clone(), &key.namespace);
+        let secret = match api.get_opt(&key.name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return Err(Refusal(format!("Secret {key} does not exist"))),
+            Err(error) => {
+                return Err(Refusal(format!(
+                    "cannot read Secret {key} (needs RBAC rule \"get secrets {}\" in namespace {}): {error}",
+                    key.name, key.namespace
+                )));
+            }
+        };
+        check(
+            secret
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&BTreeMap::new()),
+        )?;
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(annotations::CA_CRT_KEY))
+            .ok_or_else(|| {
+                Refusal(format!(
+                    "Secret {key} has no {} key",
+                    annotations::CA_CRT_KEY
+                ))
+            })?;
+        TrustBundle::from_pem_normalized(&data.0, SystemTime::now()).map_err(|error| {
+            Refusal(format!(
+                "{} of Secret {key} refused: {error}",
+                annotations::CA_CRT_KEY
+            ))
+        })
+    }
+
+    /// Resolves a source to a bundle, recording in the index what the target reads.
+    async fn resolve(&self, target: &Target, source: &CaSource) -> Result<TrustBundle, Refusal> {
+        match source {
+            CaSource::Secret(key) => {
+                self.with_index(|i| i.set(target, [Reference::Secret(key.clone())]));
+                self.secret_ca(key, |annotations| {
+                    if annotations::allows_direct_injection(annotations) {
+                        Ok(())
+                    } else {
+                        Err(Refusal(format!(
+                            "Secret {key} is not marked {}: \"true\", so {} may not read it",
+                            annotations::ALLOW_DIRECT_INJECTION,
+                            annotations::INJECT_CA_FROM_SECRET
+                        )))
+                    }
+                })
+                .await
+            }
+            CaSource::Certificate(key) => {
+                self.with_index(|i| i.set(target, [Reference::Certificate(key.clone())]));
+                let Some(ar) = &self.certificates else {
+                    return Err(Refusal(format!(
+                        "{} names Certificate {key}, but cert-manager's Certificate CRD (cert-manager.io/v1) is not installed",
+                        annotations::INJECT_CA_FROM
+                    )));
+                };
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.writer.client().clone(), &key.namespace, ar);
+                let certificate = match api.get_opt(&key.name).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return Err(Refusal(format!("Certificate {key} does not exist"))),
+                    Err(error) => {
+                        return Err(Refusal(format!("cannot read Certificate {key}: {error}")));
+                    }
+                };
+                let Some(secret_name) = certificate
+                    .data
+                    .pointer("/spec/secretName")
+                    .and_then(serde_json::Value::as_str)
+                else {
+                    return Err(Refusal(format!("Certificate {key} has no spec.secretName")));
+                };
+                let secret = ObjectKey::new(&key.namespace, secret_name);
+                self.with_index(|i| {
+                    i.set(
+                        target,
+                        [
+                            Reference::Certificate(key.clone()),
+                            Reference::Secret(secret.clone()),
+                        ],
+                    )
+                });
+                self.secret_ca(&secret, |annotations| {
+                    if annotations::belongs_to_certificate(annotations, &key.name) {
+                        Ok(())
+                    } else {
+                        Err(Refusal(format!(
+                            "Secret {secret} does not carry {}: {:?}, so it was not written for Certificate {key}",
+                            annotations::CERTIFICATE_NAME,
+                            key.name
+                        )))
+                    }
+                })
+                .await
+            }
+            CaSource::ApiServerCa => {
+                self.with_index(|i| i.remove(target));
+                self.api_server_ca()
+            }
+            CaSource::ServiceCa => match &self.config.service_ca {
+                ServiceCa::ApiServerCa => {
+                    self.with_index(|i| i.remove(target));
+                    self.api_server_ca()
+                }
+                ServiceCa::Secret(key) => {
+                    self.with_index(|i| i.set(target, [Reference::Secret(key.clone())]));
+                    self.secret_ca(key, |_| Ok(())).await
+                }
+            },
+        }
+    }
+
+    fn api_server_ca(&self) -> Result<TrustBundle, Refusal> {
+        let pem = self.config.api_server_ca.as_deref().ok_or_else(|| {
+            Refusal(
+                "the injector knows no API server CA (its kubeconfig or service account has none)"
+                    .to_owned(),
+            )
+        })?;
+        TrustBundle::from_pem_normalized(pem, SystemTime::now())
+            .map_err(|error| Refusal(format!("the API server CA was refused: {error}")))
+    }
+
+    async fn reconcile(self: &Arc<Self>, target: Target) {
+        let current = match self.writer.get(&target).await {
+            Ok(current) => current,
+            Err(ApplyError::NotFound { .. }) => {
+                self.with_index(|i| i.remove(&target));
+                return;
+            }
+            Err(error) => {
+                self.fail(&target, error).await;
+                return;
+            }
+        };
+        let annotations: BTreeMap<String, String> = current
+            .pointer("/metadata/annotations")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default();
+        let source =
+            match annotations::parse_source(target.kind(), target.namespace(), &annotations) {
+                Ok(Some(source)) => source,
+                Ok(None) => {
+                    self.with_index(|i| i.remove(&target));
+                    return;
+                }
+                Err(error) => {
+                    self.with_index(|i| i.remove(&target));
+                    self.refuse(&target, Refusal(error.to_string())).await;
+                    return;
+                }
+            };
+        let bundle = match self.resolve(&target, &source).await {
+            Ok(bundle) => bundle,
+            Err(refusal) => {
+                self.refuse(&target, refusal).await;
+                return;
+            }
+        };
+        match self.writer.inject_into(&target, &current, &bundle).await {
+            Ok(Outcome::Written) => {
+                self.metrics.injected(target.kind().kind());
+                self.event(
+                    &target,
+                    EventType::Normal,
+                    "CABundleInjected",
+                    format!("injected {} CA certificate(s) from {source}", bundle.len()),
+                )
+                .await;
+            }
+            Ok(Outcome::Unchanged) => {}
+            Err(ApplyError::InvalidTarget { source: error, .. }) => {
+                self.refuse(&target, Refusal(error.to_string())).await;
+            }
+            Err(error) => self.fail(&target, error).await,
+        }
+    }
+
+    async fn fail(self: &Arc<Self>, target: &Target, error: ApplyError) {
+        let message = snafu::Report::from_error(&error).to_string();
+        tracing::error!(%target, error = %message, "caBundle injection failed");
+        self.metrics.error(target.kind().kind());
+        self.event(
+            target,
+            EventType::Warning,
+            "CABundleInjectionFailed",
+            message,
+        )
+        .await;
+        // Retry later; a change of the target or its source retries sooner.
+        let shared = Arc::clone(self);
+        let target = target.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(if error.is_transient() {
+                2
+            } else {
+                30
+            }))
+            .await;
+            shared.enqueue(target);
+        });
+    }
+}
+
+fn has_injection_annotation(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations.is_some_and(|a| {
+        [
+            annotations::INJECT_CA_FROM,
+            annotations::INJECT_CA_FROM_SECRET,
+            annotations::INJECT_APISERVER_CA,
+            annotations::OPENSHIFT_INJECT_CABUNDLE,
+        ]
+        .iter()
+        .any(|key| a.contains_key(*key))
+    })
+}
+
+/// What a watch stream reports to the controller.
+enum Signal {
+    Target {
+        target: Target,
+        annotated: bool,
+        deleted: bool,
+    },
+    Reference {
+        reference: Reference,
+    },
+}
+
+fn metadata_stream<K>(
+    api: Api<PartialObjectMeta<K>>,
+    map: impl Fn(PartialObjectMeta<K>, bool) -> Option<Signal> + Send + 'static,
+) -> BoxStream<'static, Signal>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Clone,
+{
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let signal = match event {
+                Ok(Event::Apply(object) | Event::InitApply(object)) => map(object, false),
+                Ok(Event::Delete(object)) => map(object, true),
+                Ok(Event::Init | Event::InitDone) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "watch failed; retrying");
+                    None
+                }
+            };
+            futures::future::ready(signal)
+        })
+        .boxed()
+}
+
+fn target_stream<K>(api: Api<PartialObjectMeta<K>>, kind: TargetKind) -> BoxStream<'static, Signal>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    metadata_stream(api, move |object, deleted| {
+        let name = object.metadata.name.clone()?;
+        Some(Signal::Target {
+            target: Target::new(kind, object.metadata.namespace.clone(), name),
+            annotated: has_injection_annotation(object.metadata.annotations.as_ref()),
+            deleted,
+        })
+    })
+}
+
+fn secret_stream(client: &Client, namespace: Option<&str>) -> BoxStream<'static, Signal> {
+    let api: Api<PartialObjectMeta<Secret>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    metadata_stream(api, |object, _| {
+        Some(Signal::Reference {
+            reference: Reference::Secret(ObjectKey::new(
+                object.metadata.namespace?,
+                object.metadata.name?,
+            )),
+        })
+    })
+}
+
+fn certificate_stream(
+    client: &Client,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+) -> BoxStream<'static, Signal> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    };
+    // Certificates are small and few; their spec.secretName is read on reconcile.
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| {
+            let object = match event {
+                Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) => Some(o),
+                _ => None,
+            };
+            futures::future::ready(object.and_then(|o| {
+                Some(Signal::Reference {
+                    reference: Reference::Certificate(ObjectKey::new(
+                        o.metadata.namespace?,
+                        o.metadata.name?,
+                    )),
+                })
+            }))
+        })
+        .boxed()
+}
+
+/// Detects cert-manager's Certificate kind via discovery.
+pub async fn discover_certificates(client: &Client) -> Option<ApiResource> {
+    let gvk = GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate");
+    match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok((ar, _)) => Some(ar),
+        Err(error) => {
+            tracing::info!(%error, "cert-manager's Certificate kind is not served; inject-ca-from is refused");
+            None
+        }
+    }
+}
+
+/// Runs the controller until its watch streams end.
+pub async fn run(client: Client, config: Config, metrics: Metrics) -> Result<(), Error> {
+    let certificates = discover_certificates(&client).await;
+    let (queue, mut queued) = mpsc::unbounded_channel();
+    let namespaces: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let shared = Arc::new(Shared {
+        writer: Writer::new(client.clone(), config.field_manager.clone()),
+        recorder: Recorder::new(client.clone(), config.reporter.clone()),
+        config,
+        index: Mutex::new(ReferenceIndex::new()),
+        pending: Mutex::new(HashSet::new()),
+        queue,
+        metrics,
+        certificates: certificates.clone(),
+    });
+
+    let mut streams: Vec<BoxStream<'static, Signal>> = vec![
+        target_stream(
+            Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
+            TargetKind::CustomResourceDefinition,
+        ),
+        target_stream(
+            Api::<PartialObjectMeta<ValidatingWebhookConfiguration>>::all(client.clone()),
+            TargetKind::ValidatingWebhookConfiguration,
+        ),
+        target_stream(
+            Api::<PartialObjectMeta<MutatingWebhookConfiguration>>::all(client.clone()),
+            TargetKind::MutatingWebhookConfiguration,
+        ),
+        target_stream(
+            Api::<PartialObjectMeta<APIService>>::all(client.clone()),
+            TargetKind::ApiService,
+        ),
+    ];
+    for namespace in &namespaces {
+        let config_maps: Api<PartialObjectMeta<ConfigMap>> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        streams.push(target_stream(config_maps, TargetKind::ConfigMap));
+        streams.push(secret_stream(&client, namespace.as_deref()));
+        if let Some(ar) = &certificates {
+            streams.push(certificate_stream(&client, ar, namespace.as_deref()));
+        }
+    }
+    // The configured service CA Secret may live outside the watched namespaces.
+    if let ServiceCa::Secret(key) = &shared.config.service_ca
+        && !shared.in_scope(&key.namespace)
+    {
+        streams.push(secret_stream(&client, Some(&key.namespace)));
+    }
+    let mut signals = futures::stream::select_all(streams);
+
+    let worker = {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            while let Some(target) = queued.recv().await {
+                if let Ok(mut pending) = shared.pending.lock() {
+                    pending.remove(&target);
+                }
+                shared.reconcile(target).await;
+            }
+        })
+    };
+
+    while let Some(signal) = signals.next().await {
+        match signal {
+            Signal::Target {
+                target,
+                annotated,
+                deleted,
+            } => {
+                let indexed = shared
+                    .with_index(|i| !i.references_of(&target).is_empty())
+                    .unwrap_or(false);
+                if deleted {
+                    shared.with_index(|i| i.remove(&target));
+                } else if annotated || indexed {
+                    shared.enqueue(target);
+                }
+            }
+            Signal::Reference { reference } => shared.enqueue_referrers(&reference),
+        }
+    }
+    worker.abort();
+    StreamsEndedSnafu.fail()
+}
+
+/// Converts DER certificates (a kubeconfig's or service account's CA) to PEM.
+pub fn der_to_pem(certificates: &[Vec<u8>]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    certificates
+        .iter()
+        .map(|der| pem::encode_config(&pem::Pem::new("CERTIFICATE", der.clone()), config))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_injection_annotations() {
+        let mut a = BTreeMap::new();
+        assert!(!has_injection_annotation(None));
+        assert!(!has_injection_annotation(Some(&a)));
+        a.insert("other".to_owned(), "x".to_owned());
+        assert!(!has_injection_annotation(Some(&a)));
+        a.insert(
+            annotations::OPENSHIFT_INJECT_CABUNDLE.to_owned(),
+            "true".to_owned(),
+        );
+        assert!(has_injection_annotation(Some(&a)));
+    }
+
+    #[test]
+    fn der_to_pem_is_lf_pem() {
+        let pem = der_to_pem(&[vec![1, 2, 3], vec![4]]);
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----\n").count(), 2);
+        assert!(!pem.contains('\r'));
+    }
+}
