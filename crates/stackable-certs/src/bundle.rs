@@ -64,7 +64,9 @@ impl CaBundle {
 
     /// Whether the bundle holds this exact certificate.
     pub fn contains(&self, certificate: &Certificate) -> bool {
-        self.certificates.iter().any(|c| c.der() == certificate.der())
+        self.certificates
+            .iter()
+            .any(|c| c.der() == certificate.der())
     }
 
     /// The certificates, in insertion order.

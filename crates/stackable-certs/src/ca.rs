@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use crate::{
     Certificate, KeyAlgorithm, LeafOptions, PrivateKey,
     error::{
-        CaCannotSignSnafu, CaExpiredSnafu, InvalidDnsNameSnafu,
-        InvalidOptionsSnafu, KeyMismatchSnafu, NotACaSnafu, Result, SignCertificateSnafu,
+        CaCannotSignSnafu, CaExpiredSnafu, InvalidDnsNameSnafu, InvalidOptionsSnafu,
+        KeyMismatchSnafu, NotACaSnafu, Result, SignCertificateSnafu,
     },
 };
 
@@ -230,7 +230,11 @@ impl CertificateAuthority {
 
     /// Issues a leaf certificate as if the time were `now`. The validity is clamped to the
     /// CA's notAfter; issuing from a CA that is not valid at `now` fails.
-    pub fn issue_at(&self, options: &LeafOptions, now: OffsetDateTime) -> Result<IssuedCertificate> {
+    pub fn issue_at(
+        &self,
+        options: &LeafOptions,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate> {
         let now = whole_seconds(now);
         let ca_info = self.certificate.info();
         ensure!(
@@ -330,4 +334,3 @@ impl CertificateAuthority {
         })
     }
 }
-

@@ -297,10 +297,11 @@ fn inspect(der: &[u8]) -> Result<CertificateInfo> {
         _ => None,
     };
 
-    let strings = |iter: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-        iter.filter_map(|a| a.as_str().ok().map(str::to_string))
-            .collect::<Vec<_>>()
-    };
+    let strings =
+        |iter: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+            iter.filter_map(|a| a.as_str().ok().map(str::to_string))
+                .collect::<Vec<_>>()
+        };
 
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     let mut sha256_fingerprint = [0u8; 32];

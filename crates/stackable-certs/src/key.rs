@@ -189,7 +189,9 @@ impl PrivateKey {
     /// `EC PRIVATE KEY` (SEC1, P-256/P-384). The first key block is used; other blocks (for
     /// example certificates in a combined file) are skipped.
     pub fn from_pem(pem: &str) -> Result<Self> {
-        let blocks = pem::parse_many(pem).context(ParsePemSnafu { what: "private key" })?;
+        let blocks = pem::parse_many(pem).context(ParsePemSnafu {
+            what: "private key",
+        })?;
         let mut other = None;
         for block in &blocks {
             let contents = Zeroizing::new(block.contents().to_vec());
@@ -260,17 +262,17 @@ impl PrivateKey {
     /// Loads a SEC1 `ECPrivateKey` (P-256 or P-384) and converts it to PKCS#8.
     pub fn from_sec1_der(der: &[u8]) -> Result<Self> {
         let fail = || ParsePrivateKeySnafu { tried: "SEC1" }.build();
-        let (kp, algorithm) =
-            if let Ok(kp) = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, der)
-            {
-                (kp, KeyAlgorithm::EcdsaP256)
-            } else if let Ok(kp) =
-                EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_ASN1_SIGNING, der)
-            {
-                (kp, KeyAlgorithm::EcdsaP384)
-            } else {
-                return Err(fail());
-            };
+        let (kp, algorithm) = if let Ok(kp) =
+            EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, der)
+        {
+            (kp, KeyAlgorithm::EcdsaP256)
+        } else if let Ok(kp) =
+            EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_ASN1_SIGNING, der)
+        {
+            (kp, KeyAlgorithm::EcdsaP384)
+        } else {
+            return Err(fail());
+        };
         let pkcs8 = kp.to_pkcs8v1().map_err(|_| fail())?;
         Ok(PrivateKey {
             pkcs8: Zeroizing::new(pkcs8.as_ref().to_vec()),

@@ -104,10 +104,12 @@ impl ServingMaterial {
 
     /// The chain and key for rustls (aws-lc-rs provider).
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>> {
-        let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.to_rustls())
-            .context(RustlsKeySnafu {
-                algorithm: self.key.algorithm(),
-            })?;
+        let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(
+            &self.key.to_rustls(),
+        )
+        .context(RustlsKeySnafu {
+            algorithm: self.key.algorithm(),
+        })?;
         let chain = self.chain.iter().map(Certificate::to_rustls).collect();
         Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
     }

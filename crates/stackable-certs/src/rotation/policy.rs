@@ -12,9 +12,7 @@ use crate::{KeyAlgorithm, ca::DEFAULT_CA_VALIDITY, leaf::DEFAULT_LEAF_VALIDITY};
 #[snafu(visibility(pub(crate)))]
 pub enum PolicyError {
     /// The renewal fraction is not strictly between 0 and 1.
-    #[snafu(display(
-        "renew_remaining_fraction must be strictly between 0 and 1, got {fraction}"
-    ))]
+    #[snafu(display("renew_remaining_fraction must be strictly between 0 and 1, got {fraction}"))]
     FractionOutOfRange {
         /// The value given.
         fraction: f64,

@@ -1,0 +1,1 @@
+//! A [`Store`](super::Store) backed by a Kubernetes Secret (feature `kube`).

@@ -1,0 +1,582 @@
+//! The rotation state machine: a pure function of (state, policy, now).
+//!
+//! [`advance`] performs every step that is due at `now` and returns the new state, the steps
+//! taken and the next deadline. It does no I/O and reads no clock, so it is unit-tested with
+//! a fake clock; the [driver](super::RotationDriver) calls it with the wall clock.
+//!
+//! Stages of a CA rotation (see `docs/certificates.md`):
+//!
+//! 1. [`Stage::Stable`]: one CA; it signs the served leaf. When less than the renewal window
+//!    of its lifetime remains, a new CA is created and *added* to the bundle →
+//! 2. [`Stage::Propagating`]: both CAs are in the bundle, the leaf is still signed by the old
+//!    CA. After `propagation_delay` (time for the new bundle to reach every client) the leaf
+//!    is re-issued by the new CA →
+//! 3. [`Stage::Overlap`]: both CAs are in the bundle, the leaf is signed by the new CA. After
+//!    `overlap` (time for every replica to serve the new leaf) the old CA leaves the bundle →
+//!    back to [`Stage::Stable`].
+//!
+//! Expired CAs are pruned at any stage.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use snafu::{ResultExt as _, Snafu};
+use time::OffsetDateTime;
+
+use crate::{
+    CaBundle, Certificate, LeafOptions, PrivateKey, ServingMaterial,
+    ca::{CaOptions, CertificateAuthority},
+    rotation::RotationPolicy,
+};
+
+/// The stage of a CA rotation (serialised into the stored state, so a restart resumes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "camelCase")]
+pub enum Stage {
+    /// One CA signs the served leaf; nothing in flight.
+    Stable,
+    /// The newest CA is in the bundle; leaves are issued by it from `issue_after` on.
+    #[serde(rename_all = "camelCase")]
+    Propagating {
+        /// When the leaf switches to the new CA.
+        #[serde(with = "time::serde::rfc3339")]
+        issue_after: OffsetDateTime,
+    },
+    /// The leaf is signed by the newest CA; older CAs leave the bundle at `retire_after`.
+    #[serde(rename_all = "camelCase")]
+    Overlap {
+        /// When the older CAs leave the bundle.
+        #[serde(with = "time::serde::rfc3339")]
+        retire_after: OffsetDateTime,
+    },
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::Stable => f.write_str("stable"),
+            Stage::Propagating { issue_after } => write!(f, "propagating (until {issue_after})"),
+            Stage::Overlap { retire_after } => write!(f, "overlap (until {retire_after})"),
+        }
+    }
+}
+
+/// A CA in the trust bundle.
+#[derive(Clone, Debug)]
+pub struct Authority {
+    /// The CA.
+    pub ca: CertificateAuthority,
+    /// When it was added to the bundle.
+    pub added_at: OffsetDateTime,
+}
+
+/// The leaf currently served.
+#[derive(Clone, Debug)]
+pub struct ServedLeaf {
+    /// The leaf certificate.
+    pub certificate: Certificate,
+    /// Its key.
+    pub key: PrivateKey,
+}
+
+/// Everything the rotation needs to resume: the CAs (oldest first), the served leaf and the
+/// stage. Serialises to JSON with PEM-encoded certificates and keys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "StateRepr", into = "StateRepr")]
+pub struct RotationState {
+    authorities: Vec<Authority>,
+    leaf: Option<ServedLeaf>,
+    stage: Stage,
+}
+
+/// Why the serialised state could not be loaded.
+#[derive(Debug, Snafu)]
+pub enum StateError {
+    /// The JSON is malformed.
+    #[snafu(display("rotation state is not valid JSON for this version"))]
+    Json {
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The state has an unknown format version.
+    #[snafu(display("rotation state has format version {version}, this build understands 1"))]
+    UnknownVersion {
+        /// The version found.
+        version: u32,
+    },
+    /// A certificate or key in the state is invalid.
+    #[snafu(display("rotation state holds an invalid {what}"))]
+    Material {
+        /// Which item.
+        what: String,
+        /// The parse error.
+        source: crate::Error,
+    },
+}
+
+const STATE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StateRepr {
+    version: u32,
+    #[serde(flatten)]
+    stage: Stage,
+    authorities: Vec<AuthorityRepr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    leaf: Option<LeafRepr>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorityRepr {
+    certificate: String,
+    key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    added_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeafRepr {
+    certificate: String,
+    key: String,
+}
+
+impl From<RotationState> for StateRepr {
+    fn from(state: RotationState) -> Self {
+        StateRepr {
+            version: STATE_VERSION,
+            stage: state.stage,
+            authorities: state
+                .authorities
+                .iter()
+                .map(|a| AuthorityRepr {
+                    certificate: a.ca.certificate().to_pem(),
+                    key: a.ca.key().to_pem(),
+                    added_at: a.added_at,
+                })
+                .collect(),
+            leaf: state.leaf.map(|l| LeafRepr {
+                certificate: l.certificate.to_pem(),
+                key: l.key.to_pem(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<StateRepr> for RotationState {
+    type Error = StateError;
+
+    fn try_from(repr: StateRepr) -> Result<Self, StateError> {
+        if repr.version != STATE_VERSION {
+            return UnknownVersionSnafu {
+                version: repr.version,
+            }
+            .fail();
+        }
+        let mut authorities = Vec::with_capacity(repr.authorities.len());
+        for (i, a) in repr.authorities.into_iter().enumerate() {
+            let what = || format!("CA #{i}");
+            let cert =
+                Certificate::from_pem(&a.certificate).context(MaterialSnafu { what: what() })?;
+            let key = PrivateKey::from_pem(&a.key).context(MaterialSnafu { what: what() })?;
+            let ca = CertificateAuthority::from_parts(cert, key)
+                .context(MaterialSnafu { what: what() })?;
+            authorities.push(Authority {
+                ca,
+                added_at: a.added_at,
+            });
+        }
+        let leaf = match repr.leaf {
+            Some(l) => {
+                let certificate = Certificate::from_pem(&l.certificate)
+                    .context(MaterialSnafu { what: "leaf" })?;
+                let key =
+                    PrivateKey::from_pem(&l.key).context(MaterialSnafu { what: "leaf key" })?;
+                Some(ServedLeaf { certificate, key })
+            }
+            None => None,
+        };
+        Ok(RotationState {
+            authorities,
+            leaf,
+            stage: repr.stage,
+        })
+    }
+}
+
+impl Default for RotationState {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl RotationState {
+    /// No CA, no leaf.
+    pub fn empty() -> Self {
+        RotationState {
+            authorities: Vec::new(),
+            leaf: None,
+            stage: Stage::Stable,
+        }
+    }
+
+    /// A state adopting an existing CA (and optionally a leaf it issued).
+    pub fn adopt(ca: CertificateAuthority, leaf: Option<ServedLeaf>, now: OffsetDateTime) -> Self {
+        RotationState {
+            authorities: vec![Authority { ca, added_at: now }],
+            leaf,
+            stage: Stage::Stable,
+        }
+    }
+
+    /// Serialises to JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Loads from JSON.
+    pub fn from_json(json: &str) -> Result<Self, StateError> {
+        serde_json::from_str(json).context(JsonSnafu)
+    }
+
+    /// The current stage.
+    pub fn stage(&self) -> &Stage {
+        &self.stage
+    }
+
+    /// The CAs in the bundle, oldest first.
+    pub fn authorities(&self) -> &[Authority] {
+        &self.authorities
+    }
+
+    /// The served leaf.
+    pub fn leaf(&self) -> Option<&ServedLeaf> {
+        self.leaf.as_ref()
+    }
+
+    /// The CA that signs leaves in the current stage.
+    pub fn active_authority(&self) -> Option<&Authority> {
+        match self.stage {
+            Stage::Propagating { .. } if self.authorities.len() >= 2 => {
+                self.authorities.get(self.authorities.len() - 2)
+            }
+            _ => self.authorities.last(),
+        }
+    }
+
+    /// The trust bundle: every CA of the state.
+    pub fn trust_bundle(&self) -> Option<CaBundle> {
+        CaBundle::from_certificates(self.authorities.iter().map(|a| a.ca.certificate().clone()))
+            .ok()
+    }
+
+    /// The serving material (leaf, key, bundle), if there is a leaf.
+    pub fn serving_material(&self) -> Option<ServingMaterial> {
+        let leaf = self.leaf.as_ref()?;
+        ServingMaterial::new(
+            vec![leaf.certificate.clone()],
+            leaf.key.clone(),
+            self.trust_bundle()?,
+        )
+        .ok()
+    }
+
+    /// Whether two states hold the same material and stage (compares DER, not keys' encoding).
+    pub fn same_as(&self, other: &RotationState) -> bool {
+        self.stage == other.stage
+            && self.authorities.len() == other.authorities.len()
+            && self
+                .authorities
+                .iter()
+                .zip(&other.authorities)
+                .all(|(a, b)| a.ca.certificate() == b.ca.certificate())
+            && self.leaf.as_ref().map(|l| &l.certificate)
+                == other.leaf.as_ref().map(|l| &l.certificate)
+    }
+}
+
+/// One step the state machine took (for logs; never contains key material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A first CA was created (nothing to preserve trust for).
+    CreatedCa {
+        /// Serial of the new CA (hex).
+        serial: String,
+    },
+    /// A new CA was added to the bundle; leaves switch to it later.
+    StagedNewCa {
+        /// Serial of the new CA (hex).
+        serial: String,
+        /// When leaves switch to it.
+        issue_after: OffsetDateTime,
+    },
+    /// A leaf was issued.
+    IssuedLeaf {
+        /// Serial of the leaf (hex).
+        serial: String,
+        /// Serial of the issuing CA (hex).
+        issuer_serial: String,
+        /// Why.
+        reason: LeafReason,
+    },
+    /// An older CA left the bundle after the overlap.
+    RetiredCa {
+        /// Serial of the CA (hex).
+        serial: String,
+    },
+    /// An expired CA was pruned.
+    PrunedExpiredCa {
+        /// Serial of the CA (hex).
+        serial: String,
+    },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::CreatedCa { serial } => write!(f, "created CA {serial}"),
+            Step::StagedNewCa {
+                serial,
+                issue_after,
+            } => write!(
+                f,
+                "added new CA {serial} to the bundle; leaves switch to it at {issue_after}"
+            ),
+            Step::IssuedLeaf {
+                serial,
+                issuer_serial,
+                reason,
+            } => write!(f, "issued leaf {serial} from CA {issuer_serial} ({reason})"),
+            Step::RetiredCa { serial } => write!(f, "retired CA {serial} from the bundle"),
+            Step::PrunedExpiredCa { serial } => write!(f, "pruned expired CA {serial}"),
+        }
+    }
+}
+
+/// Why a leaf was (re-)issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafReason {
+    /// There was none.
+    Missing,
+    /// Less than the renewal window of its lifetime remained (or it expired).
+    DueForRenewal,
+    /// SANs, subject, key usages or key algorithm differ from what is wanted.
+    OptionsChanged,
+    /// It was not signed by the CA that should sign leaves now.
+    NotFromActiveCa,
+}
+
+impl fmt::Display for LeafReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LeafReason::Missing => "no leaf yet",
+            LeafReason::DueForRenewal => "due for renewal",
+            LeafReason::OptionsChanged => "wanted SANs/usages changed",
+            LeafReason::NotFromActiveCa => "not issued by the active CA",
+        })
+    }
+}
+
+/// The result of [`advance`].
+#[derive(Clone, Debug)]
+pub struct Advance {
+    /// The new state.
+    pub state: RotationState,
+    /// When [`advance`] must run next (at the latest).
+    pub next_deadline: OffsetDateTime,
+    /// What was done (empty if nothing was due).
+    pub steps: Vec<Step>,
+}
+
+fn to_time(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+fn renew_at(cert: &Certificate, window: std::time::Duration) -> OffsetDateTime {
+    cert.info().not_after - to_time(window).min(cert.info().lifetime())
+}
+
+fn ca_renew_at(policy: &RotationPolicy, cert: &Certificate) -> OffsetDateTime {
+    let lifetime = std::time::Duration::try_from(cert.info().lifetime()).unwrap_or_default();
+    renew_at(cert, policy.renew_window(lifetime, policy.ca_renew_before))
+}
+
+fn leaf_renew_at(policy: &RotationPolicy, cert: &Certificate) -> OffsetDateTime {
+    let lifetime = std::time::Duration::try_from(cert.info().lifetime()).unwrap_or_default();
+    renew_at(
+        cert,
+        policy.renew_window(lifetime, policy.leaf_renew_before),
+    )
+}
+
+fn serial(cert: &Certificate) -> String {
+    cert.info().serial_hex()
+}
+
+/// Whether the served leaf needs re-issuing, and why.
+pub fn leaf_due(
+    state: &RotationState,
+    policy: &RotationPolicy,
+    wanted: &LeafOptions,
+    now: OffsetDateTime,
+) -> Option<LeafReason> {
+    let Some(leaf) = &state.leaf else {
+        return Some(LeafReason::Missing);
+    };
+    let Some(active) = state.active_authority() else {
+        return Some(LeafReason::NotFromActiveCa);
+    };
+    if !leaf.certificate.is_issued_by(active.ca.certificate()) {
+        return Some(LeafReason::NotFromActiveCa);
+    }
+    if !wanted.matches(&leaf.certificate) || !leaf.certificate.matches_key(&leaf.key) {
+        return Some(LeafReason::OptionsChanged);
+    }
+    if now >= leaf_renew_at(policy, &leaf.certificate) {
+        return Some(LeafReason::DueForRenewal);
+    }
+    None
+}
+
+/// Performs every step due at `now`. Pure apart from key generation: no I/O, no clock.
+///
+/// `wanted` describes the leaf; its validity is replaced by `policy.leaf_validity`.
+pub fn advance(
+    state: &RotationState,
+    policy: &RotationPolicy,
+    wanted: &LeafOptions,
+    now: OffsetDateTime,
+) -> crate::Result<Advance> {
+    let wanted = wanted.clone().validity(policy.leaf_validity);
+    let mut state = state.clone();
+    let mut steps = Vec::new();
+
+    // 1. Prune expired CAs (a CA with notAfter <= now cannot anchor anything).
+    let before = std::mem::take(&mut state.authorities);
+    for a in before {
+        if a.ca.certificate().info().not_after <= now {
+            steps.push(Step::PrunedExpiredCa {
+                serial: serial(a.ca.certificate()),
+            });
+        } else {
+            state.authorities.push(a);
+        }
+    }
+    if state.authorities.len() <= 1 && state.stage != Stage::Stable {
+        state.stage = Stage::Stable;
+    }
+
+    // 2. Bootstrap: no CA at all.
+    if state.authorities.is_empty() {
+        let ca = CertificateAuthority::new_at(&ca_options(policy), now)?;
+        steps.push(Step::CreatedCa {
+            serial: serial(ca.certificate()),
+        });
+        state.authorities.push(Authority { ca, added_at: now });
+        state.stage = Stage::Stable;
+    }
+
+    // 3. CA rotation stages.
+    match state.stage.clone() {
+        Stage::Stable => {
+            let newest = state.authorities.last().map(|a| a.ca.certificate().clone());
+            if let Some(newest) = newest
+                && now >= ca_renew_at(policy, &newest)
+            {
+                let ca = CertificateAuthority::new_at(&ca_options(policy), now)?;
+                let issue_after = now + to_time(policy.propagation_delay);
+                steps.push(Step::StagedNewCa {
+                    serial: serial(ca.certificate()),
+                    issue_after,
+                });
+                state.authorities.push(Authority { ca, added_at: now });
+                state.stage = Stage::Propagating { issue_after };
+            }
+        }
+        Stage::Propagating { issue_after } => {
+            if now >= issue_after {
+                // Switch: the leaf is re-issued below because it is not from the active CA.
+                state.stage = Stage::Overlap {
+                    retire_after: now + to_time(policy.overlap),
+                };
+            }
+        }
+        Stage::Overlap { retire_after } => {
+            let leaf_from_newest = match (&state.leaf, state.authorities.last()) {
+                (Some(leaf), Some(newest)) => {
+                    leaf.certificate.is_issued_by(newest.ca.certificate())
+                }
+                _ => false,
+            };
+            if now >= retire_after && leaf_from_newest {
+                let keep = state.authorities.len().saturating_sub(1);
+                for old in state.authorities.drain(..keep) {
+                    steps.push(Step::RetiredCa {
+                        serial: serial(old.ca.certificate()),
+                    });
+                }
+                state.stage = Stage::Stable;
+            }
+        }
+    }
+
+    // 4. The leaf.
+    if let Some(reason) = leaf_due(&state, policy, &wanted, now)
+        && let Some(active) = state.active_authority()
+    {
+        {
+            let issued = active.ca.issue_at(&wanted, now)?;
+            steps.push(Step::IssuedLeaf {
+                serial: serial(&issued.certificate),
+                issuer_serial: serial(active.ca.certificate()),
+                reason,
+            });
+            state.leaf = Some(ServedLeaf {
+                certificate: issued.certificate,
+                key: issued.key,
+            });
+        }
+    }
+
+    let next_deadline = next_deadline(&state, policy, now);
+    Ok(Advance {
+        state,
+        next_deadline,
+        steps,
+    })
+}
+
+fn ca_options(policy: &RotationPolicy) -> CaOptions {
+    CaOptions::new(policy.ca_common_name.clone())
+        .validity(policy.ca_validity)
+        .key_algorithm(policy.ca_key_algorithm)
+}
+
+/// The earliest time at which [`advance`] has something to do.
+pub fn next_deadline(
+    state: &RotationState,
+    policy: &RotationPolicy,
+    now: OffsetDateTime,
+) -> OffsetDateTime {
+    let mut candidates: Vec<OffsetDateTime> = state
+        .authorities
+        .iter()
+        .map(|a| a.ca.certificate().info().not_after)
+        .collect();
+    match &state.stage {
+        Stage::Stable => {
+            if let Some(newest) = state.authorities.last() {
+                candidates.push(ca_renew_at(policy, newest.ca.certificate()));
+            }
+        }
+        Stage::Propagating { issue_after } => candidates.push(*issue_after),
+        Stage::Overlap { retire_after } => candidates.push(*retire_after),
+    }
+    if let Some(leaf) = &state.leaf {
+        candidates.push(leaf_renew_at(policy, &leaf.certificate));
+    }
+    let earliest = candidates.into_iter().min().unwrap_or(now);
+    earliest.max(now + time::Duration::SECOND)
+}

@@ -1,0 +1,3 @@
+module stackable.tech/stackable-certs/goverify
+
+go 1.22
