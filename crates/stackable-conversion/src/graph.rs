@@ -471,15 +471,9 @@ impl fmt::Debug for KindConverter {
 }
 
 impl KindConverter {
-    /// Starts a builder. A hub example:
-    ///
-    /// ```ignore
-    /// KindConverter::builder()
-    ///     .hub::<v1::CronTab>()
-    ///     .step::<v1beta1::CronTab, v1::CronTab>()
-    ///     .step::<v1alpha1::CronTab, v1::CronTab>()
-    ///     .build()?;
-    /// ```
+    /// Starts a builder: declare a hub with [`hub`](KindConverterBuilder::hub) (optional), the
+    /// steps with [`step`](KindConverterBuilder::step), then [`build`](KindConverterBuilder::build).
+    /// See the [crate docs](crate) for a complete example.
     pub fn builder() -> KindConverterBuilder {
         KindConverterBuilder {
             versions: Vec::new(),
