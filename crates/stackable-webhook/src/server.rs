@@ -348,6 +348,12 @@ impl RunningServer {
         &self.metrics
     }
 
+    /// The CA bundle (PEM) for the `caBundle` of webhook configurations, when the certificate
+    /// source knows it (generated, material and rotation sources).
+    pub fn ca_bundle_pem(&self) -> Option<String> {
+        self.resolver.ca_bundle_pem()
+    }
+
     /// Starts a graceful shutdown (returns at once; see [`RunningServer::wait`]).
     pub fn shutdown(&self) {
         self.token.cancel();

@@ -17,6 +17,10 @@ use std::{
 use notify::{RecursiveMode, Watcher};
 use rustls::sign::CertifiedKey;
 use snafu::{ResultExt, Snafu};
+use stackable_certs::{
+    LeafOptions, MaterialReceiver, ServingMaterial,
+    rotation::{RotationDriver, RotationPolicy, RunningRotation},
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -59,9 +63,21 @@ pub enum SourceError {
         source: notify::Error,
     },
 
-    /// The watch channel was closed before it delivered a certificate.
-    #[snafu(display("the certificate channel closed before delivering a certificate"))]
-    ChannelClosed,
+    /// Serving material from stackable-certs could not be turned into a rustls key.
+    #[snafu(display("the serving material from stackable-certs is unusable"))]
+    Material {
+        /// The stackable-certs error.
+        #[snafu(source(from(stackable_certs::Error, Box::new)))]
+        source: Box<stackable_certs::Error>,
+    },
+
+    /// The in-memory rotation driver could not start.
+    #[snafu(display("failed to start the certificate rotation driver"))]
+    StartRotation {
+        /// The stackable-certs rotation error.
+        #[snafu(source(from(stackable_certs::rotation::Error, Box::new)))]
+        source: Box<stackable_certs::rotation::Error>,
+    },
 }
 
 /// A certificate pair read from files, reloaded when they change.
@@ -140,6 +156,30 @@ pub enum CertSource {
     Files(FileSource),
     /// A resolver the caller swaps by hand ([`CertResolver::swap`]).
     Resolver(Arc<CertResolver>),
+    /// Serving material published by stackable-certs (e.g. `RunningRotation::subscribe()`);
+    /// every new value is swapped in and its CA bundle published.
+    Material(MaterialReceiver),
+    /// A running stackable-certs rotation (any store, e.g. the Kubernetes Secret store so all
+    /// replicas share one CA); it is shut down with the server.
+    Rotation(RunningRotation),
+    /// Generated in memory by a stackable-certs rotation driver: a CA and a leaf, renewed and
+    /// rotated in the background, no files. Serving starts as soon as the first leaf exists.
+    Generated {
+        /// Validity and renewal policy.
+        policy: RotationPolicy,
+        /// Names of the leaf (e.g. `LeafOptions::for_service("my-webhook", "my-namespace")`).
+        leaf: LeafOptions,
+    },
+}
+
+impl CertSource {
+    /// In-memory generated certificates for `leaf` with the default rotation policy.
+    pub fn generated(leaf: LeafOptions) -> Self {
+        Self::Generated {
+            policy: RotationPolicy::default(),
+            leaf,
+        }
+    }
 }
 
 impl fmt::Debug for CertSource {
@@ -150,6 +190,12 @@ impl fmt::Debug for CertSource {
             Self::Watch(_) => f.write_str("CertSource::Watch(..)"),
             Self::Files(files) => f.debug_tuple("CertSource::Files").field(files).finish(),
             Self::Resolver(_) => f.write_str("CertSource::Resolver(..)"),
+            Self::Material(_) => f.write_str("CertSource::Material(..)"),
+            Self::Rotation(_) => f.write_str("CertSource::Rotation(..)"),
+            Self::Generated { leaf, .. } => f
+                .debug_struct("CertSource::Generated")
+                .field("leaf", leaf)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -189,8 +235,64 @@ impl CertSource {
                 Ok(())
             }
             Self::Files(files) => start_file_source(files, resolver, metrics, token).await,
+            Self::Material(receiver) => start_material(receiver, None, resolver, metrics, token),
+            Self::Rotation(running) => {
+                let receiver = running.subscribe();
+                start_material(receiver, Some(running), resolver, metrics, token)
+            }
+            Self::Generated { policy, leaf } => {
+                let running = RotationDriver::new(policy, leaf)
+                    .start()
+                    .await
+                    .context(StartRotationSnafu)?;
+                let receiver = running.subscribe();
+                start_material(receiver, Some(running), resolver, metrics, token)
+            }
         }
     }
+}
+
+fn swap_material(resolver: &CertResolver, material: &ServingMaterial) -> Result<(), SourceError> {
+    let key = material.certified_key().context(MaterialSnafu)?;
+    resolver.set_ca_bundle_pem(material.ca_bundle_pem());
+    resolver.swap(key);
+    Ok(())
+}
+
+fn start_material(
+    mut receiver: MaterialReceiver,
+    rotation: Option<RunningRotation>,
+    resolver: Arc<CertResolver>,
+    metrics: Metrics,
+    token: CancellationToken,
+) -> Result<(), SourceError> {
+    let first = receiver.borrow_and_update().clone();
+    swap_material(&resolver, &first)?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = receiver.changed() => {
+                    if changed.is_err() {
+                        tracing::warn!("serving material channel closed; keeping the last certificate");
+                        break;
+                    }
+                    let next = receiver.borrow_and_update().clone();
+                    if let Err(error) = swap_material(&resolver, &next) {
+                        metrics.cert_reload_errors.inc();
+                        tracing::warn!(
+                            error = %snafu::Report::from_error(error),
+                            "refused new serving material; the previous certificate keeps serving"
+                        );
+                    }
+                }
+                _ = token.cancelled() => break,
+            }
+        }
+        if let Some(rotation) = rotation {
+            rotation.shutdown().await;
+        }
+    });
+    Ok(())
 }
 
 async fn start_file_source(

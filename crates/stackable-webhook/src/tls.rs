@@ -82,6 +82,7 @@ pub enum TlsError {
 #[derive(Default)]
 pub struct CertResolver {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    ca_bundle_pem: RwLock<Option<String>>,
     metrics: Option<Metrics>,
 }
 
@@ -103,6 +104,7 @@ impl CertResolver {
     pub(crate) fn with_metrics(metrics: Metrics) -> Self {
         Self {
             current: RwLock::new(None),
+            ca_bundle_pem: RwLock::new(None),
             metrics: Some(metrics),
         }
     }
@@ -126,6 +128,23 @@ impl CertResolver {
     /// The certificate currently served, if any.
     pub fn current(&self) -> Option<Arc<CertifiedKey>> {
         self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes the CA bundle that verifies the served certificates (for `caBundle`).
+    pub fn set_ca_bundle_pem(&self, pem: String) {
+        *self
+            .ca_bundle_pem
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(pem);
+    }
+
+    /// The CA bundle (PEM) to put into `caBundle`, when the source knows it (generated,
+    /// material and rotation sources do; file sources do not).
+    pub fn ca_bundle_pem(&self) -> Option<String> {
+        self.ca_bundle_pem
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -159,6 +178,12 @@ pub fn server_config(
         .context(BuildServerConfigSnafu)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    // No session resumption: a resumed session skips the certificate resolver, so after a
+    // swap a client could keep seeing the old certificate on "new" connections. The API
+    // server's Go client does not resume sessions anyway, so this costs nothing in practice
+    // and makes "new handshakes get the new certificate" exact.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
