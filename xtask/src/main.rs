@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod test;
+mod testenv;
 
 /// Project dev tasks.
 #[derive(Debug, Parser)]
@@ -21,6 +22,8 @@ struct Cli {
 enum Task {
     /// Run the whole test suite: unit tests and the e2e tier against a real control plane.
     Test(test::Args),
+    /// A real kube-apiserver + etcd: build the binaries, run a command against one, or keep one running.
+    Testenv(testenv::Args),
 }
 
 /// The error every task returns: a message for a person.
@@ -29,10 +32,11 @@ pub(crate) type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Re
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Test(args) => test::run(args),
+        Task::Test(args) => test::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Testenv(args) => testenv::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
             let mut source = error.source();

@@ -14,8 +14,12 @@ pub(crate) struct Args {
 
 /// Runs the unit tier and the e2e tier of every crate.
 pub(crate) fn run(args: Args) -> Result {
+    // Build (or reuse) kube-apiserver, etcd and kubectl once, and tell every e2e test where
+    // they are, so no test triggers a build of its own.
+    let binaries = crate::testenv::ensure_binaries()?;
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace", "--locked"])
+        .envs(binaries.env_vars())
         .args(&args.cargo_args)
         .status()?;
     if !status.success() {

@@ -1,0 +1,727 @@
+//! [`TestEnv`]: etcd and kube-apiserver on free loopback ports, stopped on drop.
+//!
+//! The flags follow what controller-runtime's [envtest] passes: a single etcd member with
+//! its data in a temporary folder, and an API server with generated certificates, RBAC
+//! authorization, a service-account signing key and no controller-manager or scheduler
+//! (so nothing reconciles: Pods stay Pending, namespaces are never finalized). The
+//! `ServiceAccount` admission plugin is off because no controller creates the `default`
+//! ServiceAccount that it would require.
+//!
+//! [envtest]: https://book.kubebuilder.io/reference/envtest.html
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use k8s_openapi::{
+    api::core::v1::{Namespace, Service},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use snafu::{OptionExt, ResultExt, Snafu};
+use tokio::net::TcpStream;
+
+use crate::{assets, assets::Binaries, pki, ports::free_port, process::ManagedProcess};
+
+/// The field manager used for server-side apply.
+pub const FIELD_MANAGER: &str = "stackable-testenv";
+
+/// How many log lines a startup error shows.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Errors of [`TestEnv`].
+#[derive(Debug, Snafu)]
+pub enum Error {
+    /// No binaries could be found or built.
+    #[snafu(display("cannot find or build kube-apiserver and etcd"))]
+    Binaries {
+        /// The cause.
+        source: assets::Error,
+    },
+
+    /// The temporary folder could not be created.
+    #[snafu(display("cannot create the temporary folder"))]
+    TempDir {
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// Generating the certificates failed.
+    #[snafu(display("cannot generate the control-plane certificates"))]
+    Pki {
+        /// The cause.
+        source: pki::Error,
+    },
+
+    /// Writing a file failed.
+    #[snafu(display("cannot write {path:?}"))]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// No free port was found.
+    #[snafu(display("cannot find a free port on 127.0.0.1"))]
+    FreePort {
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// A process could not be started.
+    #[snafu(display("cannot start {name} ({path:?})"))]
+    Spawn {
+        /// `etcd` or `kube-apiserver`.
+        name: String,
+        /// The binary.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// A process exited during startup.
+    #[snafu(display(
+        "{name} exited during startup ({status})\ncommand: {command_line}\nlog ({log:?}) ends with:\n{tail}"
+    ))]
+    Exited {
+        /// `etcd` or `kube-apiserver`.
+        name: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The program and flags.
+        command_line: String,
+        /// The log file (removed with the temporary folder).
+        log: PathBuf,
+        /// The last lines of its output.
+        tail: String,
+    },
+
+    /// A process did not become ready in time.
+    #[snafu(display(
+        "{name} was not ready after {timeout:?} (last check: {last_error})\ncommand: {command_line}\nlog ends with:\n{tail}"
+    ))]
+    NotReady {
+        /// `etcd` or `kube-apiserver`.
+        name: String,
+        /// The timeout.
+        timeout: Duration,
+        /// What the last readiness check saw.
+        last_error: String,
+        /// The program and flags.
+        command_line: String,
+        /// The last lines of its output.
+        tail: String,
+    },
+
+    /// The generated kubeconfig was not accepted by kube.
+    #[snafu(display("cannot load the generated kubeconfig"))]
+    Kubeconfig {
+        /// The cause.
+        source: kube::config::KubeconfigError,
+    },
+
+    /// The kube client could not be built.
+    #[snafu(display("cannot build a kube client"))]
+    Client {
+        /// The cause.
+        source: kube::Error,
+    },
+
+    /// A request to the API server failed.
+    #[snafu(display("cannot {action}"))]
+    Request {
+        /// What was attempted, naming the object.
+        action: String,
+        /// The cause.
+        source: kube::Error,
+    },
+
+    /// A CRD did not become Established.
+    #[snafu(display("CRD {name} was not Established after {timeout:?}"))]
+    CrdNotEstablished {
+        /// The CRD's name.
+        name: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+
+    /// A CRD without a name was given.
+    #[snafu(display("a CRD has no metadata.name"))]
+    CrdWithoutName,
+
+    /// The API server answered without a name for a created object.
+    #[snafu(display("the API server returned a {kind} without a name"))]
+    NoName {
+        /// The kind.
+        kind: String,
+    },
+}
+
+/// Builder for [`TestEnv`].
+#[derive(Debug, Clone)]
+pub struct TestEnvBuilder {
+    binaries: Option<Binaries>,
+    startup_timeout: Duration,
+    extra_apiserver_flags: Vec<String>,
+    crds: Vec<CustomResourceDefinition>,
+}
+
+impl Default for TestEnvBuilder {
+    fn default() -> Self {
+        Self {
+            binaries: None,
+            startup_timeout: Duration::from_secs(90),
+            extra_apiserver_flags: Vec::new(),
+            crds: Vec::new(),
+        }
+    }
+}
+
+impl TestEnvBuilder {
+    /// Uses these binaries instead of [`Binaries::ensure`].
+    pub fn binaries(mut self, binaries: Binaries) -> Self {
+        self.binaries = Some(binaries);
+        self
+    }
+
+    /// How long etcd and kube-apiserver may each take to become ready (default 90 s).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Adds a kube-apiserver flag (`--name=value`); later flags override earlier ones.
+    pub fn apiserver_flag(mut self, flag: impl Into<String>) -> Self {
+        self.extra_apiserver_flags.push(flag.into());
+        self
+    }
+
+    /// Installs these CRDs (and waits until they are Established) before [`Self::start`] returns.
+    pub fn crds(mut self, crds: impl IntoIterator<Item = CustomResourceDefinition>) -> Self {
+        self.crds.extend(crds);
+        self
+    }
+
+    /// Starts etcd and kube-apiserver and waits until `/readyz` answers 200.
+    pub async fn start(self) -> Result<TestEnv, Error> {
+        let binaries = match self.binaries {
+            Some(binaries) => binaries,
+            None => tokio::task::spawn_blocking(Binaries::ensure)
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+                .context(BinariesSnafu)?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("stackable-testenv-")
+            .tempdir()
+            .context(TempDirSnafu)?;
+        let root = dir.path().to_owned();
+
+        let etcd_client_port = free_port().context(FreePortSnafu)?;
+        let etcd_peer_port = free_port().context(FreePortSnafu)?;
+        let apiserver_port = free_port().context(FreePortSnafu)?;
+        let server_url = format!("https://127.0.0.1:{apiserver_port}");
+
+        let pki = pki::generate(&root.join("pki")).context(PkiSnafu)?;
+
+        // etcd
+        let etcd_args = etcd_flags(&root.join("etcd"), etcd_client_port, etcd_peer_port);
+        let mut etcd =
+            ManagedProcess::spawn("etcd", &binaries.etcd, &etcd_args, root.join("etcd.log"))
+                .context(SpawnSnafu {
+                    name: "etcd",
+                    path: &binaries.etcd,
+                })?;
+        wait_for_port(&mut etcd, etcd_client_port, self.startup_timeout).await?;
+
+        // kube-apiserver
+        let mut apiserver_args = apiserver_flags(&pki.files, apiserver_port, etcd_client_port);
+        apiserver_args.extend(self.extra_apiserver_flags.iter().cloned());
+        let mut apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            &binaries.kube_apiserver,
+            &apiserver_args,
+            root.join("kube-apiserver.log"),
+        )
+        .context(SpawnSnafu {
+            name: "kube-apiserver",
+            path: &binaries.kube_apiserver,
+        })?;
+
+        let kubeconfig_json = kubeconfig_json(&server_url, &pki);
+        let kubeconfig_path = root.join("kubeconfig");
+        std::fs::write(&kubeconfig_path, &kubeconfig_json).context(WriteFileSnafu {
+            path: &kubeconfig_path,
+        })?;
+        let kubeconfig = Kubeconfig::from_yaml(&kubeconfig_json).context(KubeconfigSnafu)?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .context(KubeconfigSnafu)?;
+
+        wait_for_apiserver(&mut apiserver, &mut etcd, &config, self.startup_timeout).await?;
+
+        let env = TestEnv {
+            apiserver,
+            etcd,
+            binaries,
+            config,
+            server_url,
+            kubeconfig_path,
+            ca_pem: pki.ca_pem,
+            dir,
+        };
+        if !self.crds.is_empty() {
+            env.install_crds(self.crds).await?;
+        }
+        tracing::info!(server = %env.server_url, dir = ?env.work_dir(), "test control plane ready");
+        Ok(env)
+    }
+}
+
+/// A running etcd + kube-apiserver on 127.0.0.1. Both stop, and the temporary folder
+/// is removed, when this is dropped (also when a test panics).
+#[derive(Debug)]
+pub struct TestEnv {
+    // Drop order matters: the processes are stopped in `Drop`, then the folder is removed.
+    apiserver: ManagedProcess,
+    etcd: ManagedProcess,
+    binaries: Binaries,
+    config: Config,
+    server_url: String,
+    kubeconfig_path: PathBuf,
+    ca_pem: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// A builder, for CRDs, a timeout, extra flags or given binaries.
+    pub fn builder() -> TestEnvBuilder {
+        TestEnvBuilder::default()
+    }
+
+    /// Starts a control plane with the defaults: see [`TestEnvBuilder::start`].
+    pub async fn start() -> Result<Self, Error> {
+        Self::builder().start().await
+    }
+
+    /// A new client, authenticated as `admin` in group `system:masters`.
+    ///
+    /// Each call builds a fresh client, so one `TestEnv` can serve tests that run on
+    /// different tokio runtimes.
+    pub fn client(&self) -> Result<Client, Error> {
+        Client::try_from(self.config.clone()).context(ClientSnafu)
+    }
+
+    /// The client configuration (server URL, CA, admin client certificate).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// A kubeconfig file for this control plane (inside [`Self::work_dir`]).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// Copies the kubeconfig to `path` (which outlives this `TestEnv`).
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
+        std::fs::copy(&self.kubeconfig_path, path)
+            .map(|_| ())
+            .context(WriteFileSnafu { path })
+    }
+
+    /// The PEM of the CA that signed the API server's serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The binaries in use (kubectl among them, when known).
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
+
+    /// The temporary folder: certificates, etcd data, logs, kubeconfig. Removed on drop.
+    pub fn work_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process ids of kube-apiserver and etcd.
+    pub fn pids(&self) -> [u32; 2] {
+        [self.apiserver.id(), self.etcd.id()]
+    }
+
+    /// Stops the control plane and removes the temporary folder (what drop does).
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Applies CRDs (server-side apply) and waits until each is Established.
+    pub async fn install_crds(
+        &self,
+        crds: impl IntoIterator<Item = CustomResourceDefinition>,
+    ) -> Result<(), Error> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client()?);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut names = Vec::new();
+        for mut crd in crds {
+            let name = crd.metadata.name.clone().context(CrdWithoutNameSnafu)?;
+            crd.metadata.managed_fields = None;
+            crd.metadata.resource_version = None;
+            crd.status = None;
+            api.patch(&name, &params, &Patch::Apply(&crd))
+                .await
+                .context(RequestSnafu {
+                    action: format!("apply CRD {name}"),
+                })?;
+            names.push(name);
+        }
+        let timeout = Duration::from_secs(30);
+        for name in names {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let crd = api.get(&name).await.context(RequestSnafu {
+                    action: format!("get CRD {name}"),
+                })?;
+                if is_established(&crd) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return CrdNotEstablishedSnafu { name, timeout }.fail();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a namespace with a unique name starting with `prefix` and returns its name.
+    ///
+    /// Nothing deletes namespaces here (there is no namespace controller); they go away
+    /// with the control plane.
+    pub async fn create_namespace(&self, prefix: &str) -> Result<String, Error> {
+        let api: Api<Namespace> = Api::all(self.client()?);
+        let prefix = sanitize_prefix(prefix);
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                generate_name: Some(format!("{prefix}-")),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        FIELD_MANAGER.to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let created = api
+            .create(&PostParams::default(), &namespace)
+            .await
+            .context(RequestSnafu {
+                action: format!("create a namespace named {prefix}-*"),
+            })?;
+        created
+            .metadata
+            .name
+            .context(NoNameSnafu { kind: "Namespace" })
+    }
+
+    /// Creates a Service `name` in `namespace` of type ExternalName pointing at `localhost`,
+    /// so a webhook configured with `clientConfig.service` reaches a server on this machine.
+    ///
+    /// The API server then dials `localhost:<clientConfig.service.port>` and verifies the
+    /// serving certificate for the name `<name>.<namespace>.svc` (see
+    /// [`webhook_service_dns_names`]). The server must listen on 127.0.0.1 (or `[::1]`).
+    /// Create the Service before the webhook configuration: the API server reads Services
+    /// from an informer, which needs a moment to see a new one.
+    pub async fn create_external_name_service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Service, Error> {
+        let api: Api<Service> = Api::namespaced(self.client()?, namespace);
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": name, "namespace": namespace },
+            "spec": { "type": "ExternalName", "externalName": "localhost" },
+        }))
+        .unwrap_or_default();
+        api.create(&PostParams::default(), &service)
+            .await
+            .context(RequestSnafu {
+                action: format!("create ExternalName Service {namespace}/{name}"),
+            })
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.apiserver.stop();
+        self.etcd.stop();
+        tracing::debug!(dir = ?self.dir.path(), "test control plane stopped");
+    }
+}
+
+/// The DNS names the API server verifies when it calls a webhook through the Service
+/// `name` in `namespace`: put them in the webhook's serving certificate.
+pub fn webhook_service_dns_names(namespace: &str, name: &str) -> Vec<String> {
+    vec![
+        format!("{name}.{namespace}.svc"),
+        format!("{name}.{namespace}.svc.cluster.local"),
+        "localhost".to_owned(),
+    ]
+}
+
+fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
+
+fn sanitize_prefix(prefix: &str) -> String {
+    let mut out: String = prefix
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    out.truncate(40);
+    let trimmed = out.trim_matches('-');
+    if trimmed.is_empty() {
+        "test".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+fn etcd_flags(data_dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    vec![
+        "--name=testenv".to_owned(),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={client}"),
+        format!("--advertise-client-urls={client}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=testenv={peer}"),
+        "--initial-cluster-state=new".to_owned(),
+        "--unsafe-no-fsync=true".to_owned(),
+        "--log-level=warn".to_owned(),
+    ]
+}
+
+fn apiserver_flags(files: &pki::Files, port: u16, etcd_port: u16) -> Vec<String> {
+    let path = |p: &Path| p.display().to_string();
+    vec![
+        "--advertise-address=127.0.0.1".to_owned(),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+        format!("--cert-dir={}", path(&files.dir)),
+        format!("--tls-cert-file={}", path(&files.serving_cert)),
+        format!("--tls-private-key-file={}", path(&files.serving_key)),
+        format!("--client-ca-file={}", path(&files.ca_cert)),
+        format!(
+            "--service-account-key-file={}",
+            path(&files.service_account_key)
+        ),
+        format!(
+            "--service-account-signing-key-file={}",
+            path(&files.service_account_key)
+        ),
+        "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+        "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+        "--authorization-mode=RBAC".to_owned(),
+        "--disable-admission-plugins=ServiceAccount".to_owned(),
+        "--allow-privileged=true".to_owned(),
+        // The lease reconciler refuses a loopback advertise address (1.37 validates it).
+        "--endpoint-reconciler-type=none".to_owned(),
+        "--profiling=false".to_owned(),
+    ]
+}
+
+fn kubeconfig_json(server_url: &str, pki: &pki::Pki) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": "testenv",
+            "cluster": {
+                "server": server_url,
+                "certificate-authority-data": b64(&pki.ca_pem),
+            },
+        }],
+        "users": [{
+            "name": "admin",
+            "user": {
+                "client-certificate-data": b64(&pki.admin_cert_pem),
+                "client-key-data": b64(pki.admin_key_pem()),
+            },
+        }],
+        "contexts": [{
+            "name": "testenv",
+            "context": { "cluster": "testenv", "user": "admin", "namespace": "default" },
+        }],
+        "current-context": "testenv",
+    })
+    .to_string()
+}
+
+fn startup_error(process: &mut ManagedProcess) -> Option<Error> {
+    let status = process.exited()?;
+    Some(Error::Exited {
+        name: process.name().to_owned(),
+        status,
+        command_line: process.command_line().to_owned(),
+        log: process.log_path().to_owned(),
+        tail: process.log_tail(LOG_TAIL_LINES),
+    })
+}
+
+async fn wait_for_port(
+    process: &mut ManagedProcess,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(error) = startup_error(process) {
+            return Err(error);
+        }
+        let last_error = match TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(_) => return Ok(()),
+            Err(error) => error.to_string(),
+        };
+        if Instant::now() > deadline {
+            return NotReadySnafu {
+                name: process.name(),
+                timeout,
+                last_error,
+                command_line: process.command_line(),
+                tail: process.log_tail(LOG_TAIL_LINES),
+            }
+            .fail();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_apiserver(
+    apiserver: &mut ManagedProcess,
+    etcd: &mut ManagedProcess,
+    config: &Config,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let mut probe_config = config.clone();
+    probe_config.connect_timeout = Some(Duration::from_secs(1));
+    probe_config.read_timeout = Some(Duration::from_secs(5));
+    let client = Client::try_from(probe_config).context(ClientSnafu)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        for process in [&mut *etcd, &mut *apiserver] {
+            if let Some(error) = startup_error(process) {
+                return Err(error);
+            }
+        }
+        let last_error = match readyz(&client).await {
+            Ok(()) => {
+                // /readyz is green once the bootstrap controller ran; the default
+                // namespace is the last thing tests rely on.
+                let namespaces: Api<Namespace> = Api::all(client.clone());
+                match namespaces.get_opt("default").await {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => "namespace default does not exist yet".to_owned(),
+                    Err(error) => error.to_string(),
+                }
+            }
+            Err(error) => error,
+        };
+        if Instant::now() > deadline {
+            return NotReadySnafu {
+                name: apiserver.name(),
+                timeout,
+                last_error,
+                command_line: apiserver.command_line(),
+                tail: apiserver.log_tail(LOG_TAIL_LINES),
+            }
+            .fail();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn readyz(client: &Client) -> Result<(), String> {
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(6), client.request_text(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("GET /readyz timed out".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_become_valid_namespace_names() {
+        assert_eq!(sanitize_prefix("My_Test::case"), "my-test--case");
+        assert_eq!(sanitize_prefix("---"), "test");
+        assert_eq!(sanitize_prefix(&"a".repeat(100)).len(), 40);
+    }
+
+    #[test]
+    fn etcd_listens_on_loopback_only() {
+        let flags = etcd_flags(Path::new("/tmp/x"), 1000, 1001);
+        assert!(flags.contains(&"--listen-client-urls=http://127.0.0.1:1000".to_owned()));
+        assert!(flags.contains(&"--listen-peer-urls=http://127.0.0.1:1001".to_owned()));
+        assert!(flags.contains(&"--unsafe-no-fsync=true".to_owned()));
+        assert!(flags.iter().all(|f| !f.contains("0.0.0.0")));
+    }
+
+    #[test]
+    fn apiserver_binds_to_loopback_and_uses_the_generated_files() {
+        let files = pki::Files::in_dir(Path::new("/p"));
+        let flags = apiserver_flags(&files, 6443, 2379);
+        for expected in [
+            "--bind-address=127.0.0.1",
+            "--secure-port=6443",
+            "--etcd-servers=http://127.0.0.1:2379",
+            "--client-ca-file=/p/ca.crt",
+            "--tls-cert-file=/p/apiserver.crt",
+            "--service-account-signing-key-file=/p/service-account.key",
+        ] {
+            assert!(
+                flags.contains(&expected.to_owned()),
+                "{expected} missing: {flags:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_names_include_the_service_dns_name() {
+        let names = webhook_service_dns_names("ns1", "hook");
+        assert_eq!(names[0], "hook.ns1.svc");
+    }
+}
