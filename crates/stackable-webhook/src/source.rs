@@ -146,6 +146,8 @@ impl FileSource {
 }
 
 /// Where the server gets its certificate.
+// Built once per server and consumed at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum CertSource {
     /// One fixed certificate.
     Static(Arc<CertifiedKey>),
