@@ -1,1 +1,182 @@
-//! A [`Store`](super::Store) backed by a Kubernetes Secret (feature `kube`).
+//! A [`Store`] backed by a Kubernetes Secret (feature `kube`).
+//!
+//! The Secret has type `kubernetes.io/tls`
+//! (<https://kubernetes.io/docs/concepts/configuration/secret/#tls-secrets>) and the keys
+//! listed in [`super::store`]. Creation uses `create` (fails with 409 if the Secret exists),
+//! updates use `replace` with the `resourceVersion` read before, so a concurrent writer
+//! makes the write fail with 409 Conflict
+//! (<https://kubernetes.io/docs/reference/using-api/api-concepts/#concurrency-control-and-consistency>);
+//! the driver then re-reads and adopts what the winner wrote.
+//!
+//! The service account needs `get`, `create` and `update` on this Secret.
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::{Api, Client, api::PostParams};
+
+use super::store::{Store, StoreError, StoredData, StoredObject, WriteOutcome};
+
+/// The Secret type written for new Secrets.
+pub const SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// Field manager name used for writes.
+pub const FIELD_MANAGER: &str = "stackable-certs";
+
+/// A [`Store`] keeping the rotation state in one Secret.
+pub struct SecretStore {
+    api: Api<Secret>,
+    namespace: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    /// Metadata and type of the Secret as last read, reused when replacing so that labels,
+    /// annotations, owner references and the (immutable) type survive.
+    last: Mutex<Option<(ObjectMeta, Option<String>)>>,
+}
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStore")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl SecretStore {
+    /// A store for Secret `namespace/name`.
+    pub fn new(client: Client, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        let namespace = namespace.into();
+        SecretStore {
+            api: Api::namespaced(client, &namespace),
+            namespace,
+            name: name.into(),
+            labels: BTreeMap::new(),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Labels put on a Secret this store creates.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    fn remember(&self, secret: &Secret) {
+        let mut meta = secret.metadata.clone();
+        meta.managed_fields = None;
+        let mut guard = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = Some((meta, secret.type_.clone()));
+    }
+
+    fn to_object(secret: &Secret) -> StoredObject {
+        StoredObject {
+            data: secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            version: secret.metadata.resource_version.clone().unwrap_or_default(),
+        }
+    }
+
+    fn error(&self, action: &str, e: kube::Error) -> StoreError {
+        StoreError::new(
+            format!("{action} Secret {}/{}", self.namespace, self.name),
+            Some(Box::new(e)),
+        )
+    }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == code)
+}
+
+fn to_data(data: StoredData) -> BTreeMap<String, ByteString> {
+    data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()
+}
+
+impl Store for SecretStore {
+    fn describe(&self) -> String {
+        format!("Secret {}/{}", self.namespace, self.name)
+    }
+
+    async fn read(&self) -> Result<Option<StoredObject>, StoreError> {
+        match self.api.get_opt(&self.name).await {
+            Ok(Some(secret)) => {
+                self.remember(&secret);
+                Ok(Some(Self::to_object(&secret)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.error("read", e)),
+        }
+    }
+
+    async fn create(&self, data: StoredData) -> Result<WriteOutcome, StoreError> {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: (!self.labels.is_empty()).then(|| self.labels.clone()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(SECRET_TYPE.to_string()),
+            data: Some(to_data(data)),
+            ..Secret::default()
+        };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match self.api.create(&pp, &secret).await {
+            Ok(created) => {
+                self.remember(&created);
+                Ok(WriteOutcome::Written {
+                    version: created.metadata.resource_version.unwrap_or_default(),
+                })
+            }
+            Err(e) if is_status(&e, 409) => Ok(WriteOutcome::Conflict),
+            Err(e) => Err(self.error("create", e)),
+        }
+    }
+
+    async fn replace(
+        &self,
+        data: StoredData,
+        expected_version: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (mut metadata, type_) = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        metadata.name = Some(self.name.clone());
+        metadata.namespace = Some(self.namespace.clone());
+        metadata.resource_version = Some(expected_version.to_string());
+        let secret = Secret {
+            metadata,
+            type_: type_.or_else(|| Some(SECRET_TYPE.to_string())),
+            data: Some(to_data(data)),
+            ..Secret::default()
+        };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match self.api.replace(&self.name, &pp, &secret).await {
+            Ok(replaced) => {
+                self.remember(&replaced);
+                Ok(WriteOutcome::Written {
+                    version: replaced.metadata.resource_version.unwrap_or_default(),
+                })
+            }
+            // 409: someone wrote in between; 404: someone deleted it (re-read creates it).
+            Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(WriteOutcome::Conflict),
+            Err(e) => Err(self.error("replace", e)),
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The store logic against in-memory and fake stores: replicas converge on one CA, the
+//! loser of a write race adopts the winner's material, garbage is repaired, user material
+//! is never replaced. And the driver on a paused tokio clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use stackable_certs::{
+    LeafOptions, ServingMaterial,
+    ca::{CaOptions, CertificateAuthority},
+    rotation::{
+        InMemoryStore, RotationDriver, RotationPolicy, RotationState, Store, StoreError, advance,
+        store::{
+            CA_CRT_KEY, CA_KEY_KEY, STATE_KEY, StoredData, StoredObject, TLS_CRT_KEY, TLS_KEY_KEY,
+            WriteOutcome, encode,
+        },
+    },
+};
+use time::OffsetDateTime;
+
+fn leaf() -> LeafOptions {
+    LeafOptions::for_service("my-webhook", "ops")
+}
+
+fn ca_pem(data: &StoredData) -> String {
+    String::from_utf8(data[CA_CRT_KEY].clone()).unwrap()
+}
+
+/// A store where another replica sneaks in a write right before each of our first `races`
+/// writes, so every such write is a conflict.
+#[derive(Clone)]
+struct RacingStore {
+    inner: InMemoryStore,
+    rival: Arc<Mutex<Option<StoredData>>>,
+    races: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl RacingStore {
+    fn new(rival: StoredData, races: usize) -> Self {
+        RacingStore {
+            inner: InMemoryStore::new(),
+            rival: Arc::new(Mutex::new(Some(rival))),
+            races: Arc::new(AtomicUsize::new(races)),
+            writes: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    async fn sneak(&self) {
+        if self.races.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        self.races.fetch_sub(1, Ordering::SeqCst);
+        let rival = self.rival.lock().unwrap().clone().unwrap();
+        match self.inner.read().await.unwrap() {
+            None => {
+                self.inner.create(rival).await.unwrap();
+            }
+            Some(obj) => {
+                self.inner.replace(rival, &obj.version).await.unwrap();
+            }
+        }
+    }
+}
+
+impl Store for RacingStore {
+    fn describe(&self) -> String {
+        "racing store".into()
+    }
+
+    async fn read(&self) -> Result<Option<StoredObject>, StoreError> {
+        self.inner.read().await
+    }
+
+    async fn create(&self, data: StoredData) -> Result<WriteOutcome, StoreError> {
+        self.sneak().await;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(data).await
+    }
+
+    async fn replace(&self, data: StoredData, v: &str) -> Result<WriteOutcome, StoreError> {
+        self.sneak().await;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.replace(data, v).await
+    }
+}
+
+fn rival_state() -> StoredData {
+    let adv = advance(
+        &RotationState::empty(),
+        &RotationPolicy::default(),
+        &leaf(),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    encode(&adv.state)
+}
+
+#[tokio::test]
+async fn loser_of_create_race_adopts_the_winner() {
+    let rival = rival_state();
+    let store = RacingStore::new(rival.clone(), 1);
+    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap();
+    let material = running.current();
+    // We lost the create; the stored CA is the rival's and we serve it.
+    assert_eq!(material.ca_bundle_pem(), ca_pem(&rival));
+    assert_eq!(ca_pem(&store.inner.snapshot().unwrap()), ca_pem(&rival));
+    assert_eq!(
+        store.writes.load(Ordering::SeqCst),
+        1,
+        "no second write after adopting"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn loser_of_repair_race_adopts_the_winner() {
+    let rival = rival_state();
+    let store = RacingStore::new(rival.clone(), 1);
+    // Someone filled the Secret with garbage first.
+    let mut garbage = StoredData::new();
+    garbage.insert(TLS_CRT_KEY.into(), b"not a certificate".to_vec());
+    store.inner.create(garbage).await.unwrap();
+    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(running.current().ca_bundle_pem(), ca_pem(&rival));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn rival_rewriting_the_same_state_is_adopted_without_writing() {
+    let store = RacingStore::new(rival_state(), 100);
+    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(store.writes.load(Ordering::SeqCst), 1);
+    running.shutdown().await;
+}
+
+/// A store that is always empty and where every write conflicts.
+struct AlwaysConflict;
+
+impl Store for AlwaysConflict {
+    fn describe(&self) -> String {
+        "always-conflicting store".into()
+    }
+    async fn read(&self) -> Result<Option<StoredObject>, StoreError> {
+        Ok(None)
+    }
+    async fn create(&self, _: StoredData) -> Result<WriteOutcome, StoreError> {
+        Ok(WriteOutcome::Conflict)
+    }
+    async fn replace(&self, _: StoredData, _: &str) -> Result<WriteOutcome, StoreError> {
+        Ok(WriteOutcome::Conflict)
+    }
+}
+
+#[tokio::test]
+async fn endless_conflicts_give_up_with_an_error() {
+    let err = RotationDriver::with_store(RotationPolicy::default(), leaf(), AlwaysConflict)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("conflicting writes"), "{err}");
+}
+
+#[tokio::test]
+async fn concurrent_replicas_converge_on_one_ca() {
+    let store = InMemoryStore::new();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
+                .start()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut bundles = Vec::new();
+    for t in tasks {
+        let running = t.await.unwrap();
+        bundles.push(running.current().ca_bundle_pem());
+        running.shutdown().await;
+    }
+    let stored = ca_pem(&store.snapshot().unwrap());
+    assert!(
+        bundles.iter().all(|b| *b == stored),
+        "replicas disagree on the CA"
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_repaired() {
+    for garbage in [
+        StoredData::new(),
+        StoredData::from([(STATE_KEY.to_string(), b"{not json".to_vec())]),
+        StoredData::from([
+            (TLS_CRT_KEY.to_string(), b"\x00\xff garbage".to_vec()),
+            (
+                TLS_KEY_KEY.to_string(),
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec(),
+            ),
+            (CA_CRT_KEY.to_string(), b"junk".to_vec()),
+        ]),
+    ] {
+        let store = InMemoryStore::with_data(garbage.clone());
+        let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+            .start()
+            .await
+            .unwrap();
+        let data = store.snapshot().unwrap();
+        assert_ne!(data, garbage);
+        assert!(data.contains_key(STATE_KEY));
+        let m = running.current();
+        common::webpki_verify(
+            m.ca_bundle(),
+            m.leaf(),
+            "my-webhook.ops.svc",
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn user_material_is_never_replaced() {
+    let user = ServingMaterial::generate(&CaOptions::new("user CA"), &leaf()).unwrap();
+    let data = StoredData::from([
+        (TLS_CRT_KEY.to_string(), user.chain_pem().into_bytes()),
+        (TLS_KEY_KEY.to_string(), user.key().to_pem().into_bytes()),
+        (CA_CRT_KEY.to_string(), user.ca_bundle_pem().into_bytes()),
+    ]);
+    let store = InMemoryStore::with_data(data.clone());
+    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(*running.current(), user);
+    assert_eq!(
+        store.snapshot().unwrap(),
+        data,
+        "user material was modified"
+    );
+    running.shutdown().await;
+
+    // Incomplete user material (no ca.crt) is an error, not overwritten.
+    let mut incomplete = data.clone();
+    incomplete.remove(CA_CRT_KEY);
+    let store = InMemoryStore::with_data(incomplete.clone());
+    let err = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("left untouched"), "{err}");
+    assert_eq!(store.snapshot().unwrap(), incomplete);
+}
+
+#[tokio::test]
+async fn provided_ca_is_adopted() {
+    let ca = CertificateAuthority::new(&CaOptions::new("provided CA")).unwrap();
+    let data = StoredData::from([
+        (
+            CA_CRT_KEY.to_string(),
+            ca.certificate().to_pem().into_bytes(),
+        ),
+        (CA_KEY_KEY.to_string(), ca.key().to_pem().into_bytes()),
+    ]);
+    let store = InMemoryStore::with_data(data);
+    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap();
+    let m = running.current();
+    assert!(m.leaf().is_issued_by(ca.certificate()));
+    assert_eq!(m.ca_bundle().certificates(), [ca.certificate().clone()]);
+    let stored = store.snapshot().unwrap();
+    assert!(stored.contains_key(STATE_KEY) && stored.contains_key(TLS_CRT_KEY));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_policy_is_rejected() {
+    let policy = RotationPolicy {
+        renew_remaining_fraction: 1.5,
+        ..RotationPolicy::default()
+    };
+    let err = RotationDriver::new(policy, leaf())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        snafu::Report::from_error(err)
+            .to_string()
+            .contains("strictly between 0 and 1")
+    );
+}
+
+/// The driver on a paused tokio clock: two simulated days with 1-day CAs. Every published
+/// material verifies with its own bundle and with the previously published one.
+#[tokio::test(start_paused = true)]
+async fn driver_publishes_rotations() {
+    let policy = RotationPolicy {
+        ca_validity: Duration::from_secs(24 * 3600),
+        leaf_validity: Duration::from_secs(4 * 3600),
+        propagation_delay: Duration::from_secs(600),
+        overlap: Duration::from_secs(600),
+        max_sleep: Duration::from_secs(600),
+        ..RotationPolicy::default()
+    };
+    let base = OffsetDateTime::now_utc();
+    let origin = tokio::time::Instant::now();
+    let clock: stackable_certs::rotation::Clock =
+        Arc::new(move || base + (tokio::time::Instant::now() - origin));
+    let store = InMemoryStore::new();
+    let running = RotationDriver::with_store(policy, leaf(), store)
+        .with_clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut rx = running.subscribe();
+    let mut previous = rx.borrow_and_update().clone();
+    let mut updates = 0;
+    let mut cas = std::collections::HashSet::new();
+    while clock() < base + time::Duration::days(2) {
+        tokio::time::timeout(Duration::from_secs(24 * 3600), rx.changed())
+            .await
+            .expect("no update within a day")
+            .unwrap();
+        let current = rx.borrow_and_update().clone();
+        let now = clock();
+        let name = "my-webhook.ops.svc";
+        common::webpki_verify(current.ca_bundle(), current.leaf(), name, now).unwrap();
+        common::webpki_verify(previous.ca_bundle(), current.leaf(), name, now)
+            .unwrap_or_else(|e| panic!("previous bundle rejects the new leaf at {now}: {e}"));
+        for ca in current.ca_bundle().certificates() {
+            cas.insert(ca.der().to_vec());
+        }
+        previous = current;
+        updates += 1;
+    }
+    assert!(updates >= 10, "only {updates} updates in two days");
+    assert!(
+        cas.len() >= 3,
+        "expected at least two CA rotations, saw {} CAs",
+        cas.len()
+    );
+    running.shutdown().await;
+}
