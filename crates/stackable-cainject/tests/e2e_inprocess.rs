@@ -1,5 +1,7 @@
 //! The in-process injector against a real API server (stackable-testenv).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
