@@ -33,10 +33,17 @@ fn kubelet_publish(dir: &Path, version: &str, cert: &str, key: &str) {
 
 async fn served_serial(server: &RunningServer, ca_pem: &str) -> Vec<u8> {
     let client = client_config(ca_pem);
-    request(&client, server.local_addr(), "GET", "/livez", None, Vec::new())
-        .await
-        .unwrap()
-        .serial
+    request(
+        &client,
+        server.local_addr(),
+        "GET",
+        "/livez",
+        None,
+        Vec::new(),
+    )
+    .await
+    .unwrap()
+    .serial
 }
 
 async fn start(source: FileSource) -> RunningServer {
@@ -57,7 +64,8 @@ async fn kubelet_symlink_swap_and_bad_pair() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.leaf_pem(1);
     kubelet_publish(dir.path(), "..2026_01_01_00_00_00.000000001", &cert, &key);
-    let server = start(FileSource::dir(dir.path()).with_poll_interval(Duration::from_secs(1))).await;
+    let server =
+        start(FileSource::dir(dir.path()).with_poll_interval(Duration::from_secs(1))).await;
     assert_eq!(served_serial(&server, &ca.pem).await, vec![1]);
 
     // A good update through the ..data swap.
@@ -68,27 +76,49 @@ async fn kubelet_symlink_swap_and_bad_pair() {
         if served_serial(&server, &ca.pem).await == vec![2] {
             break;
         }
-        assert!(swapped.elapsed() < Duration::from_secs(10), "the new pair was not picked up");
+        assert!(
+            swapped.elapsed() < Duration::from_secs(10),
+            "the new pair was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    println!("file source: symlink swap visible after {:?}", swapped.elapsed());
+    println!(
+        "file source: symlink swap visible after {:?}",
+        swapped.elapsed()
+    );
 
     // A mismatched pair (key of another certificate) is refused; serial 2 keeps serving.
     let (cert3, _) = ca.leaf_pem(3);
     let (_, other_key) = ca.leaf_pem(4);
-    kubelet_publish(dir.path(), "..2026_01_03_00_00_00.000000003", &cert3, &other_key);
+    kubelet_publish(
+        dir.path(),
+        "..2026_01_03_00_00_00.000000003",
+        &cert3,
+        &other_key,
+    );
     let refused = Instant::now();
     while server.metrics().cert_reload_errors() == 0 {
-        assert!(refused.elapsed() < Duration::from_secs(10), "the bad pair was not noticed");
+        assert!(
+            refused.elapsed() < Duration::from_secs(10),
+            "the bad pair was not noticed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(served_serial(&server, &ca.pem).await, vec![2]);
 
     // A half-written key file is refused too.
     let (cert5, key5) = ca.leaf_pem(5);
-    kubelet_publish(dir.path(), "..2026_01_04_00_00_00.000000004", &cert5, &key5[..key5.len() / 2]);
+    kubelet_publish(
+        dir.path(),
+        "..2026_01_04_00_00_00.000000004",
+        &cert5,
+        &key5[..key5.len() / 2],
+    );
     while server.metrics().cert_reload_errors() < 2 {
-        assert!(refused.elapsed() < Duration::from_secs(20), "the half-written key was not noticed");
+        assert!(
+            refused.elapsed() < Duration::from_secs(20),
+            "the half-written key was not noticed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(served_serial(&server, &ca.pem).await, vec![2]);
@@ -97,7 +127,10 @@ async fn kubelet_symlink_swap_and_bad_pair() {
     kubelet_publish(dir.path(), "..2026_01_05_00_00_00.000000005", &cert5, &key5);
     let fixed = Instant::now();
     while served_serial(&server, &ca.pem).await != vec![5] {
-        assert!(fixed.elapsed() < Duration::from_secs(10), "the fixed pair was not picked up");
+        assert!(
+            fixed.elapsed() < Duration::from_secs(10),
+            "the fixed pair was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.metrics().cert_reload_errors(), 2);
@@ -117,7 +150,8 @@ async fn olm_style_sec1_ec_key_loads() {
     )
     .unwrap();
     use aws_lc_rs::encoding::AsDer;
-    let sec1: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'_> = pair.private_key().as_der().unwrap();
+    let sec1: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'_> =
+        pair.private_key().as_der().unwrap();
     let sec1_pem = pem::encode(&pem::Pem::new("EC PRIVATE KEY", sec1.as_ref().to_vec()));
     assert!(sec1_pem.contains("BEGIN EC PRIVATE KEY"));
 

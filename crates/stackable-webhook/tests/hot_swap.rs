@@ -111,7 +111,9 @@ async fn swaps_under_load_fail_no_request() {
         let mut probes = 0;
         loop {
             probes += 1;
-            let answer = request(&client, addr, "GET", "/livez", None, Vec::new()).await.unwrap();
+            let answer = request(&client, addr, "GET", "/livez", None, Vec::new())
+                .await
+                .unwrap();
             if strip_zeros(&answer.serial) == serial {
                 visibility.push(swapped_at.elapsed());
                 max_probes = max_probes.max(probes);
@@ -143,7 +145,10 @@ async fn swaps_under_load_fail_no_request() {
         visibility[visibility.len() - 1],
     );
     assert_eq!(failed, 0);
-    assert!(ok > swaps as u64, "the load loop made too few requests ({ok})");
+    assert!(
+        ok > swaps as u64,
+        "the load loop made too few requests ({ok})"
+    );
     assert!(server.metrics().cert_swaps() >= swaps as u64);
     server.shutdown();
     server.wait().await.unwrap();
