@@ -81,7 +81,7 @@ fn object(i: usize) -> serde_json::Value {
                 "operation": "Update", "time": "2025-01-01T00:00:00Z"}]
         },
         "spec": {"host": format!("host-{i}.example.org"), "port": 8000 + (i % 1000),
-                 "image": "busybox:1", "timeZone": if i % 2 == 0 { json!("UTC") } else { json!(null) }}
+                 "image": "busybox:1", "timeZone": if i.is_multiple_of(2) { json!("UTC") } else { json!(null) }}
     })
 }
 

@@ -43,7 +43,7 @@ pub enum StepError {
     },
 
     /// The user's conversion returned an error.
-    #[snafu(display("converting from {from} to {to} failed: {}", crate::error_chain(source.as_ref())))]
+    #[snafu(display("step {from} -> {to}: {}", crate::error_chain(source.as_ref())))]
     Convert {
         /// Source version.
         from: String,

@@ -100,3 +100,8 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     message
 }
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

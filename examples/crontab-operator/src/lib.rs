@@ -17,6 +17,7 @@
 
 pub mod convert;
 pub mod crd;
+pub mod server;
 pub mod v1;
 pub mod v1beta1;
 

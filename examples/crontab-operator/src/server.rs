@@ -1,0 +1,79 @@
+//! The conversion webhook server of the CronTab operator: the [`router`](crate::router) mounted
+//! on [`CONVERT_PATH`](crate::crd::CONVERT_PATH) of a `stackable-webhook` HTTPS server, with
+//! certificates generated in process by the `stackable-certs` rotation driver.
+//!
+//! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#configure-customresourcedefinition-to-use-conversion-webhooks>.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use snafu::{ResultExt, Snafu};
+use stackable_certs::LeafOptions;
+use stackable_conversion::BuildError;
+use stackable_webhook::{CertSource, ServerError, WebhookServer};
+
+use crate::crd::CONVERT_PATH;
+
+/// Why the webhook server could not be set up.
+#[derive(Debug, Snafu)]
+pub enum Error {
+    /// The CronTab versions are inconsistent (a programming error).
+    #[snafu(display("the CronTab conversion graph is invalid"))]
+    Conversion {
+        /// What is wrong.
+        source: BuildError,
+    },
+    /// The server could not be built.
+    #[snafu(display("the webhook server could not be built"))]
+    Build {
+        /// What failed.
+        source: ServerError,
+    },
+}
+
+/// Where and how to serve.
+#[derive(Debug)]
+pub struct ServerOptions {
+    /// HTTPS address of the webhook.
+    pub bind: SocketAddr,
+    /// Plain-HTTP address of `/livez`, `/readyz` and `/metrics` (`None`: on the HTTPS address).
+    pub health_bind: Option<SocketAddr>,
+    /// Where the serving certificate comes from.
+    pub certificates: CertSource,
+    /// Stop on SIGTERM/SIGINT.
+    pub handle_signals: bool,
+}
+
+impl ServerOptions {
+    /// Certificates generated in memory for the Service `name.namespace` (and the extra IPs).
+    pub fn generated(
+        bind: SocketAddr,
+        service_name: &str,
+        namespace: &str,
+        ip_addresses: &[std::net::IpAddr],
+    ) -> Self {
+        let leaf = ip_addresses.iter().fold(
+            LeafOptions::for_service(service_name, namespace),
+            |leaf, ip| leaf.ip_address(*ip),
+        );
+        Self {
+            bind,
+            health_bind: None,
+            certificates: CertSource::generated(leaf),
+            handle_signals: true,
+        }
+    }
+}
+
+/// The webhook server, ready to `start()`.
+pub fn webhook_server(options: ServerOptions) -> Result<WebhookServer, Error> {
+    let router = Arc::new(crate::router().context(ConversionSnafu)?);
+    let mut builder = WebhookServer::builder()
+        .bind(options.bind)
+        .certificates(options.certificates)
+        .handle_signals(options.handle_signals)
+        .conversion(CONVERT_PATH, move |request| router.convert_request(request));
+    if let Some(health) = options.health_bind {
+        builder = builder.health_bind(health);
+    }
+    builder.build().context(BuildSnafu)
+}
