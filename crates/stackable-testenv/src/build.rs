@@ -451,6 +451,41 @@ mod tests {
     }
 
     #[test]
+    fn go_mod_replace_block_is_what_gen_replaces_generates() {
+        // The script reads k8s.io/kubernetes' go.mod; use the module cache's copy if there
+        // is one (no network in unit tests).
+        let gomodcache = std::env::var_os("GOMODCACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join("go/pkg/mod")));
+        let Some(modfile) = gomodcache
+            .map(|c| {
+                c.join(format!(
+                    "cache/download/k8s.io/kubernetes/@v/{KUBERNETES_VERSION}.mod"
+                ))
+            })
+            .filter(|f| f.is_file())
+        else {
+            eprintln!(
+                "skipped: k8s.io/kubernetes {KUBERNETES_VERSION} go.mod is not in the module cache"
+            );
+            return;
+        };
+        let output = Command::new("bash")
+            .arg(module_dir().join("gen-replaces.sh"))
+            .arg(KUBERNETES_VERSION)
+            .arg(&modfile)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let generated = String::from_utf8(output.stdout).unwrap();
+        let go_mod = std::fs::read_to_string(module_dir().join("go.mod")).unwrap();
+        assert!(
+            go_mod.contains(generated.trim()),
+            "go.mod's replace block differs from gen-replaces.sh output:\n{generated}"
+        );
+    }
+
+    #[test]
     fn module_hash_is_found_in_go_sum() {
         let sum = format!(
             "k8s.io/kubernetes {KUBERNETES_VERSION} h1:abc=\nk8s.io/kubernetes {KUBERNETES_VERSION}/go.mod h1:def=\n"
