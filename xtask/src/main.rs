@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod gen_crds;
 mod test;
 mod testenv;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Task {
     /// Run the whole test suite: unit tests and the e2e tier against a real control plane.
     Test(test::Args),
+    /// Write the CRD YAML of every example operator (examples/<op>/deploy/crds/); `--check` fails if stale.
+    GenCrds(gen_crds::Args),
     /// A real kube-apiserver + etcd: build the binaries, run a command against one, or keep one running.
     Testenv(testenv::Args),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Test(args) => test::run(args).map(|()| ExitCode::SUCCESS),
+        Task::GenCrds(args) => gen_crds::run(args).map(|()| ExitCode::SUCCESS),
         Task::Testenv(args) => testenv::run(args),
     };
     match result {
