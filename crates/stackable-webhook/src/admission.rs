@@ -196,7 +196,7 @@ struct Decoded<K: Resource> {
     raw_object: Option<Value>,
 }
 
-fn decode<K>(body: &Bytes) -> Result<Decoded<K>, Reply>
+fn decode<K>(body: &Bytes, keep_raw: bool) -> Result<Decoded<K>, Reply>
 where
     K: Resource + DeserializeOwned,
 {
@@ -217,8 +217,9 @@ where
             SUPPORTED_ADMISSION_VERSIONS.join(", ")
         )));
     }
-    let raw_object = value
-        .get("request")
+    let raw_object = keep_raw
+        .then(|| value.get("request"))
+        .flatten()
         .and_then(|request| request.get("object"))
         .filter(|object| !object.is_null())
         .cloned();
@@ -281,7 +282,7 @@ where
     Arc::new(move |body: Bytes| -> BoxFuture<'static, Reply> {
         let handler = handler.clone();
         Box::pin(async move {
-            let decoded = match decode::<K>(&body) {
+            let decoded = match decode::<K>(&body, false) {
                 Ok(decoded) => decoded,
                 Err(reply) => return reply,
             };
@@ -318,7 +319,7 @@ where
     Arc::new(move |body: Bytes| -> BoxFuture<'static, Reply> {
         let handler = handler.clone();
         Box::pin(async move {
-            let decoded = match decode::<K>(&body) {
+            let decoded = match decode::<K>(&body, true) {
                 Ok(decoded) => decoded,
                 Err(reply) => return reply,
             };

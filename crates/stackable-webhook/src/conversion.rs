@@ -78,7 +78,13 @@ pub(crate) fn conversion_route<C: Converter>(converter: C) -> BoxHandler {
             span.record("uid", request.uid.as_str());
             span.record("kind", "ConversionReview");
             span.record("operation", request.desired_api_version.as_str());
-            let fallback = ConversionResponse::for_request(request.clone());
+            // Only what the answer needs, not a copy of every object.
+            let fallback = ConversionResponse::for_request(ConversionRequest {
+                types: request.types.clone(),
+                uid: request.uid.clone(),
+                desired_api_version: request.desired_api_version.clone(),
+                objects: Vec::new(),
+            });
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert(request)));
             let (response, outcome) = match outcome {
                 Ok(response) => {

@@ -54,3 +54,13 @@ pub use router::{ExtraService, ResponseBody};
 pub use server::{Limits, RunningServer, ServerError, WebhookServer, WebhookServerBuilder};
 pub use source::{CertSource, FileSource, SourceError};
 pub use tls::{CertResolver, TlsError, certified_key_from_pem};
+
+/// The README's example, compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// The guide's example, compiled as a doctest.
+#[doc = include_str!("../../../docs/webhook-server.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;

@@ -31,10 +31,14 @@ pub const LOG_PATH: &str = "/var/log/app";
 #[derive(Debug, Snafu)]
 enum Error {
     #[snafu(display("failed to configure the webhook server"))]
-    Build { source: stackable_webhook::ServerError },
+    Build {
+        source: stackable_webhook::ServerError,
+    },
 
     #[snafu(display("the webhook server failed"))]
-    Serve { source: stackable_webhook::ServerError },
+    Serve {
+        source: stackable_webhook::ServerError,
+    },
 
     #[snafu(display("failed to write the CA bundle to {}", path.display()))]
     WriteCaBundle {
@@ -73,7 +77,11 @@ struct Args {
     ca_bundle_out: Option<PathBuf>,
 
     /// Image of the injected logging sidecar.
-    #[arg(long, env = "SIDECAR_IMAGE", default_value = "docker.io/fluent/fluent-bit:3.2")]
+    #[arg(
+        long,
+        env = "SIDECAR_IMAGE",
+        default_value = "docker.io/fluent/fluent-bit:3.2"
+    )]
     sidecar_image: String,
 
     /// Offer HTTP/2 (off by default, see the HTTP/2 Rapid Reset CVEs).
@@ -178,7 +186,8 @@ pub fn validate(request: &AdmissionRequest<Pod>) -> Validation {
                 .resources
                 .as_ref()
                 .and_then(|resources| resources.limits.as_ref());
-            !limits.is_some_and(|limits| limits.contains_key("cpu") && limits.contains_key("memory"))
+            !limits
+                .is_some_and(|limits| limits.contains_key("cpu") && limits.contains_key("memory"))
         })
         .map(|container| container.name.as_str())
         .collect();
@@ -237,7 +246,12 @@ async fn main() -> Result<(), Error> {
     if let Some(health) = args.health_bind {
         builder = builder.health_bind(health);
     }
-    let server = builder.build().context(BuildSnafu)?.start().await.context(ServeSnafu)?;
+    let server = builder
+        .build()
+        .context(BuildSnafu)?
+        .start()
+        .await
+        .context(ServeSnafu)?;
     if let (Some(path), Some(bundle)) = (&args.ca_bundle_out, server.ca_bundle_pem()) {
         std::fs::write(path, bundle).context(WriteCaBundleSnafu { path: path.clone() })?;
         tracing::info!(path = %path.display(), "wrote the CA bundle");
@@ -310,7 +324,9 @@ mod tests {
 
     #[test]
     fn unlabelled_pods_are_left_alone() {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).unwrap();
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}))
+                .unwrap();
         let config = InjectorConfig {
             sidecar_image: "x".to_owned(),
         };
