@@ -41,3 +41,7 @@ pub use key::{KeyAlgorithm, PrivateKey};
 pub use leaf::LeafOptions;
 pub use rotation::MaterialReceiver;
 pub use serving::ServingMaterial;
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
