@@ -363,3 +363,52 @@ async fn driver_publishes_rotations() {
     );
     running.shutdown().await;
 }
+
+/// A wall-clock jump (suspend/resume, NTP step) is noticed within `max_sleep`, even though
+/// the monotonic clock barely moved: the CA rotation that became due is started.
+#[tokio::test(start_paused = true)]
+async fn wall_clock_jump_is_noticed_within_max_sleep() {
+    use std::sync::atomic::AtomicI64;
+    let policy = RotationPolicy {
+        max_sleep: Duration::from_secs(60),
+        ..RotationPolicy::default()
+    };
+    let base = OffsetDateTime::now_utc();
+    let jump = Arc::new(AtomicI64::new(0));
+    let origin = tokio::time::Instant::now();
+    let clock: stackable_certs::rotation::Clock = {
+        let jump = jump.clone();
+        Arc::new(move || {
+            base + (tokio::time::Instant::now() - origin)
+                + time::Duration::seconds(jump.load(Ordering::SeqCst))
+        })
+    };
+    let running = RotationDriver::with_store(policy, leaf(), InMemoryStore::new())
+        .with_clock(clock)
+        .start()
+        .await
+        .unwrap();
+    let mut rx = running.subscribe();
+    let first = rx.borrow_and_update().clone();
+    assert_eq!(first.ca_bundle().len(), 1);
+    // Nothing happens for an hour of monotonic time.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3600), rx.changed())
+            .await
+            .is_err()
+    );
+    // The machine was suspended for 300 days: the CA (365 days) is due for rotation.
+    jump.store(300 * 24 * 3600, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(61), rx.changed())
+        .await
+        .expect("the jump was not noticed within max_sleep")
+        .unwrap();
+    let after = rx.borrow_and_update().clone();
+    assert_eq!(after.ca_bundle().len(), 2, "new CA staged into the bundle");
+    assert!(
+        after
+            .ca_bundle()
+            .contains(first.ca_bundle().certificates().first().unwrap())
+    );
+    running.shutdown().await;
+}

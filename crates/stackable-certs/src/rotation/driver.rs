@@ -221,7 +221,12 @@ impl<S: Store> RotationDriver<S> {
                     (state, true, "adopted CA")
                 }
                 Classified::UserProvided(material) => {
-                    tracing::debug!(%store, "serving user-provided material; it is not rotated");
+                    let left = material.not_after() - now;
+                    if left < time::Duration::days(7) {
+                        tracing::warn!(%store, not_after = %material.not_after(), "user-provided certificate expires soon and is not rotated automatically (no CA key in the store)");
+                    } else {
+                        tracing::debug!(%store, "serving user-provided material; it is not rotated");
+                    }
                     return Ok(Current::User(material));
                 }
                 Classified::Incomplete { reason } => {
