@@ -1,0 +1,152 @@
+//! End to end: before injection the API server cannot call the webhook (unknown
+//! authority); after `CaInjector` writes the bundle it calls it over TLS and obeys it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::{admissionregistration::v1::ValidatingWebhookConfiguration, core::v1::Pod};
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+    core::admission::AdmissionRequest,
+};
+use serde_json::json;
+use stackable_cainject::{CaInjector, Target};
+use stackable_certs::LeafOptions;
+use stackable_testenv::{TestEnv, webhook_service_dns_names};
+use stackable_webhook::{CertSource, Validation, WebhookServer};
+use tokio::sync::watch;
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },
+        "spec": { "containers": [{ "name": "main", "image": "registry.example/app:1" }] }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_calls_the_webhook_after_injection() {
+    let env = TestEnv::start().await.unwrap();
+    let namespace = env.create_namespace("cainject-tls").await.unwrap();
+    env.create_external_name_service(&namespace, "hook")
+        .await
+        .unwrap();
+
+    let mut leaf = LeafOptions::new();
+    for name in webhook_service_dns_names(&namespace, "hook") {
+        leaf = leaf.dns_name(name);
+    }
+    let server = WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+        .certificates(CertSource::generated(leaf))
+        .validating("/validate", |request: AdmissionRequest<Pod>| async move {
+            match request.object.and_then(|p| p.metadata.name) {
+                Some(name) if name.starts_with("forbidden") => {
+                    Validation::deny("refused by the injected webhook")
+                }
+                _ => Validation::allow(),
+            }
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let port = server.local_addr().port();
+    let ca_bundle = server.ca_bundle_pem().unwrap();
+
+    // The configuration ships without a caBundle, as a Helm chart would.
+    let client = env.client().unwrap();
+    let name = format!("{namespace}-validating");
+    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": { "name": name },
+        "webhooks": [{
+            "name": "tls.cainject.example.com",
+            "clientConfig": { "service": { "namespace": namespace, "name": "hook", "port": port, "path": "/validate" } },
+            "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"] }],
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail", "timeoutSeconds": 5
+        }]
+    }))
+    .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap();
+
+    // Without the bundle the API server cannot verify the server: the call fails.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let started = Instant::now();
+    let before = loop {
+        match pods.create(&PostParams::default(), &pod("early")).await {
+            Err(error) if error.to_string().contains("failed calling webhook") => break error,
+            Err(error) => eprintln!("webhook not active yet: {error}"),
+            Ok(_) => {
+                let _ = pods
+                    .delete("early", &DeleteParams::default().grace_period(0))
+                    .await;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "webhook never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!("before injection: {before}");
+    assert!(
+        before.to_string().contains("x509") || before.to_string().contains("certificate"),
+        "{before}"
+    );
+
+    let (_tx, bundles) = watch::channel(ca_bundle);
+    let injector = CaInjector::new(
+        client.clone(),
+        "e2e-cainject",
+        [Target::validating_webhook(&name)],
+    )
+    .start(bundles);
+    tokio::time::timeout(Duration::from_secs(30), injector.ready())
+        .await
+        .unwrap();
+    let injected_at = Instant::now();
+
+    // Now the API server trusts the webhook and obeys its answers.
+    let denied = loop {
+        match pods
+            .create(&PostParams::default(), &pod("forbidden-1"))
+            .await
+        {
+            Err(error)
+                if error
+                    .to_string()
+                    .contains("refused by the injected webhook") =>
+            {
+                break error;
+            }
+            Err(error) => eprintln!("not trusted yet: {error}"),
+            Ok(_) => panic!("the webhook should have denied forbidden-1"),
+        }
+        assert!(
+            injected_at.elapsed() < Duration::from_secs(30),
+            "the API server never trusted the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "after injection ({:?} until trusted): {denied}",
+        injected_at.elapsed()
+    );
+    pods.create(&PostParams::default(), &pod("allowed"))
+        .await
+        .unwrap();
+    drop(injector);
+    server.shutdown();
+}
