@@ -178,3 +178,77 @@ async fn generated_source_serves_and_publishes_its_ca() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+/// stackable-certs' own staged rotation, in real time with tiny lifetimes: leaves renew every
+/// ~2 s and the CA rotates (new CA published in the bundle, then leaves from it, then the old
+/// CA dropped). A client that refreshes its trust from `ca_bundle_pem()` (as the API server
+/// re-reads `caBundle`) never fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_rotation_of_leaf_and_ca_fails_no_request() {
+    use stackable_certs::rotation::RotationPolicy;
+    let policy = RotationPolicy {
+        ca_validity: Duration::from_secs(12),
+        leaf_validity: Duration::from_secs(4),
+        renew_remaining_fraction: 0.5,
+        propagation_delay: Duration::from_secs(1),
+        overlap: Duration::from_secs(1),
+        max_sleep: Duration::from_millis(100),
+        ..RotationPolicy::default()
+    };
+    let leaf = LeafOptions::new()
+        .dns_name("localhost")
+        .ip_address("127.0.0.1".parse().unwrap());
+    let server = WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+        .certificates(CertSource::Generated { policy, leaf })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let started = Instant::now();
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut serials: Vec<Vec<u8>> = Vec::new();
+    let mut bundles: Vec<String> = Vec::new();
+    while started.elapsed() < Duration::from_secs(14) {
+        let bundle = server.ca_bundle_pem().unwrap();
+        if bundles.last() != Some(&bundle) {
+            bundles.push(bundle.clone());
+        }
+        let client = client_config(&bundle);
+        match request(&client, addr, "GET", "/livez", None, Vec::new()).await {
+            Ok(answer) if answer.status == 200 => {
+                ok += 1;
+                if !serials.contains(&answer.serial) {
+                    serials.push(answer.serial);
+                }
+            }
+            Ok(answer) => {
+                failed += 1;
+                eprintln!("unexpected status {}", answer.status);
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("request failed: {error}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "staged rotation: {ok} requests ok, {failed} failed, {} leaves served, {} CA bundles published, {} swaps",
+        serials.len(),
+        bundles.len(),
+        server.metrics().cert_swaps()
+    );
+    assert_eq!(failed, 0);
+    assert!(
+        serials.len() >= 3,
+        "too few leaf renewals: {}",
+        serials.len()
+    );
+    assert!(bundles.len() >= 2, "the CA never rotated");
+    server.shutdown();
+    server.wait().await.unwrap();
+}

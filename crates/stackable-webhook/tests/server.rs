@@ -486,3 +486,105 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         started.elapsed()
     );
 }
+
+async fn negotiated_alpn(http2: bool) -> (Option<Vec<u8>>, u16) {
+    let ca = TestCa::new("test-ca");
+    let server = WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+        .http2(http2)
+        .certificates(CertSource::Static(ca.leaf(1)))
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let mut config = (*client_config(&ca.pem)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let request = http::Request::get("https://localhost/livez")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let status = if alpn.as_deref() == Some(b"h2".as_slice()) {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request).await.unwrap().status()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        sender.send_request(request).await.unwrap().status()
+    };
+    server.shutdown();
+    server.wait().await.unwrap();
+    (alpn, status.as_u16())
+}
+
+#[tokio::test]
+async fn http2_only_when_enabled() {
+    assert_eq!(
+        negotiated_alpn(false).await,
+        (Some(b"http/1.1".to_vec()), 200)
+    );
+    assert_eq!(negotiated_alpn(true).await, (Some(b"h2".to_vec()), 200));
+}
+
+#[tokio::test]
+async fn metrics_report_requests_latency_and_certificate() {
+    let ca = TestCa::new("test-ca");
+    let server = start(&ca).await;
+    let client = client_config(&ca.pem);
+    let addr = server.local_addr();
+    post_json(
+        &client,
+        addr,
+        "/validate",
+        &pod_review("x", "CREATE", pod("good")),
+    )
+    .await;
+    post_json(
+        &client,
+        addr,
+        "/validate",
+        &pod_review("y", "CREATE", pod("bad-1")),
+    )
+    .await;
+    let metrics = request(&client, addr, "GET", "/metrics", None, Vec::new())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    for expected in [
+        "webhook_requests_total{route=\"/validate\",outcome=\"allowed\"} 1",
+        "webhook_requests_total{route=\"/validate\",outcome=\"denied\"} 1",
+        "webhook_request_duration_seconds_count{route=\"/validate\"} 2",
+        "webhook_cert_swaps_total 1",
+        "webhook_cert_reload_errors_total 0",
+        "webhook_handler_panics_total 0",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    // The expiry gauge holds the leaf's notAfter (rcgen's default is far in the future).
+    let expiry: i64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("webhook_cert_expiry_timestamp_seconds "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(expiry > 1_700_000_000, "{expiry}");
+    server.shutdown();
+    server.wait().await.unwrap();
+}
