@@ -165,3 +165,153 @@ async fn forbidden_names_the_missing_rule_and_replicas_do_not_fight() {
     );
     println!("two replicas converged at resourceVersion {converged} and stayed there");
 }
+
+fn helm_manifest(entries: &[&str], ca_bundle: Option<&str>) -> Value {
+    let hooks: Vec<Value> = entries
+        .iter()
+        .map(|name| {
+            let mut client_config = json!({ "service": { "name": "hooks", "namespace": "default" } });
+            if let Some(b) = ca_bundle {
+                client_config["caBundle"] = json!(b);
+            }
+            json!({
+                "name": name, "clientConfig": client_config,
+                "rules": [{ "apiGroups": ["rbac.example.com"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["gizmos"] }],
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore"
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": { "name": "helm-managed" }, "webhooks": hooks
+    })
+}
+
+/// What Helm 4 / `kubectl apply --server-side` see next to the injector (documented in
+/// docs/ca-injection.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_tools_and_the_injector_coexist() {
+    use kube::api::{Patch, PatchParams};
+
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().unwrap();
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &TargetKind::ValidatingWebhookConfiguration.api_resource(),
+    );
+    let helm = |manifest: Value, force: bool| {
+        let api = api.clone();
+        async move {
+            let mut params = PatchParams::apply("helm");
+            params.force = force;
+            api.patch("helm-managed", &params, &Patch::Apply(&manifest))
+                .await
+        }
+    };
+    let bundle_of = |object: &DynamicObject, index: usize| {
+        object.data["webhooks"][index]["clientConfig"]["caBundle"]
+            .as_str()
+            .map(str::to_owned)
+    };
+
+    helm(
+        helm_manifest(&["a.example.com", "b.example.com"], None),
+        false,
+    )
+    .await
+    .unwrap();
+    let ca = CertificateAuthority::new(&CaOptions::new("helm-ca")).unwrap();
+    let (_tx, rx) = watch::channel(ca.certificate().to_pem());
+    let injector = CaInjector::new(
+        client.clone(),
+        "e2e-cainject",
+        [Target::validating_webhook("helm-managed")],
+    )
+    .start(rx);
+    tokio::time::timeout(Duration::from_secs(20), injector.ready())
+        .await
+        .unwrap();
+    let injected = bundle_of(&api.get("helm-managed").await.unwrap(), 0).unwrap();
+
+    // An upgrade with a chart that omits caBundle keeps the injected bundle.
+    helm(
+        helm_manifest(&["a.example.com", "b.example.com"], None),
+        false,
+    )
+    .await
+    .unwrap();
+    let object = api.get("helm-managed").await.unwrap();
+    assert_eq!(bundle_of(&object, 0).as_deref(), Some(injected.as_str()));
+    assert_eq!(bundle_of(&object, 1).as_deref(), Some(injected.as_str()));
+
+    // A chart that sets caBundle conflicts with the injector's field manager.
+    let error = helm(
+        helm_manifest(&["a.example.com", "b.example.com"], Some("")),
+        false,
+    )
+    .await
+    .unwrap_err();
+    println!("chart with caBundle: {error}");
+    assert!(error.to_string().contains("e2e-cainject"), "{error}");
+    // With --force-conflicts the tool wins for a moment, then the injector repairs it.
+    helm(
+        helm_manifest(&["a.example.com", "b.example.com"], Some("")),
+        true,
+    )
+    .await
+    .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let object = api.get("helm-managed").await.unwrap();
+        if bundle_of(&object, 0).as_deref() == Some(injected.as_str()) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never repaired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("forced empty caBundle repaired after {:?}", start.elapsed());
+    // Back to a chart without caBundle (the injector owns the field again after its apply).
+    helm(
+        helm_manifest(&["a.example.com", "b.example.com"], None),
+        false,
+    )
+    .await
+    .unwrap();
+
+    // Removing an entry from the chart while the injector co-owns its caBundle.
+    let removal = helm(helm_manifest(&["a.example.com"], None), false).await;
+    let object = api.get("helm-managed").await.unwrap();
+    let names: Vec<&str> = object.data["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    println!(
+        "removing an entry: apply result {:?}, entries now {names:?}",
+        removal.as_ref().map(|_| ()).map_err(ToString::to_string)
+    );
+    // The API server keeps the entry (the injector owns its caBundle) and the apply fails
+    // validation: the documented caveat. The documented workaround: remove the stale
+    // entry with a JSON patch, then re-run the apply.
+    let error = removal.unwrap_err().to_string();
+    assert!(error.contains("is invalid"), "{error}");
+    let patch = serde_json::from_value(json!([{ "op": "remove", "path": "/webhooks/1" }])).unwrap();
+    api.patch(
+        "helm-managed",
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await
+    .unwrap();
+    helm(helm_manifest(&["a.example.com"], None), false)
+        .await
+        .unwrap();
+    let object = api.get("helm-managed").await.unwrap();
+    assert_eq!(object.data["webhooks"].as_array().unwrap().len(), 1);
+    assert_eq!(bundle_of(&object, 0).as_deref(), Some(injected.as_str()));
+    tokio::time::timeout(Duration::from_secs(10), injector.ready())
+        .await
+        .unwrap();
+    drop(injector);
+}
