@@ -29,6 +29,9 @@ pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60
 /// Default CA common name.
 pub const DEFAULT_CA_COMMON_NAME: &str = "Stackable webhook CA";
 
+/// The longest validity accepted (100 years); X.509 times end at year 9999.
+pub const MAX_VALIDITY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// How far notBefore is set into the past, for clock skew between cluster nodes.
 pub const CLOCK_SKEW_BACKDATE: Duration = Duration::from_secs(5 * 60);
 
@@ -119,12 +122,53 @@ fn random_serial() -> Result<SerialNumber> {
 }
 
 fn to_time_duration(d: Duration) -> Result<time::Duration> {
+    ensure!(
+        d <= MAX_VALIDITY,
+        InvalidOptionsSnafu {
+            reason: format!("duration {d:?} is longer than the maximum of 100 years"),
+        }
+    );
     time::Duration::try_from(d).map_err(|_| {
         InvalidOptionsSnafu {
             reason: format!("duration {d:?} is out of range"),
         }
         .build()
     })
+}
+
+fn add(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
+    now.checked_add(to_time_duration(d)?).ok_or_else(|| {
+        InvalidOptionsSnafu {
+            reason: format!("{now} + {d:?} is out of range"),
+        }
+        .build()
+    })
+}
+
+fn sub(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
+    now.checked_sub(to_time_duration(d)?).ok_or_else(|| {
+        InvalidOptionsSnafu {
+            reason: format!("{now} - {d:?} is out of range"),
+        }
+        .build()
+    })
+}
+
+/// RFC 1123 host names, optionally with a leading `*.` wildcard label.
+fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    !rest.is_empty()
+        && name.len() <= 253
+        && rest.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// Truncates to whole seconds, as X.509 times carry no fractions.
@@ -164,8 +208,8 @@ impl CertificateAuthority {
             dn.push(DnType::OrganizationName, o.as_str());
         }
         params.distinguished_name = dn;
-        params.not_before = now - to_time_duration(CLOCK_SKEW_BACKDATE)?;
-        params.not_after = now + to_time_duration(options.validity)?;
+        params.not_before = sub(now, CLOCK_SKEW_BACKDATE)?;
+        params.not_after = add(now, options.validity)?;
         params.serial_number = Some(random_serial()?);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -273,6 +317,14 @@ impl CertificateAuthority {
         }
         params.distinguished_name = dn;
         for name in &dns_names {
+            ensure!(
+                valid_dns_name(name),
+                InvalidOptionsSnafu {
+                    reason: format!(
+                        "{name:?} is not a valid DNS name (letters, digits, '-', dot-separated labels of 1-63 characters, optional leading '*.')"
+                    ),
+                }
+            );
             let ia5 = name
                 .clone()
                 .try_into()
@@ -282,9 +334,9 @@ impl CertificateAuthority {
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        let not_before = now - to_time_duration(CLOCK_SKEW_BACKDATE)?;
+        let not_before = sub(now, CLOCK_SKEW_BACKDATE)?;
         params.not_before = not_before.max(ca_info.not_before);
-        params.not_after = (now + to_time_duration(options.get_validity())?).min(ca_info.not_after);
+        params.not_after = add(now, options.get_validity())?.min(ca_info.not_after);
         params.serial_number = Some(random_serial()?);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = if options.get_key_algorithm().is_rsa() {

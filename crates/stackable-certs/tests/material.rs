@@ -236,7 +236,7 @@ proptest! {
 
     #[test]
     fn pem_round_trips(alg in prop::sample::select(vec![KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Ed25519]),
-                       name in "[a-z][a-z0-9-]{0,20}", ns in "[a-z][a-z0-9-]{0,20}") {
+                       name in "[a-z]([a-z0-9-]{0,18}[a-z0-9])?", ns in "[a-z]([a-z0-9-]{0,18}[a-z0-9])?") {
         let key = PrivateKey::generate(alg).unwrap();
         prop_assert_eq!(&PrivateKey::from_pem(&key.to_pem()).unwrap(), &key);
         let issued = sample_ca_authority()
@@ -268,4 +268,81 @@ fn sample_cert() -> &'static Certificate {
             .unwrap()
             .certificate
     })
+}
+
+#[test]
+fn absurd_validities_are_errors_not_panics() {
+    assert!(CertificateAuthority::new(&CaOptions::default().validity(Duration::MAX)).is_err());
+    assert!(
+        CertificateAuthority::new(
+            &CaOptions::default().validity(Duration::from_secs(200 * 365 * 86400))
+        )
+        .is_err()
+    );
+    assert!(CertificateAuthority::new(&CaOptions::default().validity(Duration::ZERO)).is_err());
+    let ca = CertificateAuthority::new(&CaOptions::default()).unwrap();
+    assert!(
+        ca.issue(&LeafOptions::for_service("a", "b").validity(Duration::MAX))
+            .is_err()
+    );
+    assert!(
+        ca.issue(&LeafOptions::for_service("a", "b").validity(Duration::ZERO))
+            .is_err()
+    );
+}
+
+#[test]
+fn advance_with_an_unvalidated_policy_does_not_panic() {
+    use stackable_certs::rotation::{RotationPolicy, RotationState, advance};
+    for policy in [
+        RotationPolicy {
+            renew_remaining_fraction: f64::NAN,
+            ..RotationPolicy::default()
+        },
+        RotationPolicy {
+            renew_remaining_fraction: 1e300,
+            propagation_delay: Duration::MAX,
+            overlap: Duration::MAX,
+            ..RotationPolicy::default()
+        },
+        RotationPolicy {
+            ca_validity: Duration::MAX,
+            ..RotationPolicy::default()
+        },
+    ] {
+        let _ = advance(
+            &RotationState::empty(),
+            &policy,
+            &LeafOptions::for_service("a", "b"),
+            OffsetDateTime::now_utc(),
+        );
+    }
+}
+
+#[test]
+fn invalid_dns_names_are_rejected() {
+    let ca = CertificateAuthority::new(&CaOptions::default()).unwrap();
+    for bad in [
+        "",
+        "has space",
+        "a..b",
+        "-a",
+        "ä.example",
+        "a\u{0}b",
+        &"x".repeat(64),
+    ] {
+        assert!(
+            ca.issue(&LeafOptions::new().dns_name(bad)).is_err(),
+            "{bad:?} accepted"
+        );
+    }
+    for good in [
+        "a",
+        "*.example.com",
+        "my-hook.ns.svc.cluster.local.",
+        "x1.y_2",
+    ] {
+        ca.issue(&LeafOptions::new().dns_name(good))
+            .unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
 }

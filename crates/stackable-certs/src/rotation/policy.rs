@@ -62,6 +62,13 @@ pub enum PolicyError {
         window: Duration,
     },
 
+    /// The CA validity exceeds [`crate::ca::MAX_VALIDITY`].
+    #[snafu(display("CA validity {validity:?} is longer than the maximum of 100 years"))]
+    TooLong {
+        /// The validity given.
+        validity: Duration,
+    },
+
     /// The wake-up cap is zero.
     #[snafu(display("max_sleep must be positive"))]
     ZeroMaxSleep,
@@ -157,7 +164,7 @@ impl RotationPolicy {
         }
         let window = self.renew_window(self.ca_validity, self.ca_renew_before);
         ensure!(
-            self.propagation_delay + self.overlap < window,
+            self.propagation_delay.saturating_add(self.overlap) < window,
             RotationDoesNotFitSnafu {
                 propagation: self.propagation_delay,
                 overlap: self.overlap,
@@ -165,12 +172,25 @@ impl RotationPolicy {
             }
         );
         ensure!(!self.max_sleep.is_zero(), ZeroMaxSleepSnafu);
+        ensure!(
+            self.ca_validity <= crate::ca::MAX_VALIDITY,
+            TooLongSnafu {
+                validity: self.ca_validity
+            }
+        );
         Ok(())
     }
 
     /// The renewal window for a lifetime: `renew_before` if set, else the fraction of it.
     pub fn renew_window(&self, lifetime: Duration, renew_before: Option<Duration>) -> Duration {
-        renew_before.unwrap_or_else(|| lifetime.mul_f64(self.renew_remaining_fraction))
+        renew_before.unwrap_or_else(|| {
+            let fraction = if self.renew_remaining_fraction.is_finite() {
+                self.renew_remaining_fraction.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            Duration::try_from_secs_f64(lifetime.as_secs_f64() * fraction).unwrap_or_default()
+        })
     }
 }
 
@@ -212,6 +232,16 @@ mod tests {
             },
             RotationPolicy {
                 max_sleep: Duration::ZERO,
+                ..Default::default()
+            },
+            RotationPolicy {
+                propagation_delay: Duration::MAX,
+                overlap: Duration::MAX,
+                ..Default::default()
+            },
+            RotationPolicy {
+                ca_validity: Duration::MAX,
+                leaf_validity: Duration::MAX,
                 ..Default::default()
             },
         ];

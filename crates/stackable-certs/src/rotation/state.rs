@@ -486,7 +486,7 @@ pub fn advance(
                 && now >= ca_renew_at(policy, &newest)
             {
                 let ca = CertificateAuthority::new_at(&ca_options(policy), now)?;
-                let issue_after = now + to_time(policy.propagation_delay);
+                let issue_after = now.saturating_add(to_time(policy.propagation_delay));
                 steps.push(Step::StagedNewCa {
                     serial: serial(ca.certificate()),
                     issue_after,
@@ -499,7 +499,7 @@ pub fn advance(
             if now >= issue_after {
                 // Switch: the leaf is re-issued below because it is not from the active CA.
                 state.stage = Stage::Overlap {
-                    retire_after: now + to_time(policy.overlap),
+                    retire_after: now.saturating_add(to_time(policy.overlap)),
                 };
             }
         }
@@ -578,5 +578,5 @@ pub fn next_deadline(
         candidates.push(leaf_renew_at(policy, &leaf.certificate));
     }
     let earliest = candidates.into_iter().min().unwrap_or(now);
-    earliest.max(now + time::Duration::SECOND)
+    earliest.max(now.saturating_add(time::Duration::SECOND))
 }
