@@ -190,6 +190,16 @@ impl Shared {
 
     /// Resolves a source to a bundle, recording in the index what the target reads.
     async fn resolve(&self, target: &Target, source: &CaSource) -> Result<TrustBundle, Refusal> {
+        // A source outside the watched namespaces would be read once and never followed.
+        if let CaSource::Secret(key) | CaSource::Certificate(key) = source
+            && !self.in_scope(&key.namespace)
+        {
+            self.with_index(|i| i.remove(target));
+            return Err(Refusal(format!(
+                "{source} is outside the namespaces this injector watches ({:?}); add --namespace {}",
+                self.config.namespaces, key.namespace
+            )));
+        }
         match source {
             CaSource::Secret(key) => {
                 self.with_index(|i| i.set(target, [Reference::Secret(key.clone())]));

@@ -493,3 +493,89 @@ async fn honours_cert_manager_and_openshift_annotations() {
     println!("metrics:\n{}", metrics.render());
     controller.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_scoping() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().unwrap();
+    let inside = env.create_namespace("inside").await.unwrap();
+    let outside = env.create_namespace("outside").await.unwrap();
+    let apiserver_ca = canonical(env.ca_pem());
+    let controller = tokio::spawn(run(
+        client.clone(),
+        Config {
+            field_manager: "e2e-cainjector".to_owned(),
+            namespaces: vec![inside.clone()],
+            api_server_ca: Some(env.ca_pem().to_owned()),
+            service_ca: ServiceCa::ApiServerCa,
+            reporter: Reporter {
+                controller: "e2e-cainjector".to_owned(),
+                instance: None,
+            },
+        },
+        Metrics::new(),
+    ));
+    let config_map = |ns: &str| {
+        json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": "trust", "namespace": ns,
+                              "annotations": { "cert-manager.io/inject-apiserver-ca": "true" } } })
+    };
+    create(
+        &client,
+        TargetKind::ConfigMap,
+        Some(&outside),
+        config_map(&outside),
+    )
+    .await;
+    create(
+        &client,
+        TargetKind::ConfigMap,
+        Some(&inside),
+        config_map(&inside),
+    )
+    .await;
+    wait_injected(
+        &client,
+        TargetKind::ConfigMap,
+        Some(&inside),
+        "trust",
+        &apiserver_ca,
+    )
+    .await;
+
+    // A cluster-scoped target that names a Secret outside the scope is refused.
+    put_secret(
+        &client,
+        &outside,
+        "ca",
+        &[("cert-manager.io/allow-direct-injection", "true")],
+        &ca_pem("outside-ca"),
+    )
+    .await;
+    create(
+        &client,
+        TargetKind::CustomResourceDefinition,
+        None,
+        crd_with_webhook(
+            "scoped.scope.example.com",
+            "scope.example.com",
+            "scoped",
+            "Scoped",
+            json!({ "cert-manager.io/inject-ca-from-secret": format!("{outside}/ca") }),
+        ),
+    )
+    .await;
+    let note = wait_refused(
+        &client,
+        "scoped.scope.example.com",
+        "outside the namespaces",
+    )
+    .await;
+    println!("out-of-scope Secret refused: {note}");
+    // The ConfigMap outside the scope was never touched.
+    assert_eq!(
+        injected(&client, TargetKind::ConfigMap, Some(&outside), "trust").await,
+        None
+    );
+    controller.abort();
+}
