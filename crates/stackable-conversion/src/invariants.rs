@@ -136,6 +136,17 @@ pub fn is_qualified_name(key: &str) -> bool {
     name_ok && prefix_ok
 }
 
+/// The API server's limit on the total size of an object's annotations (keys plus values).
+pub const MAX_ANNOTATIONS_SIZE: usize = 256 * 1024;
+
+/// The total size of annotations as the API server counts it (keys plus values, in bytes).
+pub fn annotations_size(annotations: &Map<String, Value>) -> usize {
+    annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum()
+}
+
 fn check_string_map(
     index: usize,
     field: &str,
@@ -149,6 +160,12 @@ fn check_string_map(
     match value {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(map)) => {
+            if field == "annotations" && annotations_size(map) > MAX_ANNOTATIONS_SIZE {
+                return Err(fail(format!(
+                    "total size {} exceeds {MAX_ANNOTATIONS_SIZE} bytes",
+                    annotations_size(map)
+                )));
+            }
             for (key, value) in map {
                 if !value.is_string() {
                     return Err(fail(format!("value of {key:?} is not a string")));

@@ -18,7 +18,10 @@ use kube::core::{
 use serde_json::{Map, Value};
 use snafu::Snafu;
 
-use crate::graph::{KindConverter, StepError, api_version};
+use crate::{
+    graph::{KindConverter, StepError, api_version},
+    invariants::{MAX_ANNOTATIONS_SIZE, annotations_size},
+};
 
 /// The `apiVersion` of the only `ConversionReview` version this crate answers.
 pub const CONVERSION_REVIEW_API_VERSION: &str = "apiextensions.k8s.io/v1";
@@ -111,6 +114,21 @@ pub enum ReviewError {
         known: Vec<String>,
     },
 
+    /// The converted object's annotations (with the stash) exceed the API server's limit.
+    #[snafu(display(
+        "{kind} {object}: converted annotations would be {size} bytes, over the API server's limit of {limit}; a stash of fields the target version cannot hold is too large"
+    ))]
+    AnnotationsTooLarge {
+        /// `namespace/name`.
+        object: String,
+        /// The kind.
+        kind: String,
+        /// Their size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// A conversion step failed.
     #[snafu(display("{kind} {object} could not be converted from {from} to {to}: {source}"))]
     Conversion {
@@ -131,7 +149,9 @@ impl ReviewError {
     /// The `Status` that reports this error to the API server.
     pub fn to_status(&self) -> Status {
         let (reason, code) = match self {
-            ReviewError::Conversion { .. } => ("Invalid", 422),
+            ReviewError::Conversion { .. } | ReviewError::AnnotationsTooLarge { .. } => {
+                ("Invalid", 422)
+            }
             _ => ("BadRequest", 400),
         };
         Status::failure(&self.to_string(), reason).with_code(code)
@@ -391,6 +411,18 @@ impl ConversionRouter {
                 source: Box::new(source),
             })?;
         let metadata = restore_metadata(original_metadata.as_ref(), converted.get("metadata"));
+        if let Some(annotations) = metadata.get("annotations").and_then(Value::as_object) {
+            let size = annotations_size(annotations);
+            if size > MAX_ANNOTATIONS_SIZE {
+                return AnnotationsTooLargeSnafu {
+                    object: name,
+                    kind,
+                    size,
+                    limit: MAX_ANNOTATIONS_SIZE,
+                }
+                .fail();
+            }
+        }
         if let Some(map) = converted.as_object_mut() {
             map.insert("metadata".to_owned(), metadata);
             map.insert(

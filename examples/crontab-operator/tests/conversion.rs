@@ -415,3 +415,12 @@ fn with_server_metadata_keeps_what_is_there() {
     assert_eq!(object["metadata"]["uid"], "mine");
     assert!(object["metadata"]["managedFields"].is_array());
 }
+
+#[test]
+fn a_stash_over_the_annotation_limit_fails_clearly() {
+    let mut object = v1_object("huge");
+    object["spec"]["timeZone"] = json!("x".repeat(300 * 1024));
+    let message = convert_err(vec![object], V1BETA1);
+    assert!(message.contains("team-a/huge"), "{message}");
+    assert!(message.contains("over the API server's limit"), "{message}");
+}
