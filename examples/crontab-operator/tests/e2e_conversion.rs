@@ -226,6 +226,24 @@ async fn crontab_conversion_through_a_real_api_server() {
     );
     assert_eq!(a_new.spec.time_zone.as_deref(), Some("Europe/Berlin"));
 
+    // v1beta1 is deprecated: the API server warns every client that uses it.
+    let request = http::Request::get(format!(
+        "/apis/example.com/v1beta1/namespaces/{ns}/crontabs/from-v1"
+    ))
+    .body(kube::client::Body::empty())
+    .unwrap();
+    let response = client.send(request).await.unwrap();
+    let warning = response
+        .headers()
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        warning.contains(crontab_operator::crd::V1BETA1_DEPRECATION),
+        "warning header: {warning:?}"
+    );
+
     // The storage version is v1beta1.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let stored = crds.get("crontabs.example.com").await.unwrap();
