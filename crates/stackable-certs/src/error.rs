@@ -1,6 +1,8 @@
 //! The error type shared by the certificate, key, bundle and CA modules.
 //!
-//! Every variant names what failed and carries the context needed to act on it.
+//! Every variant names what failed and carries the context needed to act on it (which
+//! certificate, which key, which algorithm). Webhook TLS requirements:
+//! <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#contacting-the-webhook>.
 
 use snafu::Snafu;
 use time::OffsetDateTime;

@@ -4,7 +4,9 @@
 //! [`RotationPolicy::max_sleep`] (default 60 s): on every wake-up the deadlines are checked
 //! against the wall clock again, so a suspended machine or an NTP step is noticed within
 //! that cap. On each wake-up the store is also re-read, so material written by another
-//! replica is adopted.
+//! replica is adopted. Serving material is published on a [`tokio::sync::watch`] channel for
+//! the webhook server, which the API server reaches as described in
+//! <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#contacting-the-webhook>.
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,4 +1,9 @@
 //! [`RotationPolicy`]: when leaves are renewed and how CA rotation is paced.
+//!
+//! The defaults follow cert-manager's renewal at 2/3 of the lifetime and leave time for a new
+//! `caBundle` to reach the API server
+//! (<https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#contacting-the-webhook>)
+//! before leaves switch CA.
 
 use std::time::Duration;
 

@@ -15,7 +15,8 @@
 //!    `overlap` (time for every replica to serve the new leaf) the old CA leaves the bundle →
 //!    back to [`Stage::Stable`].
 //!
-//! Expired CAs are pruned at any stage.
+//! Expired CAs are pruned at any stage. The bundle is what ends up in `caBundle`
+//! (<https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#contacting-the-webhook>).
 
 use std::fmt;
 
