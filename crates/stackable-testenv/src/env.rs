@@ -32,6 +32,12 @@ use crate::{assets, assets::Binaries, pki, ports::free_port, process::ManagedPro
 /// The field manager used for server-side apply.
 pub const FIELD_MANAGER: &str = "stackable-testenv";
 
+/// The name prefix of every harness's temporary folder.
+const WORK_DIR_PREFIX: &str = "stackable-testenv-";
+
+/// The file in a temporary folder naming the process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
 /// How many log lines a startup error shows.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -218,11 +224,15 @@ impl TestEnvBuilder {
                 .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
                 .context(BinariesSnafu)?,
         };
+        remove_stale_work_dirs(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
-            .prefix("stackable-testenv-")
+            .prefix(WORK_DIR_PREFIX)
             .tempdir()
             .context(TempDirSnafu)?;
         let root = dir.path().to_owned();
+        let owner = root.join(OWNER_FILE);
+        std::fs::write(&owner, std::process::id().to_string())
+            .context(WriteFileSnafu { path: &owner })?;
 
         let etcd_client_port = free_port().context(FreePortSnafu)?;
         let etcd_peer_port = free_port().context(FreePortSnafu)?;
@@ -485,6 +495,34 @@ pub fn webhook_service_dns_names(namespace: &str, name: &str) -> Vec<String> {
     ]
 }
 
+/// Removes temporary folders left by harnesses whose process died without dropping them
+/// (killed, or `std::process::exit` with a `TestEnv` alive). Best effort: errors are ignored.
+fn remove_stale_work_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(WORK_DIR_PREFIX)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Some(pid) = std::fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::debug!(?path, pid, "removing the folder of a dead harness");
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn is_established(crd: &CustomResourceDefinition) -> bool {
     crd.status
         .as_ref()
@@ -683,6 +721,32 @@ async fn readyz(client: &Client) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_folders_of_dead_owners_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let make = |name: &str, owner: Option<String>| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            if let Some(owner) = owner {
+                std::fs::write(dir.join(OWNER_FILE), owner).unwrap();
+            }
+            dir
+        };
+        // pid_max is at most 2^22, so this pid never exists.
+        let dead = make("stackable-testenv-dead", Some("99999999".into()));
+        let alive = make(
+            "stackable-testenv-alive",
+            Some(std::process::id().to_string()),
+        );
+        let no_owner = make("stackable-testenv-no-owner", None);
+        let other = make("someone-else", Some("99999999".into()));
+        remove_stale_work_dirs(tmp.path());
+        assert!(!dead.exists());
+        assert!(alive.exists());
+        assert!(no_owner.exists());
+        assert!(other.exists());
+    }
 
     #[test]
     fn prefixes_become_valid_namespace_names() {
