@@ -412,3 +412,77 @@ async fn wall_clock_jump_is_noticed_within_max_sleep() {
     );
     running.shutdown().await;
 }
+
+/// A driver restarted in the middle of a CA rotation (sharing the store, as a restarted pod
+/// shares the Secret) resumes the rotation instead of starting another one.
+#[tokio::test(start_paused = true)]
+async fn driver_restart_mid_rotation_resumes() {
+    let policy = RotationPolicy {
+        ca_validity: Duration::from_secs(24 * 3600),
+        leaf_validity: Duration::from_secs(4 * 3600),
+        propagation_delay: Duration::from_secs(3600),
+        overlap: Duration::from_secs(600),
+        max_sleep: Duration::from_secs(60),
+        ..RotationPolicy::default()
+    };
+    let base = OffsetDateTime::now_utc();
+    let origin = tokio::time::Instant::now();
+    let clock: stackable_certs::rotation::Clock =
+        Arc::new(move || base + (tokio::time::Instant::now() - origin));
+    let store = InMemoryStore::new();
+    let start = || {
+        RotationDriver::with_store(policy.clone(), leaf(), store.clone())
+            .with_clock(clock.clone())
+            .start()
+    };
+
+    let running = start().await.unwrap();
+    let first_ca = running.current().ca_bundle().certificates()[0].clone();
+    let mut rx = running.subscribe();
+    // Run until the new CA is staged (two CAs in the bundle, leaf still from the first).
+    loop {
+        tokio::time::timeout(Duration::from_secs(24 * 3600), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        if rx.borrow_and_update().ca_bundle().len() == 2 {
+            break;
+        }
+    }
+    let staged = running.current();
+    assert!(staged.leaf().is_issued_by(&first_ca));
+    running.shutdown().await;
+
+    // Restart: same bundle, same leaf, no third CA.
+    let restarted = start().await.unwrap();
+    assert_eq!(
+        *restarted.current(),
+        *staged,
+        "restart changed the material"
+    );
+    let mut rx = restarted.subscribe();
+    // The rotation continues: leaf from the new CA, then the old CA leaves the bundle.
+    let second_ca = staged.ca_bundle().certificates()[1].clone();
+    let mut switched = false;
+    loop {
+        tokio::time::timeout(Duration::from_secs(2 * 3600), rx.changed())
+            .await
+            .expect("rotation did not continue after the restart")
+            .unwrap();
+        let m = rx.borrow_and_update().clone();
+        assert!(m.ca_bundle().len() <= 2, "a third CA appeared");
+        if m.leaf().is_issued_by(&second_ca) {
+            switched = true;
+            assert!(
+                clock() >= base + time::Duration::hours(16),
+                "switched before the propagation delay"
+            );
+        }
+        if m.ca_bundle().len() == 1 {
+            assert!(switched);
+            assert_eq!(m.ca_bundle().certificates(), [second_ca.clone()]);
+            break;
+        }
+    }
+    restarted.shutdown().await;
+}
