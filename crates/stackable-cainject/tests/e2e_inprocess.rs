@@ -364,6 +364,10 @@ async fn refuses_bad_bundles_and_reports_bad_targets() {
         ],
     )
     .retry_after_failure(Duration::from_millis(500))
+    .with_events(kube::runtime::events::Reporter {
+        controller: "e2e-cainject".to_owned(),
+        instance: None,
+    })
     .start(rx);
     let mut status = injector.status();
     let status = tokio::time::timeout(
@@ -419,6 +423,30 @@ async fn refuses_bad_bundles_and_reports_bad_targets() {
         vec![Some(good.clone()), Some(good.clone())]
     );
     println!("refusal: {:?}", injector.status().borrow().refused);
+    // The refusal and the injection are evented on the target.
+    let events = Api::<k8s_openapi::api::events::v1::Event>::all(client.clone());
+    let start = Instant::now();
+    loop {
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("refusals"))
+            .filter_map(|e| e.reason)
+            .collect();
+        if reasons.iter().any(|r| r == "CABundleRefused")
+            && reasons.iter().any(|r| r == "CABundleInjected")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "events missing: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(tx);
     drop(injector);
 }

@@ -490,6 +490,19 @@ async fn honours_cert_manager_and_openshift_annotations() {
         .await
         .unwrap();
     assert_eq!(cm.data["data"]["other"], "kept");
+    let injected_events = Api::<Event>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("CABundleInjected")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                    == Some("widgets.annot.example.com")
+        })
+        .count();
+    assert!(injected_events >= 1, "no CABundleInjected event on the CRD");
     println!("metrics:\n{}", metrics.render());
     controller.abort();
 }
