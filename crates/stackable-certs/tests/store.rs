@@ -480,7 +480,7 @@ async fn driver_restart_mid_rotation_resumes() {
         }
         if m.ca_bundle().len() == 1 {
             assert!(switched);
-            assert_eq!(m.ca_bundle().certificates(), [second_ca.clone()]);
+            assert_eq!(m.ca_bundle().certificates(), std::slice::from_ref(&second_ca));
             break;
         }
     }
