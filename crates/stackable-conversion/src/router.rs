@@ -434,3 +434,41 @@ impl ConversionRouter {
         Ok(converted)
     }
 }
+
+/// With feature `webhook`: mount the router on a `stackable-webhook` server directly,
+/// `.conversion("/convert", router)`.
+#[cfg(feature = "webhook")]
+impl stackable_webhook::Converter for ConversionRouter {
+    fn convert(&self, request: ConversionRequest) -> ConversionResponse {
+        self.convert_request(request)
+    }
+}
+
+#[cfg(all(test, feature = "webhook"))]
+mod webhook_tests {
+    use super::*;
+
+    #[test]
+    fn the_router_is_a_webhook_converter() {
+        fn converter(c: impl stackable_webhook::Converter) -> impl stackable_webhook::Converter {
+            c
+        }
+        let router = converter(ConversionRouter::default());
+        let request = ConversionRequest {
+            types: None,
+            uid: "u".into(),
+            desired_api_version: "example.com/v1".into(),
+            objects: vec![
+                serde_json::json!({"apiVersion": "example.com/v1beta1", "kind": "CronTab", "metadata": {"name": "x"}}),
+            ],
+        };
+        let response = stackable_webhook::Converter::convert(&router, request);
+        assert_eq!(response.uid, "u");
+        assert!(
+            response
+                .result
+                .message
+                .contains("no converter for kind CronTab")
+        );
+    }
+}

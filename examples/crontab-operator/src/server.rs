@@ -4,7 +4,7 @@
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#configure-customresourcedefinition-to-use-conversion-webhooks>.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use snafu::{ResultExt, Snafu};
 use stackable_certs::LeafOptions;
@@ -66,12 +66,13 @@ impl ServerOptions {
 
 /// The webhook server, ready to `start()`.
 pub fn webhook_server(options: ServerOptions) -> Result<WebhookServer, Error> {
-    let router = Arc::new(crate::router().context(ConversionSnafu)?);
+    let router = crate::router().context(ConversionSnafu)?;
     let mut builder = WebhookServer::builder()
         .bind(options.bind)
         .certificates(options.certificates)
         .handle_signals(options.handle_signals)
-        .conversion(CONVERT_PATH, move |request| router.convert_request(request));
+        // With stackable-conversion's `webhook` feature the router is a `Converter` itself.
+        .conversion(CONVERT_PATH, router);
     if let Some(health) = options.health_bind {
         builder = builder.health_bind(health);
     }
