@@ -285,6 +285,118 @@ mod tests {
         )
     }
 
+    /// A fake API server: answers each request from a script and records the calls.
+    fn scripted_client(
+        script: Vec<(u16, serde_json::Value)>,
+    ) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = std::sync::Arc::new(std::sync::Mutex::new(
+            script
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let recorded = calls.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            recorded
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", request.method(), request.uri().path()));
+            let (status, body) = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("script exhausted");
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                )
+            }
+        });
+        (Client::new(service, "default"), calls)
+    }
+
+    fn status_body(code: u16, reason: &str) -> serde_json::Value {
+        serde_json::json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "message": format!("scripted {code}"), "reason": reason, "code": code })
+    }
+
+    fn api_service(ca_bundle: Option<&str>) -> serde_json::Value {
+        let mut spec = serde_json::json!({ "group": "x.io", "version": "v1" });
+        if let Some(b) = ca_bundle {
+            spec["caBundle"] = serde_json::json!(b);
+        }
+        serde_json::json!({ "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                            "metadata": { "name": "v1.x.io", "resourceVersion": "1" }, "spec": spec })
+    }
+
+    fn ca() -> TrustBundle {
+        TrustBundle::from_pem(crate::bundle::tests::CA_A).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_and_conflicts_are_retried() {
+        let (client, calls) = scripted_client(vec![
+            (500, status_body(500, "InternalError")),
+            (200, api_service(None)),
+            (409, status_body(409, "Conflict")),
+            (429, status_body(429, "TooManyRequests")),
+            (200, api_service(Some("x"))),
+        ]);
+        let outcome = Writer::new(client, "test")
+            .inject(&Target::api_service("v1.x.io"), &ca())
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Written);
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                "GET /apis/apiregistration.k8s.io/v1/apiservices/v1.x.io",
+                "GET /apis/apiregistration.k8s.io/v1/apiservices/v1.x.io",
+                "PATCH /apis/apiregistration.k8s.io/v1/apiservices/v1.x.io",
+                "PATCH /apis/apiregistration.k8s.io/v1/apiservices/v1.x.io",
+                "PATCH /apis/apiregistration.k8s.io/v1/apiservices/v1.x.io",
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_write_when_already_injected_and_transient_gives_up() {
+        let encoded = crate::patch::encode_ca_bundle(&ca().to_pem());
+        let (client, calls) = scripted_client(vec![(200, api_service(Some(&encoded)))]);
+        let outcome = Writer::new(client, "test")
+            .inject(&Target::api_service("v1.x.io"), &ca())
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Unchanged);
+        assert_eq!(calls.lock().unwrap().len(), 1, "only the GET");
+
+        let (client, calls) =
+            scripted_client(vec![(503, status_body(503, "ServiceUnavailable")); 5]);
+        let error = Writer::new(client, "test")
+            .inject(&Target::api_service("v1.x.io"), &ca())
+            .await
+            .unwrap_err();
+        assert!(error.is_transient());
+        assert_eq!(calls.lock().unwrap().len(), 5);
+        assert!(error.to_string().contains("after 5 attempts"), "{error}");
+
+        let (client, calls) = scripted_client(vec![
+            (200, api_service(None)),
+            (403, status_body(403, "Forbidden")),
+        ]);
+        let error = Writer::new(client, "test")
+            .inject(&Target::api_service("v1.x.io"), &ca())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ApplyError::Forbidden { .. }));
+        assert_eq!(calls.lock().unwrap().len(), 2, "403 is not retried");
+    }
+
     #[test]
     fn forbidden_names_the_rule() {
         let target = Target::crd("crontabs.example.com");
