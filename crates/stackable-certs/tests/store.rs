@@ -480,7 +480,10 @@ async fn driver_restart_mid_rotation_resumes() {
         }
         if m.ca_bundle().len() == 1 {
             assert!(switched);
-            assert_eq!(m.ca_bundle().certificates(), std::slice::from_ref(&second_ca));
+            assert_eq!(
+                m.ca_bundle().certificates(),
+                std::slice::from_ref(&second_ca)
+            );
             break;
         }
     }
