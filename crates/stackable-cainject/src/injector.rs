@@ -386,6 +386,12 @@ impl TargetTask {
                         current = None;
                         self.set_state(TargetState::Failed(format!("{} does not exist", self.target)));
                     }
+                    Some(Ok(Event::InitDone)) if current.is_none() => {
+                        self.set_state(TargetState::Failed(format!(
+                            "{} does not exist (waiting for it to be created)",
+                            self.target
+                        )));
+                    }
                     Some(Ok(Event::Init | Event::InitDone)) => {}
                     Some(Err(error)) => {
                         tracing::warn!(target = %self.target, %error, "watching the target failed; retrying");

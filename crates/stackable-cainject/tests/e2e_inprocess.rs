@@ -390,6 +390,17 @@ async fn refuses_bad_bundles_and_reports_bad_targets() {
         unreachable!()
     };
     assert!(message.contains("no webhook conversion"), "{message}");
+    let mut missing = injector.status();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        missing.wait_for(|s| {
+            matches!(s.targets.get("APIService v1.missing.example.com"),
+                     Some(TargetState::Failed(m)) if m.contains("does not exist"))
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     println!("CRD without webhook conversion: {message}");
 
     // A garbage bundle and a leaf-only bundle are refused; the good one stays.
