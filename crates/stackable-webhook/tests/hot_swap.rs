@@ -138,9 +138,14 @@ async fn swaps_under_load_fail_no_request() {
     let ok = ok.load(Ordering::Relaxed);
     let failed = failed.load(Ordering::Relaxed);
     println!(
-        "{swaps} swaps in {elapsed:?}: {ok} requests succeeded, {failed} failed ({:.0} req/s on new TLS connections, debug build); \
+        "{swaps} swaps in {elapsed:?}: {ok} requests succeeded, {failed} failed ({:.0} req/s on new TLS connections, {} build); \
          visibility median {:?}, max {:?}, at most {max_probes} probe handshake(s) needed",
         ok as f64 / elapsed.as_secs_f64(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         visibility[visibility.len() / 2],
         visibility[visibility.len() - 1],
     );

@@ -58,6 +58,7 @@ async fn print_throughput() {
     let new_connections = n as f64 / started.elapsed().as_secs_f64();
 
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
     let tls = tokio_rustls::TlsConnector::from(client.clone())
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
