@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod gen_crds;
 mod test;
 mod testenv;
@@ -21,6 +22,8 @@ struct Cli {
 /// The tasks.
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// The main job: a local control plane and the example operators, end to end.
+    Demo(demo::Args),
     /// Run the whole test suite: unit tests and the e2e tier against a real control plane.
     Test(test::Args),
     /// Write the CRD YAML of every example operator (examples/<op>/deploy/crds/); `--check` fails if stale.
@@ -35,6 +38,7 @@ pub(crate) type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Re
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Demo(args) => demo::run(args),
         Task::Test(args) => test::run(args).map(|()| ExitCode::SUCCESS),
         Task::GenCrds(args) => gen_crds::run(args).map(|()| ExitCode::SUCCESS),
         Task::Testenv(args) => testenv::run(args),
