@@ -15,6 +15,9 @@ use crate::{v1, v1beta1};
 pub const V1BETA1_DEPRECATION: &str =
     "example.com/v1beta1 CronTab is deprecated; use example.com/v1";
 
+/// The name of the CRD.
+pub const CRD_NAME: &str = "crontabs.example.com";
+
 /// The path the webhook serves conversions on.
 pub const CONVERT_PATH: &str = "/convert";
 

@@ -22,4 +22,4 @@ pub mod v1;
 pub mod v1beta1;
 
 pub use convert::{HostPortError, converter, router};
-pub use crd::{crd, default_webhook_target};
+pub use crd::{CRD_NAME, crd, default_webhook_target};

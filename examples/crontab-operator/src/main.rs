@@ -8,6 +8,12 @@ use std::net::{IpAddr, SocketAddr};
 use clap::Parser;
 use crontab_operator::server::{self, ServerOptions, webhook_server};
 use snafu::{ResultExt, Snafu};
+use stackable_cainject::{CaInjector, Target};
+use stackable_certs::{
+    LeafOptions,
+    rotation::{RotationDriver, RotationPolicy},
+};
+use stackable_webhook::CertSource;
 use tracing_subscriber::EnvFilter;
 
 /// Serves the CronTab conversion webhook.
@@ -29,6 +35,10 @@ struct Cli {
     /// Extra IP addresses for the certificate (e.g. when the API server calls a URL).
     #[arg(long = "ip-address")]
     ip_addresses: Vec<IpAddr>,
+    /// Inject the CA bundle into the CRD `crontabs.example.com` in-process (stackable-cainject),
+    /// instead of leaving it to an external injector. Needs RBAC `patch` on that CRD.
+    #[arg(long, env = "INJECT_CA_BUNDLE")]
+    inject_ca_bundle: bool,
 }
 
 /// Why the operator stopped.
@@ -37,6 +47,14 @@ enum Error {
     /// Setting up the server failed.
     #[snafu(display("could not set up the webhook server"))]
     Setup { source: server::Error },
+    /// Generating the certificates failed.
+    #[snafu(display("could not generate the serving certificates"))]
+    Certificates {
+        source: stackable_certs::rotation::Error,
+    },
+    /// No Kubernetes client could be configured (KUBECONFIG or in-cluster).
+    #[snafu(display("could not configure a Kubernetes client for CA injection"))]
+    KubeClient { source: kube::Error },
     /// Serving failed.
     #[snafu(display("the webhook server failed"))]
     Serve {
@@ -60,6 +78,28 @@ async fn main() -> Result<(), Error> {
         &cli.ip_addresses,
     );
     options.health_bind = Some(cli.health_bind);
+    let mut injector = None;
+    if cli.inject_ca_bundle {
+        // One rotation driver feeds both the server (serving certificate) and the injector
+        // (the CRD's caBundle), so a CA rotation reaches both from the same event.
+        let leaf = cli.ip_addresses.iter().fold(
+            LeafOptions::for_service(&cli.service_name, &cli.namespace),
+            |leaf, ip| leaf.ip_address(*ip),
+        );
+        let rotation = RotationDriver::new(RotationPolicy::default(), leaf)
+            .start()
+            .await
+            .context(CertificatesSnafu)?;
+        let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
+        let handle = CaInjector::new(
+            client,
+            "crontab-operator",
+            [Target::crd(crontab_operator::CRD_NAME)],
+        )
+        .start(rotation.subscribe());
+        options.certificates = CertSource::Rotation(rotation);
+        injector = Some(handle);
+    }
     let running = webhook_server(options)
         .context(SetupSnafu)?
         .start()
@@ -69,7 +109,17 @@ async fn main() -> Result<(), Error> {
         address = %running.local_addr(),
         health = ?running.health_addr(),
         service = %format!("{}.{}", cli.service_name, cli.namespace),
-        "serving CronTab conversions; the CRD's caBundle must be filled by a CA injector"
+        inject_ca_bundle = cli.inject_ca_bundle,
+        "serving CronTab conversions"
     );
+    if let Some(handle) = injector {
+        // The handle keeps the injector running; it lives as long as the process.
+        tokio::spawn(async move {
+            handle.ready().await;
+            tracing::info!("caBundle injected into the CRD");
+            std::future::pending::<()>().await;
+            drop(handle);
+        });
+    }
     running.wait().await.context(ServeSnafu)
 }

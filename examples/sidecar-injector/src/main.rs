@@ -9,7 +9,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use sidecar_injector::InjectorConfig;
 use snafu::{ResultExt, Snafu};
-use stackable_certs::LeafOptions;
+use stackable_cainject::{CaInjector, Target};
+use stackable_certs::{
+    LeafOptions,
+    rotation::{RotationDriver, RotationPolicy},
+};
 use stackable_webhook::{CertSource, FileSource, Limits, WebhookServer};
 
 #[derive(Debug, Snafu)]
@@ -23,6 +27,14 @@ enum Error {
     Serve {
         source: stackable_webhook::ServerError,
     },
+
+    #[snafu(display("could not generate the serving certificates"))]
+    Certificates {
+        source: stackable_certs::rotation::Error,
+    },
+
+    #[snafu(display("could not configure a Kubernetes client for CA injection"))]
+    KubeClient { source: kube::Error },
 
     #[snafu(display("failed to write the CA bundle to {}", path.display()))]
     WriteCaBundle {
@@ -68,6 +80,20 @@ struct Args {
     )]
     sidecar_image: String,
 
+    /// Inject the generated CA bundle in-process (stackable-cainject) into the Mutating- and
+    /// ValidatingWebhookConfiguration named by `--webhook-configuration`. Needs RBAC `patch`
+    /// on both; not possible with `--cert-dir` (whoever writes the files owns the bundle).
+    #[arg(long, env = "INJECT_CA_BUNDLE", conflicts_with = "cert_dir")]
+    inject_ca_bundle: bool,
+
+    /// Name of both webhook configurations (for `--inject-ca-bundle`).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONFIGURATION",
+        default_value = "sidecar-injector"
+    )]
+    webhook_configuration: String,
+
     /// Offer HTTP/2 (off by default, see the HTTP/2 Rapid Reset CVEs).
     #[arg(long, env = "HTTP2")]
     http2: bool,
@@ -87,12 +113,28 @@ async fn main() -> Result<(), Error> {
         sidecar_image: args.sidecar_image.clone(),
     };
 
+    let leaf = LeafOptions::for_service(args.service_name.as_str(), args.namespace.as_str());
+    let mut injector = None;
     let certificates = match &args.cert_dir {
         Some(dir) => CertSource::Files(FileSource::dir(dir)),
-        None => CertSource::generated(LeafOptions::for_service(
-            args.service_name.as_str(),
-            args.namespace.as_str(),
-        )),
+        None if args.inject_ca_bundle => {
+            // One rotation driver feeds the server and the injector: a CA rotation reaches
+            // the serving certificate and both webhook configurations from the same event.
+            let rotation = RotationDriver::new(RotationPolicy::default(), leaf)
+                .start()
+                .await
+                .context(CertificatesSnafu)?;
+            let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
+            let targets = [
+                Target::mutating_webhook(args.webhook_configuration.as_str()),
+                Target::validating_webhook(args.webhook_configuration.as_str()),
+            ];
+            injector = Some(
+                CaInjector::new(client, "sidecar-injector", targets).start(rotation.subscribe()),
+            );
+            CertSource::Rotation(rotation)
+        }
+        None => CertSource::generated(leaf),
     };
     let mut builder = WebhookServer::builder()
         .bind(args.bind)
@@ -115,6 +157,15 @@ async fn main() -> Result<(), Error> {
     if let (Some(path), Some(bundle)) = (&args.ca_bundle_out, server.ca_bundle_pem()) {
         std::fs::write(path, bundle).context(WriteCaBundleSnafu { path: path.clone() })?;
         tracing::info!(path = %path.display(), "wrote the CA bundle");
+    }
+    if let Some(handle) = injector {
+        // The handle keeps the injector running; it lives as long as the process.
+        tokio::spawn(async move {
+            handle.ready().await;
+            tracing::info!("caBundle injected into both webhook configurations");
+            std::future::pending::<()>().await;
+            drop(handle);
+        });
     }
     server.wait().await.context(ServeSnafu)
 }
