@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use clap::Parser;
 use crontab_operator::server::{self, ServerOptions, webhook_server};
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::{CaInjector, Target};
+use stackable_cainject::{CaInjector, InjectionStatus, Target};
 use stackable_certs::{
     LeafOptions,
     rotation::{RotationDriver, RotationPolicy},
@@ -112,14 +112,16 @@ async fn main() -> Result<(), Error> {
         inject_ca_bundle = cli.inject_ca_bundle,
         "serving CronTab conversions"
     );
-    if let Some(handle) = injector {
-        // The handle keeps the injector running; it lives as long as the process.
+    if let Some(handle) = &injector {
+        let mut status = handle.status();
         tokio::spawn(async move {
-            handle.ready().await;
-            tracing::info!("caBundle injected into the CRD");
-            std::future::pending::<()>().await;
-            drop(handle);
+            if status.wait_for(InjectionStatus::is_ready).await.is_ok() {
+                tracing::info!("caBundle injected into the CRD");
+            }
         });
     }
-    running.wait().await.context(ServeSnafu)
+    let result = running.wait().await.context(ServeSnafu);
+    // The injector stops with the server (dropping its handle stops it).
+    drop(injector);
+    result
 }

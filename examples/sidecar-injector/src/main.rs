@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use sidecar_injector::InjectorConfig;
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::{CaInjector, Target};
+use stackable_cainject::{CaInjector, InjectionStatus, Target};
 use stackable_certs::{
     LeafOptions,
     rotation::{RotationDriver, RotationPolicy},
@@ -158,14 +158,16 @@ async fn main() -> Result<(), Error> {
         std::fs::write(path, bundle).context(WriteCaBundleSnafu { path: path.clone() })?;
         tracing::info!(path = %path.display(), "wrote the CA bundle");
     }
-    if let Some(handle) = injector {
-        // The handle keeps the injector running; it lives as long as the process.
+    if let Some(handle) = &injector {
+        let mut status = handle.status();
         tokio::spawn(async move {
-            handle.ready().await;
-            tracing::info!("caBundle injected into both webhook configurations");
-            std::future::pending::<()>().await;
-            drop(handle);
+            if status.wait_for(InjectionStatus::is_ready).await.is_ok() {
+                tracing::info!("caBundle injected into both webhook configurations");
+            }
         });
     }
-    server.wait().await.context(ServeSnafu)
+    let result = server.wait().await.context(ServeSnafu);
+    // The injector stops with the server (dropping its handle stops it).
+    drop(injector);
+    result
 }
