@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::{client_config, request};
+use common::{client_config, get, start_local, stop};
 use stackable_certs::{
     LeafOptions,
     rotation::{RotationDriver, RotationPolicy, kube::SecretStore},
 };
 use stackable_testenv::TestEnv;
-use stackable_webhook::{CertSource, RunningServer, WebhookServer};
+use stackable_webhook::{CertSource, RunningServer};
 
 async fn replica(env: &TestEnv, namespace: &str) -> RunningServer {
     let leaf = LeafOptions::new()
@@ -23,15 +21,7 @@ async fn replica(env: &TestEnv, namespace: &str) -> RunningServer {
         .start()
         .await
         .unwrap();
-    WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Rotation(rotation))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap()
+    start_local(CertSource::Rotation(rotation)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,30 +34,11 @@ async fn replicas_share_the_ca_from_the_secret() {
     assert_eq!(Some(bundle.clone()), second.ca_bundle_pem());
 
     let client = client_config(&bundle);
-    let a = request(
-        &client,
-        first.local_addr(),
-        "GET",
-        "/readyz",
-        None,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
-    let b = request(
-        &client,
-        second.local_addr(),
-        "GET",
-        "/readyz",
-        None,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let a = get(&client, first.local_addr(), "/readyz").await.unwrap();
+    let b = get(&client, second.local_addr(), "/readyz").await.unwrap();
     assert_eq!((a.status, b.status), (200, 200));
     println!("replica leaves: {:02x?} / {:02x?}", a.serial, b.serial);
     for server in [first, second] {
-        server.shutdown();
-        server.wait().await.unwrap();
+        stop(server).await;
     }
 }

@@ -5,13 +5,12 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
     path::Path,
     time::{Duration, Instant},
 };
 
-use common::{TestCa, client_config, request};
-use stackable_webhook::{CertSource, FileSource, RunningServer, WebhookServer};
+use common::{TestCa, client_config, get, local_builder, start_local, stop};
+use stackable_webhook::{CertSource, FileSource, RunningServer};
 
 /// Writes `dir/<version>/{tls.crt,tls.key}` and points `dir/..data` at it atomically, the way
 /// the kubelet updates Secret volumes.
@@ -32,30 +31,14 @@ fn kubelet_publish(dir: &Path, version: &str, cert: &str, key: &str) {
 }
 
 async fn served_serial(server: &RunningServer, ca_pem: &str) -> Vec<u8> {
-    let client = client_config(ca_pem);
-    request(
-        &client,
-        server.local_addr(),
-        "GET",
-        "/livez",
-        None,
-        Vec::new(),
-    )
-    .await
-    .unwrap()
-    .serial
+    get(&client_config(ca_pem), server.local_addr(), "/livez")
+        .await
+        .unwrap()
+        .serial
 }
 
 async fn start(source: FileSource) -> RunningServer {
-    WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Files(source))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap()
+    start_local(CertSource::Files(source)).await
 }
 
 #[tokio::test]
@@ -134,8 +117,7 @@ async fn kubelet_symlink_swap_and_bad_pair() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.metrics().cert_reload_errors(), 2);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
@@ -164,8 +146,7 @@ async fn olm_style_sec1_ec_key_loads() {
     ))
     .await;
     assert_eq!(served_serial(&server, &ca.pem).await, vec![9]);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
@@ -176,9 +157,7 @@ async fn mismatched_pair_at_start_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
     std::fs::write(dir.path().join("tls.key"), key).unwrap();
-    let result = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
+    let result = local_builder()
         .certificates(CertSource::Files(FileSource::dir(dir.path())))
         .build()
         .unwrap()

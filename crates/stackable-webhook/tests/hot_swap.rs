@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -13,22 +12,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{client_config, pod_review, post_json, request};
+use common::{
+    client_config, get, local_builder, pod_review, post_json, request, start, start_local,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionRequest;
 use serde_json::json;
 use stackable_certs::{CaBundle, CaOptions, CertificateAuthority, LeafOptions, ServingMaterial};
-use stackable_webhook::{CertSource, Validation, WebhookServer};
+use stackable_webhook::{CertSource, Validation};
 use tokio::sync::watch;
 
+/// A leaf for `localhost` and 127.0.0.1.
+fn localhost() -> LeafOptions {
+    LeafOptions::new()
+        .dns_name("localhost")
+        .ip_address("127.0.0.1".parse().unwrap())
+}
+
 fn material(ca: &CertificateAuthority, trust: &CaBundle) -> Arc<ServingMaterial> {
-    let issued = ca
-        .issue(
-            &LeafOptions::new()
-                .dns_name("localhost")
-                .ip_address("127.0.0.1".parse().unwrap()),
-        )
-        .unwrap();
+    let issued = ca.issue(&localhost()).unwrap();
     Arc::new(ServingMaterial::from_issued(issued, trust.clone()).unwrap())
 }
 
@@ -47,18 +49,14 @@ async fn swaps_under_load_fail_no_request() {
         .collect();
     let trust = CaBundle::from_certificates(cas.iter().map(|ca| ca.certificate().clone())).unwrap();
     let (sender, receiver) = watch::channel(material(&cas[0], &trust));
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Material(receiver))
-        .validating("/validate", |_request: AdmissionRequest<Pod>| async move {
-            Validation::allow()
-        })
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Material(receiver))
+            .validating("/validate", |_request: AdmissionRequest<Pod>| async move {
+                Validation::allow()
+            }),
+    )
+    .await;
     let addr = server.local_addr();
     let bundle_pem = server.ca_bundle_pem().unwrap();
     assert_eq!(bundle_pem, trust.to_pem());
@@ -111,9 +109,7 @@ async fn swaps_under_load_fail_no_request() {
         let mut probes = 0;
         loop {
             probes += 1;
-            let answer = request(&client, addr, "GET", "/livez", None, Vec::new())
-                .await
-                .unwrap();
+            let answer = get(&client, addr, "/livez").await.unwrap();
             if strip_zeros(&answer.serial) == serial {
                 visibility.push(swapped_at.elapsed());
                 max_probes = max_probes.max(probes);
@@ -155,33 +151,19 @@ async fn swaps_under_load_fail_no_request() {
         "the load loop made too few requests ({ok})"
     );
     assert!(server.metrics().cert_swaps() >= swaps as u64);
-    server.shutdown();
-    server.wait().await.unwrap();
+    common::stop(server).await;
 }
 
 #[tokio::test]
 async fn generated_source_serves_and_publishes_its_ca() {
     let started = Instant::now();
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::generated(
-            LeafOptions::new()
-                .dns_name("localhost")
-                .ip_address("127.0.0.1".parse().unwrap()),
-        ))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start_local(CertSource::generated(localhost())).await;
     let ready_after = started.elapsed();
     let client = client_config(&server.ca_bundle_pem().unwrap());
     let answer = post_json(&client, server.local_addr(), "/nowhere", &json!({})).await;
     assert_eq!(answer.status, 404);
     println!("generated source: serving {ready_after:?} after start() was called");
-    server.shutdown();
-    server.wait().await.unwrap();
+    common::stop(server).await;
 }
 
 /// stackable-certs' own staged rotation, in real time with tiny lifetimes: leaves renew every
@@ -200,18 +182,11 @@ async fn staged_rotation_of_leaf_and_ca_fails_no_request() {
         max_sleep: Duration::from_millis(100),
         ..RotationPolicy::default()
     };
-    let leaf = LeafOptions::new()
-        .dns_name("localhost")
-        .ip_address("127.0.0.1".parse().unwrap());
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Generated { policy, leaf })
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start_local(CertSource::Generated {
+        policy,
+        leaf: localhost(),
+    })
+    .await;
     let addr = server.local_addr();
     let started = Instant::now();
     let (mut ok, mut failed) = (0u64, 0u64);
@@ -223,7 +198,7 @@ async fn staged_rotation_of_leaf_and_ca_fails_no_request() {
             bundles.push(bundle.clone());
         }
         let client = client_config(&bundle);
-        match request(&client, addr, "GET", "/livez", None, Vec::new()).await {
+        match get(&client, addr, "/livez").await {
             Ok(answer) if answer.status == 200 => {
                 ok += 1;
                 if !serials.contains(&answer.serial) {
@@ -254,6 +229,5 @@ async fn staged_rotation_of_leaf_and_ca_fails_no_request() {
         serials.len()
     );
     assert!(bundles.len() >= 2, "the CA never rotated");
-    server.shutdown();
-    server.wait().await.unwrap();
+    common::stop(server).await;
 }

@@ -4,30 +4,25 @@
 
 mod common;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use common::{TestCa, client_config, request};
-use rustls_pki_types::ServerName;
-use stackable_webhook::{CertSource, Limits, RunningServer, WebhookServer};
+use common::{TestCa, client_config, connect_tls, get, local_builder, start, stop};
+use stackable_webhook::{CertSource, Limits, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn start(ca: &TestCa, limits: Limits) -> RunningServer {
-    WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .limits(limits)
-        .certificates(CertSource::Static(ca.leaf(1)))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap()
+async fn start_limited(ca: &TestCa, limits: Limits) -> RunningServer {
+    start(
+        local_builder()
+            .limits(limits)
+            .certificates(CertSource::Static(ca.leaf(1))),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn silent_clients_are_disconnected() {
     let ca = TestCa::new("ca");
-    let server = start(
+    let server = start_limited(
         &ca,
         Limits {
             handshake_timeout: Duration::from_millis(300),
@@ -48,11 +43,7 @@ async fn silent_clients_are_disconnected() {
     assert_eq!(read.unwrap_or(0), 0);
 
     // Handshake done, then half a request line: closed after the header-read timeout.
-    let tcp = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(client_config(&ca.pem))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+    let mut tls = connect_tls(&client_config(&ca.pem), server.local_addr())
         .await
         .unwrap();
     tls.write_all(b"POST /validate HTTP/1.1\r\nHost: loc")
@@ -72,14 +63,13 @@ async fn silent_clients_are_disconnected() {
             .encode()
             .contains("webhook_tls_handshake_failures_total 1")
     );
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn connection_limit_makes_clients_wait() {
     let ca = TestCa::new("ca");
-    let server = start(
+    let server = start_limited(
         &ca,
         Limits {
             max_connections: 1,
@@ -91,15 +81,11 @@ async fn connection_limit_makes_clients_wait() {
     let addr = server.local_addr();
 
     // Hold the only slot with an idle TLS connection.
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let holder = tokio_rustls::TlsConnector::from(client.clone())
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let holder = connect_tls(&client, addr).await.unwrap();
 
     let waiting = tokio::spawn({
         let client = Arc::clone(&client);
-        async move { request(&client, addr, "GET", "/livez", None, Vec::new()).await }
+        async move { get(&client, addr, "/livez").await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -113,6 +99,5 @@ async fn connection_limit_makes_clients_wait() {
         .unwrap()
         .unwrap();
     assert_eq!(answer.status, 200);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }

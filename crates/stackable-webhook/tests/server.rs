@@ -9,25 +9,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestCa, client_config, pod_review, post_json, request};
+use common::{
+    Answer, TestCa, client_config, connect_tls, get, local_builder, pod_review, post, post_json,
+    start, stop,
+};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::core::{
     admission::{AdmissionRequest, Operation},
     conversion::{ConversionRequest, ConversionResponse},
 };
 use serde_json::json;
-use stackable_webhook::{
-    CertResolver, CertSource, Limits, Mutation, RunningServer, Validation, WebhookServer,
-};
+use stackable_webhook::{CertResolver, CertSource, Limits, Mutation, RunningServer, Validation};
 
-async fn start(ca: &TestCa) -> RunningServer {
-    start_with(ca, Limits::default()).await
-}
-
-async fn start_with(ca: &TestCa, limits: Limits) -> RunningServer {
-    WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
+/// The server of most tests (/validate, /mutate and /convert with the test behaviours) and a
+/// client trusting its CA.
+async fn start_routes(limits: Limits) -> (RunningServer, Arc<rustls::ClientConfig>) {
+    let ca = TestCa::new("test-ca");
+    let builder = local_builder()
         .limits(limits)
         .certificates(CertSource::Static(ca.leaf(1)))
         .validating("/validate", |request: AdmissionRequest<Pod>| async move {
@@ -81,12 +79,19 @@ async fn start_with(ca: &TestCa, limits: Limits) -> RunningServer {
                 })
                 .collect();
             ConversionResponse::for_request(request).success(objects)
-        })
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap()
+        });
+    (start(builder).await, client_config(&ca.pem))
+}
+
+/// POSTs a CREATE AdmissionReview of `pod(name)` to `path`.
+async fn create_pod(
+    client: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+    uid: &str,
+    name: &str,
+) -> Answer {
+    post_json(client, addr, path, &pod_review(uid, "CREATE", pod(name))).await
 }
 
 fn pod(name: &str) -> serde_json::Value {
@@ -100,17 +105,9 @@ fn pod(name: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn validating_allow_and_deny() {
-    let ca = TestCa::new("test-ca");
-    let server = start(&ca).await;
-    let client = client_config(&ca.pem);
+    let (server, client) = start_routes(Limits::default()).await;
 
-    let answer = post_json(
-        &client,
-        server.local_addr(),
-        "/validate",
-        &pod_review("u-1", "CREATE", pod("good")),
-    )
-    .await;
+    let answer = create_pod(&client, server.local_addr(), "/validate", "u-1", "good").await;
     assert_eq!(answer.status, 200);
     let review = answer.json();
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
@@ -119,13 +116,7 @@ async fn validating_allow_and_deny() {
     assert_eq!(review["response"]["allowed"], true);
     assert_eq!(review["response"]["warnings"], json!(["looked fine"]));
 
-    let answer = post_json(
-        &client,
-        server.local_addr(),
-        "/validate",
-        &pod_review("u-2", "CREATE", pod("bad-pod")),
-    )
-    .await;
+    let answer = create_pod(&client, server.local_addr(), "/validate", "u-2", "bad-pod").await;
     let review = answer.json();
     assert_eq!(review["response"]["uid"], "u-2");
     assert_eq!(review["response"]["allowed"], false);
@@ -153,15 +144,12 @@ async fn validating_allow_and_deny() {
     assert_eq!(review["response"]["allowed"], true);
     assert_eq!(review["response"]["warnings"], json!(["deleting"]));
 
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn mutating_patch_keeps_unknown_fields() {
-    let ca = TestCa::new("test-ca");
-    let server = start(&ca).await;
-    let client = client_config(&ca.pem);
+    let (server, client) = start_routes(Limits::default()).await;
     let original = pod("mutate-me");
     let answer = post_json(
         &client,
@@ -196,135 +184,84 @@ async fn mutating_patch_keeps_unknown_fields() {
     assert_eq!(patched, expected, "patch was {patch:?}");
 
     // Returning the object unchanged sends no patch at all.
-    let review = post_json(
-        &client,
-        server.local_addr(),
-        "/mutate",
-        &pod_review("m-2", "CREATE", pod("leave-me")),
-    )
-    .await
-    .json();
+    let review = create_pod(&client, server.local_addr(), "/mutate", "m-2", "leave-me")
+        .await
+        .json();
     assert_eq!(review["response"]["allowed"], true);
     assert!(review["response"].get("patch").is_none());
     assert!(review["response"].get("patchType").is_none());
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
-    let ca = TestCa::new("test-ca");
     let limits = Limits {
         max_body_bytes: 64 * 1024,
         ..Limits::default()
     };
-    let server = start_with(&ca, limits).await;
-    let client = client_config(&ca.pem);
+    let (server, client) = start_routes(limits).await;
     let addr = server.local_addr();
 
-    let malformed = request(
+    let malformed = post(
         &client,
         addr,
-        "POST",
         "/validate",
-        Some("application/json"),
+        "application/json",
         b"{not json".to_vec(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.json()["kind"], "Status");
     assert_eq!(malformed.json()["code"], 400);
 
-    let not_a_review = request(
+    let not_a_review = post(
         &client,
         addr,
-        "POST",
         "/validate",
-        Some("application/json"),
+        "application/json",
         br#"{"kind":"Pod"}"#.to_vec(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(not_a_review.status, 400);
 
-    let wrong_type = request(
-        &client,
-        addr,
-        "POST",
-        "/validate",
-        Some("text/plain"),
-        b"{}".to_vec(),
-    )
-    .await
-    .unwrap();
+    let wrong_type = post(&client, addr, "/validate", "text/plain", b"{}".to_vec()).await;
     assert_eq!(wrong_type.status, 415);
     assert_eq!(wrong_type.json()["code"], 415);
 
-    let oversized = request(
+    let oversized = post(
         &client,
         addr,
-        "POST",
         "/validate",
-        Some("application/json"),
+        "application/json",
         vec![b' '; 65 * 1024],
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(oversized.status, 413);
     assert_eq!(oversized.json()["reason"], "RequestEntityTooLarge");
 
-    let unknown = request(
-        &client,
-        addr,
-        "POST",
-        "/nope",
-        Some("application/json"),
-        b"{}".to_vec(),
-    )
-    .await
-    .unwrap();
+    let unknown = post(&client, addr, "/nope", "application/json", b"{}".to_vec()).await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["code"], 404);
 
-    let get = request(&client, addr, "GET", "/validate", None, Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(get.status, 405);
+    let get_answer = get(&client, addr, "/validate").await.unwrap();
+    assert_eq!(get_answer.status, 405);
 
     // The server is still fine afterwards.
-    let ok = post_json(
-        &client,
-        addr,
-        "/validate",
-        &pod_review("after", "CREATE", pod("good")),
-    )
-    .await;
+    let ok = create_pod(&client, addr, "/validate", "after", "good").await;
     assert_eq!(ok.json()["response"]["allowed"], true);
-    let metrics = request(&client, addr, "GET", "/metrics", None, Vec::new())
-        .await
-        .unwrap();
+    let metrics = get(&client, addr, "/metrics").await.unwrap();
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(
         text.contains("webhook_requests_total{route=\"/validate\",outcome=\"too_large\"} 1"),
         "{text}"
     );
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn handler_panic_becomes_failed_review() {
-    let ca = TestCa::new("test-ca");
-    let server = start(&ca).await;
-    let client = client_config(&ca.pem);
-    let answer = post_json(
-        &client,
-        server.local_addr(),
-        "/validate",
-        &pod_review("p-1", "CREATE", pod("panic")),
-    )
-    .await;
+    let (server, client) = start_routes(Limits::default()).await;
+    let answer = create_pod(&client, server.local_addr(), "/validate", "p-1", "panic").await;
     assert_eq!(answer.status, 200);
     let review = answer.json();
     assert_eq!(review["response"]["uid"], "p-1");
@@ -351,15 +288,12 @@ async fn handler_panic_becomes_failed_review() {
     assert_eq!(review["response"]["result"]["status"], "Failure");
     assert_eq!(review["response"]["result"]["code"], 500);
     assert_eq!(server.metrics().handler_panics(), 2);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn conversion_route_calls_converter() {
-    let ca = TestCa::new("test-ca");
-    let server = start(&ca).await;
-    let client = client_config(&ca.pem);
+    let (server, client) = start_routes(Limits::default()).await;
     let conversion = json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "ConversionReview",
@@ -378,45 +312,30 @@ async fn conversion_route_calls_converter() {
         "example.com/v2"
     );
     assert_eq!(review["response"]["convertedObjects"][0]["spec"]["a"], 1);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn health_on_separate_port_and_readiness() {
     let ca = TestCa::new("test-ca");
     let resolver = Arc::new(CertResolver::new());
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .health_bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Resolver(resolver.clone()))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start(
+        local_builder()
+            .health_bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .certificates(CertSource::Resolver(resolver.clone())),
+    )
+    .await;
     let health = server.health_addr().unwrap();
     assert_eq!(plain_get(health, "/livez").await, 200);
     assert_eq!(plain_get(health, "/readyz").await, 503);
     resolver.swap(ca.leaf(7));
     assert_eq!(plain_get(health, "/readyz").await, 200);
     let client = client_config(&ca.pem);
-    let answer = request(
-        &client,
-        server.local_addr(),
-        "GET",
-        "/readyz",
-        None,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let answer = get(&client, server.local_addr(), "/readyz").await.unwrap();
     // Health routes live on the health port only.
     assert_eq!(answer.status, 404);
     assert_eq!(answer.serial, vec![7]);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
 
 async fn plain_get(addr: SocketAddr, path: &str) -> u16 {
@@ -442,32 +361,20 @@ async fn plain_get(addr: SocketAddr, path: &str) -> u16 {
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let ca = TestCa::new("test-ca");
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Static(ca.leaf(1)))
-        .validating("/slow", |_request: AdmissionRequest<Pod>| async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Validation::allow()
-        })
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .validating("/slow", |_request: AdmissionRequest<Pod>| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Validation::allow()
+            }),
+    )
+    .await;
     let client = client_config(&ca.pem);
     let addr = server.local_addr();
     let in_flight = tokio::spawn({
         let client = client.clone();
-        async move {
-            post_json(
-                &client,
-                addr,
-                "/slow",
-                &pod_review("s-1", "CREATE", pod("good")),
-            )
-            .await
-        }
+        async move { create_pod(&client, addr, "/slow", "s-1", "good").await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
@@ -476,11 +383,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(answer.json()["response"]["allowed"], true);
     server.wait().await.unwrap();
     // New connections are refused after shutdown.
-    assert!(
-        request(&client, addr, "GET", "/livez", None, Vec::new())
-            .await
-            .is_err()
-    );
+    assert!(get(&client, addr, "/livez").await.is_err());
     println!(
         "shutdown with one in-flight request took {:?}",
         started.elapsed()
@@ -489,26 +392,15 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 
 async fn negotiated_alpn(http2: bool) -> (Option<Vec<u8>>, u16) {
     let ca = TestCa::new("test-ca");
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .http2(http2)
-        .certificates(CertSource::Static(ca.leaf(1)))
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start(
+        local_builder()
+            .http2(http2)
+            .certificates(CertSource::Static(ca.leaf(1))),
+    )
+    .await;
     let mut config = (*client_config(&ca.pem)).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
+    let tls = connect_tls(&Arc::new(config), server.local_addr())
         .await
         .unwrap();
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
@@ -528,8 +420,7 @@ async fn negotiated_alpn(http2: bool) -> (Option<Vec<u8>>, u16) {
         tokio::spawn(conn);
         sender.send_request(request).await.unwrap().status()
     };
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
     (alpn, status.as_u16())
 }
 
@@ -544,27 +435,11 @@ async fn http2_only_when_enabled() {
 
 #[tokio::test]
 async fn metrics_report_requests_latency_and_certificate() {
-    let ca = TestCa::new("test-ca");
-    let server = start(&ca).await;
-    let client = client_config(&ca.pem);
+    let (server, client) = start_routes(Limits::default()).await;
     let addr = server.local_addr();
-    post_json(
-        &client,
-        addr,
-        "/validate",
-        &pod_review("x", "CREATE", pod("good")),
-    )
-    .await;
-    post_json(
-        &client,
-        addr,
-        "/validate",
-        &pod_review("y", "CREATE", pod("bad-1")),
-    )
-    .await;
-    let metrics = request(&client, addr, "GET", "/metrics", None, Vec::new())
-        .await
-        .unwrap();
+    create_pod(&client, addr, "/validate", "x", "good").await;
+    create_pod(&client, addr, "/validate", "y", "bad-1").await;
+    let metrics = get(&client, addr, "/metrics").await.unwrap();
     let text = String::from_utf8_lossy(&metrics.body);
     for expected in [
         "webhook_requests_total{route=\"/validate\",outcome=\"allowed\"} 1",
@@ -585,6 +460,5 @@ async fn metrics_report_requests_latency_and_certificate() {
         .parse()
         .unwrap();
     assert!(expiry > 1_700_000_000, "{expiry}");
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }

@@ -4,32 +4,27 @@
 
 mod common;
 
-use std::{net::SocketAddr, time::Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use common::{TestCa, client_config, pod_review, request};
+use common::{TestCa, client_config, connect_tls, local_builder, pod_review, request, start, stop};
 use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionRequest;
-use rustls_pki_types::ServerName;
 use serde_json::json;
-use stackable_webhook::{CertSource, Validation, WebhookServer};
+use stackable_webhook::{CertSource, Validation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn print_throughput() {
     let ca = TestCa::new("bench-ca");
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
-        .certificates(CertSource::Static(ca.leaf(1)))
-        .validating("/validate", |_request: AdmissionRequest<Pod>| async move {
-            Validation::allow()
-        })
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .validating("/validate", |_request: AdmissionRequest<Pod>| async move {
+                Validation::allow()
+            }),
+    )
+    .await;
     let addr = server.local_addr();
     let client = client_config(&ca.pem);
     let body = serde_json::to_vec(&pod_review(
@@ -57,12 +52,7 @@ async fn print_throughput() {
     }
     let new_connections = n as f64 / started.elapsed().as_secs_f64();
 
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(client.clone())
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = connect_tls(&client, addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
@@ -91,6 +81,5 @@ async fn print_throughput() {
             "release"
         }
     );
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }

@@ -1,5 +1,6 @@
-//! Shared helpers of the integration tests: certificates made with rcgen, and a TLS client
-//! that trusts only a given CA bundle and opens a new connection per request.
+//! Shared helpers of the integration tests: certificates made with rcgen, a server on a free
+//! loopback port, and a TLS client that trusts only a given CA bundle and opens a new
+//! connection per request.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{net::SocketAddr, sync::Arc};
@@ -9,8 +10,46 @@ use http_body_util::{BodyExt, Full};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SerialNumber};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, ServerName};
+use stackable_webhook::{CertSource, RunningServer, WebhookServer, WebhookServerBuilder};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+/// A server builder bound to a free port on 127.0.0.1, not reacting to signals.
+pub fn local_builder() -> WebhookServerBuilder {
+    WebhookServer::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .handle_signals(false)
+}
+
+/// Builds and starts the server; panics on any error.
+pub async fn start(builder: WebhookServerBuilder) -> RunningServer {
+    builder.build().unwrap().start().await.unwrap()
+}
+
+/// A server on a free loopback port with the given certificates and no routes.
+pub async fn start_local(certificates: CertSource) -> RunningServer {
+    start(local_builder().certificates(certificates)).await
+}
+
+/// Shuts the server down and waits until it has stopped without error.
+pub async fn stop(server: RunningServer) {
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+/// A TLS connection to `addr` (server name `localhost`), for tests that write raw bytes or
+/// keep one connection open.
+pub async fn connect_tls(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+) -> Result<TlsStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = TcpStream::connect(addr).await?;
+    // Without this, Nagle + delayed ACK add ~40 ms to every new connection on loopback.
+    tcp.set_nodelay(true)?;
+    Ok(TlsConnector::from(config.clone())
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?)
+}
 
 /// A CA able to issue serving certificates.
 pub struct TestCa {
@@ -94,12 +133,7 @@ pub async fn request(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
-    let tcp = TcpStream::connect(addr).await?;
-    // Without this, Nagle + delayed ACK add ~40 ms to every new connection on loopback.
-    tcp.set_nodelay(true)?;
-    let tls = TlsConnector::from(config.clone())
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
+    let tls = connect_tls(config, addr).await?;
     let serial = {
         let certs = tls
             .get_ref()
@@ -131,6 +165,28 @@ pub async fn request(
     })
 }
 
+/// GET without a body over a new TLS connection.
+pub async fn get(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    request(config, addr, "GET", path, None, Vec::new()).await
+}
+
+/// POST a body with the given content type; panics when the request fails.
+pub async fn post(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Answer {
+    request(config, addr, "POST", path, Some(content_type), body)
+        .await
+        .unwrap()
+}
+
 /// POST JSON.
 pub async fn post_json(
     config: &Arc<rustls::ClientConfig>,
@@ -138,16 +194,14 @@ pub async fn post_json(
     path: &str,
     body: &serde_json::Value,
 ) -> Answer {
-    request(
+    post(
         config,
         addr,
-        "POST",
         path,
-        Some("application/json"),
+        "application/json",
         serde_json::to_vec(body).unwrap(),
     )
     .await
-    .unwrap()
 }
 
 /// An AdmissionReview for a Pod.
