@@ -21,7 +21,7 @@ pub mod store;
 use snafu::Snafu;
 
 pub use driver::{Clock, MaterialReceiver, RotationDriver, RunningRotation};
-pub use policy::{PolicyError, RotationPolicy};
+pub use policy::{MIN_RENEW_WINDOW, PolicyError, RotationPolicy};
 pub use state::{Advance, RotationState, Stage, Step, advance};
 pub use store::{InMemoryStore, Store, StoreError};
 

@@ -54,6 +54,19 @@ pub enum PolicyError {
         validity: Duration,
     },
 
+    /// A renewal window is shorter than the driver can honour ([`MIN_RENEW_WINDOW`]).
+    #[snafu(display(
+        "the {which} renewal window {window:?} is shorter than {minimum:?}: certificate times have a resolution of one second and the driver sleeps at least a second between wake-ups, so the {which} could expire before it is renewed; use a longer {which} validity, a larger renew_remaining_fraction or a longer {which}_renew_before"
+    ))]
+    RenewWindowTooShort {
+        /// `CA` or `leaf`.
+        which: &'static str,
+        /// The window.
+        window: Duration,
+        /// The shortest window accepted.
+        minimum: Duration,
+    },
+
     /// Propagation delay plus overlap do not fit into the CA's renewal window.
     #[snafu(display(
         "propagation_delay {propagation:?} + overlap {overlap:?} must be shorter than the CA renewal window {window:?} (the time between starting a CA rotation and the old CA's expiry)"
@@ -79,7 +92,19 @@ pub enum PolicyError {
     ZeroMaxSleep,
 }
 
+/// The shortest renewal window a policy may have: certificate times have a resolution of one
+/// second, and the driver wakes at deadlines rounded up to a whole second and at least a
+/// second apart, so a renewal can happen up to a second after it became due.
+pub const MIN_RENEW_WINDOW: Duration = Duration::from_secs(1);
+
 /// When certificates are renewed and how a CA rotation is paced.
+///
+/// "Lifetime" is the lifetime a certificate was issued for, from its issuance to its
+/// notAfter. The clock-skew backdate of notBefore ([`crate::ca::CLOCK_SKEW_BACKDATE`], 5 min)
+/// is not part of it, so a 4 s leaf is renewed when less than 1⅓ s of it remains, not at
+/// once. A leaf clamped to its CA's notAfter is renewed at the fraction of its clamped
+/// lifetime, and so is any certificate whose absolute window is not shorter than its
+/// lifetime. Every renewal window must be at least [`MIN_RENEW_WINDOW`] (1 s).
 ///
 /// | field | default | meaning |
 /// |---|---|---|
@@ -167,6 +192,20 @@ impl RotationPolicy {
                 );
             }
         }
+        for (which, validity, before) in [
+            ("leaf", self.leaf_validity, self.leaf_renew_before),
+            ("CA", self.ca_validity, self.ca_renew_before),
+        ] {
+            let window = self.renew_window(validity, before);
+            ensure!(
+                window >= MIN_RENEW_WINDOW,
+                RenewWindowTooShortSnafu {
+                    which,
+                    window,
+                    minimum: MIN_RENEW_WINDOW
+                }
+            );
+        }
         let window = self.renew_window(self.ca_validity, self.ca_renew_before);
         ensure!(
             self.propagation_delay.saturating_add(self.overlap) < window,
@@ -186,7 +225,8 @@ impl RotationPolicy {
         Ok(())
     }
 
-    /// The renewal window for a lifetime: `renew_before` if set, else the fraction of it.
+    /// The renewal window for a lifetime (as issued, without the notBefore backdate):
+    /// `renew_before` if set, else the fraction of it.
     pub fn renew_window(&self, lifetime: Duration, renew_before: Option<Duration>) -> Duration {
         renew_before.unwrap_or_else(|| {
             let fraction = if self.renew_remaining_fraction.is_finite() {
@@ -237,6 +277,14 @@ mod tests {
             },
             RotationPolicy {
                 max_sleep: Duration::ZERO,
+                ..Default::default()
+            },
+            RotationPolicy {
+                leaf_validity: Duration::from_secs(2),
+                ..Default::default()
+            },
+            RotationPolicy {
+                ca_renew_before: Some(Duration::from_millis(999)),
                 ..Default::default()
             },
             RotationPolicy {

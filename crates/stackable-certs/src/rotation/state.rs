@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use crate::{
     CaBundle, Certificate, LeafOptions, PrivateKey, ServingMaterial,
-    ca::{CaOptions, CertificateAuthority},
+    ca::{CLOCK_SKEW_BACKDATE, CaOptions, CertificateAuthority},
     rotation::RotationPolicy,
 };
 
@@ -395,21 +395,58 @@ fn to_time(d: std::time::Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
-fn renew_at(cert: &Certificate, window: std::time::Duration) -> OffsetDateTime {
-    cert.info().not_after - to_time(window).min(cert.info().lifetime())
+/// The lifetime a certificate was issued for: from its issuance to notAfter.
+///
+/// Certificates of this crate are backdated by [`CLOCK_SKEW_BACKDATE`] (notBefore = issuance
+/// − 5 min), so that clients whose clocks lag accept them. That backdate is not part of the
+/// lifetime the renewal window is a fraction of: counting it, a 4 s leaf would have a 304 s
+/// lifetime, a third of which (101 s) is more than the whole leaf, and it would be due the
+/// moment it is issued. The issuance is therefore taken as notBefore + the backdate. For a
+/// certificate that is not backdated (made elsewhere) this underestimates the lifetime by
+/// 5 minutes, which delays its renewal by at most `fraction × 5 min`; a certificate whose
+/// whole validity is not longer than the backdate is taken at its full validity.
+/// For a leaf clamped to its CA's notAfter this is the clamped lifetime.
+pub fn issued_lifetime(cert: &Certificate) -> time::Duration {
+    let info = cert.info();
+    let full = info.lifetime();
+    let backdate = to_time(CLOCK_SKEW_BACKDATE);
+    if full > backdate {
+        full - backdate
+    } else {
+        full
+    }
+}
+
+/// When a certificate is due for renewal: notAfter minus the renewal window.
+///
+/// The window is `absolute` (`leaf_renew_before` / `ca_renew_before`) if set and shorter than
+/// the [issued lifetime](issued_lifetime), else `renew_remaining_fraction` of that lifetime.
+/// The fallback matters for leaves clamped to their CA's notAfter: an absolute window longer
+/// than the clamped lifetime would make the leaf due as soon as it is issued (cert-manager
+/// falls back to 2/3 of the duration in the same case).
+pub fn renew_at(
+    policy: &RotationPolicy,
+    cert: &Certificate,
+    absolute: Option<std::time::Duration>,
+) -> OffsetDateTime {
+    let lifetime = issued_lifetime(cert);
+    let fraction_window = to_time(policy.renew_window(
+        std::time::Duration::try_from(lifetime).unwrap_or_default(),
+        None,
+    ));
+    let window = match absolute.map(to_time) {
+        Some(window) if window < lifetime => window,
+        _ => fraction_window,
+    };
+    cert.info().not_after - window
 }
 
 fn ca_renew_at(policy: &RotationPolicy, cert: &Certificate) -> OffsetDateTime {
-    let lifetime = std::time::Duration::try_from(cert.info().lifetime()).unwrap_or_default();
-    renew_at(cert, policy.renew_window(lifetime, policy.ca_renew_before))
+    renew_at(policy, cert, policy.ca_renew_before)
 }
 
 fn leaf_renew_at(policy: &RotationPolicy, cert: &Certificate) -> OffsetDateTime {
-    let lifetime = std::time::Duration::try_from(cert.info().lifetime()).unwrap_or_default();
-    renew_at(
-        cert,
-        policy.renew_window(lifetime, policy.leaf_renew_before),
-    )
+    renew_at(policy, cert, policy.leaf_renew_before)
 }
 
 fn serial(cert: &Certificate) -> String {
@@ -555,7 +592,13 @@ fn ca_options(policy: &RotationPolicy) -> CaOptions {
         .key_algorithm(policy.ca_key_algorithm)
 }
 
-/// The earliest time at which [`advance`] has something to do.
+/// The earliest time at which [`advance`] has something to do, rounded up to a whole second
+/// and at least one second after `now`.
+///
+/// Certificate times are whole seconds and a certificate issued at `now` starts at `now`
+/// truncated to the second; waking at a fractional deadline would give every new certificate
+/// up to a second less than asked for, and with second-scale lifetimes renewals would drift
+/// earlier on every cycle (4 s leaves renewed every 2 s instead of every 2⅔–3 s).
 pub fn next_deadline(
     state: &RotationState,
     policy: &RotationPolicy,
@@ -579,5 +622,14 @@ pub fn next_deadline(
         candidates.push(leaf_renew_at(policy, &leaf.certificate));
     }
     let earliest = candidates.into_iter().min().unwrap_or(now);
-    earliest.max(now.saturating_add(time::Duration::SECOND))
+    ceil_second(earliest).max(now.saturating_add(time::Duration::SECOND))
+}
+
+fn ceil_second(t: OffsetDateTime) -> OffsetDateTime {
+    if t.nanosecond() == 0 {
+        return t;
+    }
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .saturating_add(time::Duration::SECOND)
 }
