@@ -30,6 +30,7 @@ pub mod env;
 pub mod pki;
 pub mod ports;
 mod process;
+pub mod webhooks;
 
 pub use assets::Binaries;
 pub use env::{Error, TestEnv, TestEnvBuilder, webhook_service_dns_names};

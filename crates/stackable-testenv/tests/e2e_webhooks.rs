@@ -9,25 +9,24 @@
 
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
-use base64::Engine as _;
 use k8s_openapi::api::{
     admissionregistration::v1::ValidatingWebhookConfiguration, core::v1::ConfigMap,
 };
 use kube::{Api, api::PostParams};
 use stackable_certs::{CaOptions, CertificateAuthority, LeafOptions};
-use stackable_testenv::{TestEnv, webhook_service_dns_names};
+use stackable_testenv::{
+    TestEnv,
+    webhooks::{LocalWebhook, create_until, serving_leaf, validating_configuration},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
 
-/// Starts the denying webhook on 127.0.0.1; returns its port and the CA PEM.
-async fn start_webhook(dns_names: Vec<String>) -> (u16, String) {
+/// Starts the denying webhook on 127.0.0.1 with a certificate for `leaf`; returns its port
+/// and the CA PEM.
+async fn start_webhook(leaf: LeafOptions) -> (u16, String) {
     let ca = CertificateAuthority::new(&CaOptions::new("webhook-test-ca")).unwrap();
-    let mut leaf = LeafOptions::new().ip_address(Ipv4Addr::LOCALHOST.into());
-    for name in dns_names {
-        leaf = leaf.dns_name(name);
-    }
     let issued = ca.issue(&leaf).unwrap();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
@@ -102,51 +101,22 @@ async fn answer<S: AsyncReadExt + AsyncWriteExt + Unpin>(stream: &mut S) -> std:
     stream.shutdown().await
 }
 
-fn webhook_config(
-    name: &str,
-    namespace: &str,
-    client_config: serde_json::Value,
-) -> ValidatingWebhookConfiguration {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": { "name": name },
-        "webhooks": [{
-            "name": format!("{name}.testenv.stackable.tech"),
-            "clientConfig": client_config,
-            "rules": [{
-                "operations": ["CREATE"],
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "resources": ["configmaps"],
-            }],
-            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 5,
-        }],
-    }))
-    .unwrap()
-}
-
-/// Creates ConfigMaps in `namespace` until the webhook denies one with `expected` in the
+/// Creates a ConfigMap in `namespace` until the webhook denies it with `expected` in the
 /// message (the API server picks up new webhook configurations and Services through
 /// informers, so the first tries may pass or fail differently).
 async fn expect_denied(env: &TestEnv, namespace: &str, expected: &str) {
     let api: Api<ConfigMap> = Api::namespaced(env.client().unwrap(), namespace);
-    let mut last = String::new();
-    for attempt in 0..100 {
-        let mut cm = ConfigMap::default();
-        cm.metadata.name = Some(format!("probe-{attempt}"));
-        match api.create(&PostParams::default(), &cm).await {
-            Err(error) if error.to_string().contains(expected) => return,
-            Err(error) => last = error.to_string(),
-            Ok(_) => last = "created (webhook not active yet)".to_owned(),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the webhook never denied with {expected:?}; last result: {last}");
+    let mut probe = ConfigMap::default();
+    probe.metadata.name = Some("probe".to_owned());
+    let outcome = create_until(
+        &api,
+        &probe,
+        Duration::from_secs(20),
+        |outcome| matches!(outcome, Err(error) if error.to_string().contains(expected)),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("the webhook never denied with {expected:?}: {error}"));
+    assert!(outcome.is_err());
 }
 
 #[tokio::test]
@@ -154,32 +124,41 @@ async fn webhook_by_url_and_by_external_name_service() {
     let env = TestEnv::start().await.unwrap();
     let by_url = env.create_namespace("by-url").await.unwrap();
     let by_service = env.create_namespace("by-service").await.unwrap();
-    let (port, ca_pem) = start_webhook(webhook_service_dns_names(&by_service, "hook")).await;
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&ca_pem);
+    let (port, ca_pem) = start_webhook(serving_leaf(&by_service, "hook")).await;
 
     env.create_external_name_service(&by_service, "hook")
         .await
         .unwrap();
     let api: Api<ValidatingWebhookConfiguration> = Api::all(env.client().unwrap());
-    for config in [
-        webhook_config(
+    for (name, namespace, webhook) in [
+        (
             "by-url",
             &by_url,
-            serde_json::json!({
-                "url": format!("https://127.0.0.1:{port}/via-url"),
-                "caBundle": ca_bundle,
-            }),
+            LocalWebhook::url("by-url.testenv.stackable.tech", port, "/via-url"),
         ),
-        webhook_config(
+        (
             "by-service",
             &by_service,
-            serde_json::json!({
-                "service": { "namespace": by_service, "name": "hook", "port": port, "path": "/via-service" },
-                "caBundle": ca_bundle,
-            }),
+            LocalWebhook::service(
+                "by-service.testenv.stackable.tech",
+                &by_service,
+                "hook",
+                port,
+                "/via-service",
+            ),
         ),
     ] {
-        api.create(&PostParams::default(), &config).await.unwrap();
+        let webhook = webhook
+            .ca_bundle(&ca_pem)
+            .rule("", "v1", "configmaps", &["CREATE"])
+            .in_namespace(namespace)
+            .timeout_seconds(5);
+        api.create(
+            &PostParams::default(),
+            &validating_configuration(name, [webhook]),
+        )
+        .await
+        .unwrap();
     }
 
     expect_denied(&env, &by_url, "denied by webhook at /via-url").await;
