@@ -3,8 +3,9 @@
 //! trusting the generated certificate through the `caBundle`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -12,22 +13,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{
-    ByteString,
-    api::{
-        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
-        core::v1::Pod,
+use common::{local_builder, start, stop};
+use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+    core::v1::Pod,
+};
+use kube::{Api, api::PostParams, core::admission::AdmissionRequest};
+use serde_json::json;
+use stackable_testenv::{
+    TestEnv,
+    webhooks::{
+        LocalWebhook, create_until, mutating_configuration, serving_leaf, validating_configuration,
     },
 };
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-    core::admission::AdmissionRequest,
-};
-use serde_json::json;
-use stackable_certs::LeafOptions;
-use stackable_testenv::{TestEnv, webhook_service_dns_names};
-use stackable_webhook::{CertSource, Mutation, Validation, WebhookServer};
+use stackable_webhook::{CertSource, Mutation, Validation};
 
 fn label(pod: &mut Pod, key: &str, value: &str) {
     pod.metadata
@@ -46,22 +45,6 @@ fn pod(name: &str) -> Pod {
     .unwrap()
 }
 
-fn webhook(name: &str, client_config: serde_json::Value, namespace: &str) -> serde_json::Value {
-    json!({
-        "name": name,
-        "clientConfig": client_config,
-        "rules": [{
-            "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-            "operations": ["CREATE"], "scope": "Namespaced"
-        }],
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-        "sideEffects": "None",
-        "admissionReviewVersions": ["v1"],
-        "failurePolicy": "Fail",
-        "timeoutSeconds": 10
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_calls_our_webhooks() {
     let env = TestEnv::start().await.unwrap();
@@ -70,10 +53,7 @@ async fn api_server_calls_our_webhooks() {
         .await
         .unwrap();
 
-    let mut leaf = LeafOptions::new().ip_address("127.0.0.1".parse().unwrap());
-    for name in webhook_service_dns_names(&namespace, "hook") {
-        leaf = leaf.dns_name(name);
-    }
+    let leaf = serving_leaf(&namespace, "hook");
     let calls = Arc::new(AtomicU64::new(0));
     let counted = |calls: &Arc<AtomicU64>| {
         let calls = calls.clone();
@@ -87,9 +67,7 @@ async fn api_server_calls_our_webhooks() {
         counted(&calls),
         counted(&calls),
     );
-    let server = WebhookServer::builder()
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .handle_signals(false)
+    let builder = local_builder()
         .certificates(CertSource::generated(leaf))
         .validating("/validate-url", move |request: AdmissionRequest<Pod>| {
             c1();
@@ -132,43 +110,38 @@ async fn api_server_calls_our_webhooks() {
                 label(&mut pod, "mutated-by-service", "true");
                 Mutation::patched(pod)
             }
-        })
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+        });
+    let server = start(builder).await;
     let port = server.local_addr().port();
-    let ca_bundle = ByteString(server.ca_bundle_pem().unwrap().into_bytes());
-    let url = |path: &str| json!({"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle});
-    let service = |path: &str| {
-        json!({
-            "service": {"namespace": namespace, "name": "hook", "port": port, "path": path},
-            "caBundle": ca_bundle
-        })
+    let ca_bundle = server.ca_bundle_pem().unwrap();
+    // The same rules for every webhook, called by URL or through the Service.
+    let on_pods = |webhook: LocalWebhook| {
+        webhook
+            .ca_bundle(&ca_bundle)
+            .rule("", "v1", "pods", &["CREATE"])
+            .in_namespace(&namespace)
+            .timeout_seconds(10)
+    };
+    let by_url = |name: &str, path: &str| on_pods(LocalWebhook::url(name, port, path));
+    let by_service = |name: &str, path: &str| {
+        on_pods(LocalWebhook::service(name, &namespace, "hook", port, path))
     };
 
     let client = env.client().unwrap();
-    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": format!("{namespace}-validating")},
-        "webhooks": [
-            webhook("url.validate.example.com", url("/validate-url"), &namespace),
-            webhook("svc.validate.example.com", service("/validate-svc"), &namespace),
-        ]
-    }))
-    .unwrap();
-    let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": format!("{namespace}-mutating")},
-        "webhooks": [
-            webhook("url.mutate.example.com", url("/mutate-url"), &namespace),
-            webhook("svc.mutate.example.com", service("/mutate-svc"), &namespace),
-        ]
-    }))
-    .unwrap();
+    let validating = validating_configuration(
+        &format!("{namespace}-validating"),
+        [
+            by_url("url.validate.example.com", "/validate-url"),
+            by_service("svc.validate.example.com", "/validate-svc"),
+        ],
+    );
+    let mutating = mutating_configuration(
+        &format!("{namespace}-mutating"),
+        [
+            by_url("url.mutate.example.com", "/mutate-url"),
+            by_service("svc.mutate.example.com", "/mutate-svc"),
+        ],
+    );
     Api::<ValidatingWebhookConfiguration>::all(client.clone())
         .create(&PostParams::default(), &validating)
         .await
@@ -181,29 +154,14 @@ async fn api_server_calls_our_webhooks() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     // The API server needs a moment to see the configurations and the Service: retry.
     let started = Instant::now();
-    let created = loop {
-        match pods.create(&PostParams::default(), &pod("allowed")).await {
-            Ok(created)
-                if created.metadata.labels.as_ref().is_some_and(|l| {
-                    l.contains_key("mutated-by-url") && l.contains_key("mutated-by-service")
-                }) =>
-            {
-                break created;
-            }
-            Ok(_) => {
-                // Created before every webhook was active: delete and try again.
-                let _ = pods
-                    .delete("allowed", &DeleteParams::default().grace_period(0))
-                    .await;
-            }
-            Err(error) => eprintln!("not ready yet: {error}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "webhooks never became active"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let created = create_until(&pods, &pod("allowed"), Duration::from_secs(60), |outcome| {
+        matches!(outcome, Ok(created) if created.metadata.labels.as_ref().is_some_and(|l| {
+            l.contains_key("mutated-by-url") && l.contains_key("mutated-by-service")
+        }))
+    })
+    .await
+    .expect("webhooks never became active")
+    .unwrap();
     println!("webhooks active after {:?}", started.elapsed());
     let labels = created.metadata.labels.unwrap();
     assert_eq!(labels["mutated-by-url"], "true");
@@ -234,6 +192,5 @@ async fn api_server_calls_our_webhooks() {
     }
     assert!(calls.load(Ordering::Relaxed) >= 6);
     assert_eq!(server.metrics().handler_panics(), 0);
-    server.shutdown();
-    server.wait().await.unwrap();
+    stop(server).await;
 }
