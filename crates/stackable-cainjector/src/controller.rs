@@ -5,6 +5,16 @@
 //! style partial objects: metadata only), keeps a [`ReferenceIndex`] from each Secret or
 //! Certificate to the objects that read it, and reconciles only the objects a change
 //! concerns. Secret data is read with one GET per referenced Secret and never cached.
+//!
+//! cert-manager may be installed or removed while the injector runs: a metadata watch of the
+//! one CRD [`CERTIFICATE_CRD`] (field selector on its name) notices it. When the CRD appears,
+//! the injector waits until discovery serves `cert-manager.io/v1` `Certificate`, starts the
+//! Certificate watches and re-evaluates every object annotated with `inject-ca-from`; when it
+//! goes away (or starts terminating) the watches stop and those objects are re-evaluated
+//! again, which reports on each that the Certificate CRD is not installed (Event
+//! `CABundleRefused`; the bundle already injected stays). See
+//! <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#create-a-customresourcedefinition>
+//! for when a new CRD's kind becomes served.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -13,7 +23,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use futures::{StreamExt, stream::BoxStream};
+use futures::{
+    StreamExt,
+    stream::{AbortHandle, BoxStream, SelectAll},
+};
 use k8s_openapi::{
     api::{
         admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
@@ -42,6 +55,10 @@ use stackable_cainject::{
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+
+/// The name of cert-manager's Certificate CRD, watched (metadata only) to notice cert-manager
+/// being installed or removed while the injector runs.
+pub const CERTIFICATE_CRD: &str = "certificates.cert-manager.io";
 
 /// Where `service.beta.openshift.io/inject-cabundle` takes its CA from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +104,11 @@ struct Shared {
     queue: mpsc::UnboundedSender<Target>,
     recorder: Recorder,
     metrics: Metrics,
-    certificates: Option<ApiResource>,
+    /// The Certificate kind while cert-manager's CRD is installed and served.
+    certificates: Mutex<Option<ApiResource>>,
+    /// Targets whose source is a Certificate (`inject-ca-from`): re-evaluated when the
+    /// Certificate CRD appears or goes away.
+    certificate_readers: Mutex<HashSet<Target>>,
 }
 
 impl Shared {
@@ -104,6 +125,49 @@ impl Shared {
 
     fn with_index<T>(&self, f: impl FnOnce(&mut ReferenceIndex) -> T) -> Option<T> {
         self.index.lock().ok().map(|mut index| f(&mut index))
+    }
+
+    /// Records what `target` reads (in the index, and whether it reads a Certificate).
+    fn track(&self, target: &Target, references: Vec<Reference>) {
+        let reads_certificate = references
+            .iter()
+            .any(|r| matches!(r, Reference::Certificate(_)));
+        if let Ok(mut readers) = self.certificate_readers.lock() {
+            if reads_certificate {
+                readers.insert(target.clone());
+            } else {
+                readers.remove(target);
+            }
+        }
+        self.with_index(|i| i.set(target, references));
+    }
+
+    /// Forgets `target` (deleted, no longer annotated, or reading nothing watchable).
+    fn untrack(&self, target: &Target) {
+        if let Ok(mut readers) = self.certificate_readers.lock() {
+            readers.remove(target);
+        }
+        self.with_index(|i| i.remove(target));
+    }
+
+    fn certificates(&self) -> Option<ApiResource> {
+        self.certificates.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Sets the served Certificate kind (`None`: not installed) and re-evaluates every
+    /// object that reads a Certificate.
+    fn set_certificates(&self, certificates: Option<ApiResource>) {
+        if let Ok(mut slot) = self.certificates.lock() {
+            *slot = certificates;
+        }
+        let readers: Vec<Target> = self
+            .certificate_readers
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        for target in readers {
+            self.enqueue(target);
+        }
     }
 
     fn enqueue_referrers(&self, reference: &Reference) {
@@ -194,7 +258,7 @@ impl Shared {
         if let CaSource::Secret(key) | CaSource::Certificate(key) = source
             && !self.in_scope(&key.namespace)
         {
-            self.with_index(|i| i.remove(target));
+            self.untrack(target);
             return Err(Refusal(format!(
                 "{source} is outside the namespaces this injector watches ({:?}); add --namespace {}",
                 self.config.namespaces, key.namespace
@@ -202,7 +266,7 @@ impl Shared {
         }
         match source {
             CaSource::Secret(key) => {
-                self.with_index(|i| i.set(target, [Reference::Secret(key.clone())]));
+                self.track(target, vec![Reference::Secret(key.clone())]);
                 self.secret_ca(key, |annotations| {
                     if annotations::allows_direct_injection(annotations) {
                         Ok(())
@@ -217,15 +281,15 @@ impl Shared {
                 .await
             }
             CaSource::Certificate(key) => {
-                self.with_index(|i| i.set(target, [Reference::Certificate(key.clone())]));
-                let Some(ar) = &self.certificates else {
+                self.track(target, vec![Reference::Certificate(key.clone())]);
+                let Some(ar) = self.certificates() else {
                     return Err(Refusal(format!(
-                        "{} names Certificate {key}, but cert-manager's Certificate CRD (cert-manager.io/v1) is not installed",
+                        "{} names Certificate {key}, but cert-manager's Certificate CRD ({CERTIFICATE_CRD}, cert-manager.io/v1) is not installed; the bundle is injected as soon as it is",
                         annotations::INJECT_CA_FROM
                     )));
                 };
                 let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.writer.client().clone(), &key.namespace, ar);
+                    Api::namespaced_with(self.writer.client().clone(), &key.namespace, &ar);
                 let certificate = match api.get_opt(&key.name).await {
                     Ok(Some(c)) => c,
                     Ok(None) => return Err(Refusal(format!("Certificate {key} does not exist"))),
@@ -241,15 +305,13 @@ impl Shared {
                     return Err(Refusal(format!("Certificate {key} has no spec.secretName")));
                 };
                 let secret = ObjectKey::new(&key.namespace, secret_name);
-                self.with_index(|i| {
-                    i.set(
-                        target,
-                        [
-                            Reference::Certificate(key.clone()),
-                            Reference::Secret(secret.clone()),
-                        ],
-                    )
-                });
+                self.track(
+                    target,
+                    vec![
+                        Reference::Certificate(key.clone()),
+                        Reference::Secret(secret.clone()),
+                    ],
+                );
                 self.secret_ca(&secret, |annotations| {
                     if annotations::belongs_to_certificate(annotations, &key.name) {
                         Ok(())
@@ -264,16 +326,16 @@ impl Shared {
                 .await
             }
             CaSource::ApiServerCa => {
-                self.with_index(|i| i.remove(target));
+                self.untrack(target);
                 self.api_server_ca()
             }
             CaSource::ServiceCa => match &self.config.service_ca {
                 ServiceCa::ApiServerCa => {
-                    self.with_index(|i| i.remove(target));
+                    self.untrack(target);
                     self.api_server_ca()
                 }
                 ServiceCa::Secret(key) => {
-                    self.with_index(|i| i.set(target, [Reference::Secret(key.clone())]));
+                    self.track(target, vec![Reference::Secret(key.clone())]);
                     self.secret_ca(key, |_| Ok(())).await
                 }
             },
@@ -295,7 +357,7 @@ impl Shared {
         let current = match self.writer.get(&target).await {
             Ok(current) => current,
             Err(ApplyError::NotFound { .. }) => {
-                self.with_index(|i| i.remove(&target));
+                self.untrack(&target);
                 return;
             }
             Err(error) => {
@@ -311,11 +373,11 @@ impl Shared {
             match annotations::parse_source(target.kind(), target.namespace(), &annotations) {
                 Ok(Some(source)) => source,
                 Ok(None) => {
-                    self.with_index(|i| i.remove(&target));
+                    self.untrack(&target);
                     return;
                 }
                 Err(error) => {
-                    self.with_index(|i| i.remove(&target));
+                    self.untrack(&target);
                     self.refuse(&target, Refusal(error.to_string())).await;
                     return;
                 }
@@ -395,6 +457,16 @@ enum Signal {
     Reference {
         reference: Reference,
     },
+    /// cert-manager's Certificate CRD exists (`true`) or is gone or terminating (`false`).
+    CertificateCrd {
+        installed: bool,
+    },
+    /// Discovery serves the Certificate kind (the answer to the `generation`-th appearance
+    /// of the CRD).
+    CertificatesServed {
+        kind: ApiResource,
+        generation: u64,
+    },
 }
 
 fn metadata_stream<K>(
@@ -451,6 +523,42 @@ fn secret_stream(client: &Client, namespace: Option<&str>) -> BoxStream<'static,
     })
 }
 
+/// Whether cert-manager's Certificate CRD exists: a metadata watch of that one CRD.
+///
+/// A relist that does not contain it (it was deleted while the watch was down) reports it
+/// gone; a CRD with a deletionTimestamp counts as gone (its Certificates are being removed).
+fn certificate_crd_stream(client: &Client) -> BoxStream<'static, Signal> {
+    let api: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("metadata.name={CERTIFICATE_CRD}"));
+    let mut listed = false;
+    watcher::watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let signal = match event {
+                Ok(Event::Init) => {
+                    listed = false;
+                    None
+                }
+                Ok(Event::InitApply(crd) | Event::Apply(crd)) => {
+                    listed = true;
+                    Some(Signal::CertificateCrd {
+                        installed: crd.metadata.deletion_timestamp.is_none(),
+                    })
+                }
+                Ok(Event::InitDone) => {
+                    (!listed).then_some(Signal::CertificateCrd { installed: false })
+                }
+                Ok(Event::Delete(_)) => Some(Signal::CertificateCrd { installed: false }),
+                Err(error) => {
+                    tracing::warn!(%error, "watch of {CERTIFICATE_CRD} failed; retrying");
+                    None
+                }
+            };
+            futures::future::ready(signal)
+        })
+        .boxed()
+}
+
 fn certificate_stream(
     client: &Client,
     ar: &ApiResource,
@@ -486,8 +594,123 @@ pub async fn discover_certificates(client: &Client) -> Option<ApiResource> {
     match kube::discovery::pinned_kind(client, &gvk).await {
         Ok((ar, _)) => Some(ar),
         Err(error) => {
-            tracing::info!(%error, "cert-manager's Certificate kind is not served; inject-ca-from is refused");
+            tracing::debug!(%error, "cert-manager's Certificate kind is not served");
             None
+        }
+    }
+}
+
+/// Polls discovery until the Certificate kind is served (a new CRD is served once it is
+/// Established, usually within a second), then reports it.
+async fn await_certificates(
+    client: Client,
+    generation: u64,
+    report: mpsc::UnboundedSender<Signal>,
+) {
+    let mut delay = Duration::from_millis(200);
+    let mut attempts = 0u32;
+    loop {
+        if let Some(kind) = discover_certificates(&client).await {
+            let _ = report.send(Signal::CertificatesServed { kind, generation });
+            return;
+        }
+        attempts += 1;
+        if attempts == 10 {
+            tracing::warn!(
+                "{CERTIFICATE_CRD} exists but cert-manager.io/v1 Certificate is still not served; still waiting"
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The Certificate watches and the discovery in flight, switched on and off with the CRD.
+struct CertManager {
+    client: Client,
+    namespaces: Vec<Option<String>>,
+    report: mpsc::UnboundedSender<Signal>,
+    /// Bumped on every appearance or disappearance; stale discovery answers are ignored.
+    generation: u64,
+    discovery: Option<tokio::task::JoinHandle<()>>,
+    watches: Vec<AbortHandle>,
+}
+
+impl CertManager {
+    fn active(&self) -> bool {
+        !self.watches.is_empty()
+    }
+
+    /// Starts the Certificate watches (one per watched namespace).
+    fn start_watches(
+        &mut self,
+        kind: &ApiResource,
+        signals: &mut SelectAll<BoxStream<'static, Signal>>,
+    ) {
+        for namespace in &self.namespaces {
+            let (stream, handle) = futures::stream::abortable(certificate_stream(
+                &self.client,
+                kind,
+                namespace.as_deref(),
+            ));
+            self.watches.push(handle);
+            signals.push(stream.boxed());
+        }
+    }
+
+    fn stop(&mut self) {
+        self.generation += 1;
+        if let Some(discovery) = self.discovery.take() {
+            discovery.abort();
+        }
+        for watch in self.watches.drain(..) {
+            watch.abort();
+        }
+    }
+
+    /// Handles a [`Signal::CertificateCrd`] or [`Signal::CertificatesServed`].
+    fn handle(
+        &mut self,
+        signal: Signal,
+        shared: &Shared,
+        signals: &mut SelectAll<BoxStream<'static, Signal>>,
+    ) {
+        match signal {
+            Signal::CertificateCrd { installed: true } => {
+                if self.active() || self.discovery.is_some() {
+                    return;
+                }
+                self.generation += 1;
+                tracing::info!("{CERTIFICATE_CRD} appeared; waiting until Certificates are served");
+                self.discovery = Some(tokio::spawn(await_certificates(
+                    self.client.clone(),
+                    self.generation,
+                    self.report.clone(),
+                )));
+            }
+            Signal::CertificateCrd { installed: false } => {
+                let was_active = self.active();
+                self.stop();
+                if was_active {
+                    tracing::info!(
+                        "{CERTIFICATE_CRD} is gone; stopped watching Certificates, inject-ca-from is refused until it is back"
+                    );
+                    shared.set_certificates(None);
+                }
+            }
+            Signal::CertificatesServed { kind, generation } => {
+                if generation != self.generation || self.active() {
+                    return;
+                }
+                self.discovery = None;
+                tracing::info!(
+                    version = %kind.api_version,
+                    "cert-manager's Certificate kind is served; watching Certificates and re-evaluating inject-ca-from"
+                );
+                self.start_watches(&kind, signals);
+                shared.set_certificates(Some(kind));
+            }
+            Signal::Target { .. } | Signal::Reference { .. } => {}
         }
     }
 }
@@ -509,7 +732,8 @@ pub async fn run(client: Client, config: Config, metrics: Metrics) -> Result<(),
         pending: Mutex::new(HashSet::new()),
         queue,
         metrics,
-        certificates: certificates.clone(),
+        certificates: Mutex::new(certificates.clone()),
+        certificate_readers: Mutex::new(HashSet::new()),
     });
 
     let mut streams: Vec<BoxStream<'static, Signal>> = vec![
@@ -529,6 +753,7 @@ pub async fn run(client: Client, config: Config, metrics: Metrics) -> Result<(),
             Api::<PartialObjectMeta<APIService>>::all(client.clone()),
             TargetKind::ApiService,
         ),
+        certificate_crd_stream(&client),
     ];
     for namespace in &namespaces {
         let config_maps: Api<PartialObjectMeta<ConfigMap>> = match namespace {
@@ -537,9 +762,6 @@ pub async fn run(client: Client, config: Config, metrics: Metrics) -> Result<(),
         };
         streams.push(target_stream(config_maps, TargetKind::ConfigMap));
         streams.push(secret_stream(&client, namespace.as_deref()));
-        if let Some(ar) = &certificates {
-            streams.push(certificate_stream(&client, ar, namespace.as_deref()));
-        }
     }
     // The configured service CA Secret may live outside the watched namespaces.
     if let ServiceCa::Secret(key) = &shared.config.service_ca
@@ -547,7 +769,28 @@ pub async fn run(client: Client, config: Config, metrics: Metrics) -> Result<(),
     {
         streams.push(secret_stream(&client, Some(&key.namespace)));
     }
+    let (report, reports) = mpsc::unbounded_channel();
+    streams.push(
+        futures::stream::unfold(reports, |mut reports| async move {
+            reports.recv().await.map(|signal| (signal, reports))
+        })
+        .boxed(),
+    );
     let mut signals = futures::stream::select_all(streams);
+    let mut cert_manager = CertManager {
+        client: client.clone(),
+        namespaces,
+        report,
+        generation: 0,
+        discovery: None,
+        watches: Vec::new(),
+    };
+    match &certificates {
+        Some(kind) => cert_manager.start_watches(kind, &mut signals),
+        None => tracing::info!(
+            "cert-manager's Certificate kind is not served; inject-ca-from is refused until {CERTIFICATE_CRD} is installed"
+        ),
+    }
 
     let worker = {
         let shared = Arc::clone(&shared);
@@ -572,14 +815,18 @@ pub async fn run(client: Client, config: Config, metrics: Metrics) -> Result<(),
                     .with_index(|i| !i.references_of(&target).is_empty())
                     .unwrap_or(false);
                 if deleted {
-                    shared.with_index(|i| i.remove(&target));
+                    shared.untrack(&target);
                 } else if annotated || indexed {
                     shared.enqueue(target);
                 }
             }
             Signal::Reference { reference } => shared.enqueue_referrers(&reference),
+            signal @ (Signal::CertificateCrd { .. } | Signal::CertificatesServed { .. }) => {
+                cert_manager.handle(signal, &shared, &mut signals);
+            }
         }
     }
+    cert_manager.stop();
     worker.abort();
     StreamsEndedSnafu.fail()
 }
