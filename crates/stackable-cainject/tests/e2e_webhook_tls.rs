@@ -9,15 +9,13 @@ use std::{
 };
 
 use k8s_openapi::api::{admissionregistration::v1::ValidatingWebhookConfiguration, core::v1::Pod};
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-    core::admission::AdmissionRequest,
-};
+use kube::{Api, api::PostParams, core::admission::AdmissionRequest};
 use serde_json::json;
 use stackable_cainject::{CaInjector, Target};
-use stackable_certs::LeafOptions;
-use stackable_testenv::{TestEnv, webhook_service_dns_names};
+use stackable_testenv::{
+    TestEnv,
+    webhooks::{LocalWebhook, create_until, serving_leaf, validating_configuration},
+};
 use stackable_webhook::{CertSource, Validation, WebhookServer};
 use tokio::sync::watch;
 
@@ -37,10 +35,7 @@ async fn api_server_calls_the_webhook_after_injection() {
         .await
         .unwrap();
 
-    let mut leaf = LeafOptions::new();
-    for name in webhook_service_dns_names(&namespace, "hook") {
-        leaf = leaf.dns_name(name);
-    }
+    let leaf = serving_leaf(&namespace, "hook");
     let server = WebhookServer::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .handle_signals(false)
@@ -64,18 +59,19 @@ async fn api_server_calls_the_webhook_after_injection() {
     // The configuration ships without a caBundle, as a Helm chart would.
     let client = env.client().unwrap();
     let name = format!("{namespace}-validating");
-    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": { "name": name },
-        "webhooks": [{
-            "name": "tls.cainject.example.com",
-            "clientConfig": { "service": { "namespace": namespace, "name": "hook", "port": port, "path": "/validate" } },
-            "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"] }],
-            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
-            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail", "timeoutSeconds": 5
-        }]
-    }))
-    .unwrap();
+    let configuration = validating_configuration(
+        &name,
+        [LocalWebhook::service(
+            "tls.cainject.example.com",
+            &namespace,
+            "hook",
+            port,
+            "/validate",
+        )
+        .rule("", "v1", "pods", &["CREATE"])
+        .in_namespace(&namespace)
+        .timeout_seconds(5)],
+    );
     Api::<ValidatingWebhookConfiguration>::all(client.clone())
         .create(&PostParams::default(), &configuration)
         .await
@@ -83,23 +79,12 @@ async fn api_server_calls_the_webhook_after_injection() {
 
     // Without the bundle the API server cannot verify the server: the call fails.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let started = Instant::now();
-    let before = loop {
-        match pods.create(&PostParams::default(), &pod("early")).await {
-            Err(error) if error.to_string().contains("failed calling webhook") => break error,
-            Err(error) => eprintln!("webhook not active yet: {error}"),
-            Ok(_) => {
-                let _ = pods
-                    .delete("early", &DeleteParams::default().grace_period(0))
-                    .await;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "webhook never became active"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let before = create_until(&pods, &pod("early"), Duration::from_secs(60), |outcome| {
+        matches!(outcome, Err(error) if error.to_string().contains("failed calling webhook"))
+    })
+    .await
+    .expect("webhook never became active")
+    .unwrap_err();
     println!("before injection: {before}");
     assert!(
         before.to_string().contains("x509") || before.to_string().contains("certificate"),
@@ -119,27 +104,20 @@ async fn api_server_calls_the_webhook_after_injection() {
     let injected_at = Instant::now();
 
     // Now the API server trusts the webhook and obeys its answers.
-    let denied = loop {
-        match pods
-            .create(&PostParams::default(), &pod("forbidden-1"))
-            .await
-        {
-            Err(error)
-                if error
-                    .to_string()
-                    .contains("refused by the injected webhook") =>
-            {
-                break error;
-            }
-            Err(error) => eprintln!("not trusted yet: {error}"),
+    let denied = create_until(
+        &pods,
+        &pod("forbidden-1"),
+        Duration::from_secs(30),
+        |outcome| match outcome {
+            Err(error) => error
+                .to_string()
+                .contains("refused by the injected webhook"),
             Ok(_) => panic!("the webhook should have denied forbidden-1"),
-        }
-        assert!(
-            injected_at.elapsed() < Duration::from_secs(30),
-            "the API server never trusted the webhook"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        },
+    )
+    .await
+    .expect("the API server never trusted the webhook")
+    .unwrap_err();
     println!(
         "after injection ({:?} until trusted): {denied}",
         injected_at.elapsed()
