@@ -2,26 +2,21 @@
 //! sidecar, a labelled Pod without limits is refused, an unlabelled Pod is untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
-use k8s_openapi::{
-    ByteString,
-    api::{
-        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
-        core::v1::Pod,
-    },
+use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+    core::v1::Pod,
 };
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-};
+use kube::{Api, api::PostParams};
 use serde_json::json;
 use sidecar_injector::{INJECT_LABEL, InjectorConfig, SIDECAR_NAME};
-use stackable_certs::LeafOptions;
-use stackable_testenv::{TestEnv, webhook_service_dns_names};
+use stackable_testenv::{
+    TestEnv,
+    webhooks::{
+        LocalWebhook, create_until, mutating_configuration, serving_leaf, validating_configuration,
+    },
+};
 use stackable_webhook::{CertSource, WebhookServer};
 
 fn pod(name: &str, labelled: bool, limits: bool) -> Pod {
@@ -50,10 +45,7 @@ async fn injects_and_validates_through_the_api_server() {
     env.create_external_name_service(&namespace, "sidecar-injector")
         .await
         .unwrap();
-    let mut leaf = LeafOptions::new();
-    for name in webhook_service_dns_names(&namespace, "sidecar-injector") {
-        leaf = leaf.dns_name(name);
-    }
+    let leaf = serving_leaf(&namespace, "sidecar-injector");
     let builder = WebhookServer::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .handle_signals(false)
@@ -70,44 +62,29 @@ async fn injects_and_validates_through_the_api_server() {
     .await
     .unwrap();
     let port = server.local_addr().port();
-    let ca_bundle = ByteString(server.ca_bundle_pem().unwrap().into_bytes());
-    let hook = |name: &str, path: &str, operations: serde_json::Value| {
-        json!({
-            "name": name,
-            "clientConfig": {
-                "service": {"namespace": namespace, "name": "sidecar-injector", "port": port, "path": path},
-                "caBundle": ca_bundle
-            },
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-                       "operations": operations, "scope": "Namespaced"}],
-            "objectSelector": {"matchLabels": {INJECT_LABEL: "true"}},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "failurePolicy": "Fail",
-            "reinvocationPolicy": if path == "/mutate" { "IfNeeded" } else { "Never" },
-        })
+    let ca_bundle = server.ca_bundle_pem().unwrap();
+    let hook = |name: &str, path: &str, operations: &[&str]| {
+        LocalWebhook::service(name, &namespace, "sidecar-injector", port, path)
+            .ca_bundle(&ca_bundle)
+            .rule("", "v1", "pods", operations)
+            .object_label(INJECT_LABEL, "true")
+            .in_namespace(&namespace)
     };
-    let mut mutating_hook = hook("inject.example.com", "/mutate", json!(["CREATE"]));
-    let mut validating_hook = hook(
-        "limits.example.com",
-        "/validate",
-        json!(["CREATE", "UPDATE"]),
-    );
-    validating_hook
-        .as_object_mut()
-        .unwrap()
-        .remove("reinvocationPolicy");
-    mutating_hook["timeoutSeconds"] = json!(10);
     let client = env.client().unwrap();
-    let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": format!("{namespace}-inject")}, "webhooks": [mutating_hook]
-    }))
-    .unwrap();
-    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": format!("{namespace}-limits")}, "webhooks": [validating_hook]
-    }))
-    .unwrap();
+    let mutating = mutating_configuration(
+        &format!("{namespace}-inject"),
+        [hook("inject.example.com", "/mutate", &["CREATE"])
+            .reinvocation_policy("IfNeeded")
+            .timeout_seconds(10)],
+    );
+    let validating = validating_configuration(
+        &format!("{namespace}-limits"),
+        [hook(
+            "limits.example.com",
+            "/validate",
+            &["CREATE", "UPDATE"],
+        )],
+    );
     Api::<MutatingWebhookConfiguration>::all(client.clone())
         .create(&PostParams::default(), &mutating)
         .await
@@ -118,26 +95,15 @@ async fn injects_and_validates_through_the_api_server() {
         .unwrap();
 
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
-    let started = Instant::now();
-    let injected = loop {
-        match pods
-            .create(&PostParams::default(), &pod("with-logs", true, true))
-            .await
-        {
-            Ok(created) if created.spec.as_ref().unwrap().containers.len() == 2 => break created,
-            Ok(_) => {
-                let _ = pods
-                    .delete("with-logs", &DeleteParams::default().grace_period(0))
-                    .await;
-            }
-            Err(error) => eprintln!("webhook not ready yet: {error}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the injector never became active"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let injected = create_until(
+        &pods,
+        &pod("with-logs", true, true),
+        Duration::from_secs(60),
+        |outcome| matches!(outcome, Ok(created) if created.spec.as_ref().unwrap().containers.len() == 2),
+    )
+    .await
+    .expect("the injector never became active")
+    .unwrap();
     let spec = injected.spec.unwrap();
     assert_eq!(spec.containers[1].name, SIDECAR_NAME);
     assert_eq!(spec.containers[1].image.as_deref(), Some("fluent-bit:test"));
