@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod bench_bodies;
+mod bench_load;
+mod bench_peer;
 mod demo;
 mod gen_crds;
 mod test;
@@ -30,6 +34,8 @@ enum Task {
     GenCrds(gen_crds::Args),
     /// A real kube-apiserver + etcd: build the binaries, run a command against one, or keep one running.
     Testenv(testenv::Args),
+    /// Benchmark stackable-webhook against controller-runtime's webhook server, side by side.
+    Bench(bench::Args),
 }
 
 /// The error every task returns: a message for a person.
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         Task::Test(args) => test::run(args).map(|()| ExitCode::SUCCESS),
         Task::GenCrds(args) => gen_crds::run(args).map(|()| ExitCode::SUCCESS),
         Task::Testenv(args) => testenv::run(args),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,705 @@
+//! `cargo xtask bench`: stackable-webhook against controller-runtime's webhook server, side by
+//! side in the same run, under the same load, printing a table of figures.
+//!
+//! Both servers (see [`crate::bench_peer`]) serve the same three handlers (validate and mutate
+//! a Pod, convert 100 CronTabs from v1 to v2) over TLS 1.3 from the same ECDSA P-256
+//! certificate, issued for the run by a CA made with stackable-certs. For every scenario each
+//! server is started fresh (the start-up time is measured to the first served request), warmed
+//! up, loaded by the same client for the same time, and stopped; the order of the two servers
+//! alternates from one scenario to the next. The load generator ([`crate::bench_load`]) runs in
+//! this process, built in release: `cargo xtask bench` builds the release xtask and re-runs
+//! itself from it.
+//!
+//! Project rule: speed and memory targets live here, compared with the peer in the same run,
+//! never in timed unit tests. The admission and conversion protocols measured are those of
+//! <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/>.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use stackable_certs::{CaOptions, CertificateAuthority, KeyAlgorithm, LeafOptions};
+
+use crate::{
+    Result,
+    bench_bodies::{self, DENY_LABEL, DESIRED_VERSION, MUTATED_LABEL, REVIEW_UID},
+    bench_load::{self, KxOffer, Load, Negotiated, Percentiles, Target},
+    bench_peer::{self, Memory, Peer, RunOptions, Server},
+};
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Measured seconds per scenario and server (after the warm-up).
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    duration: f64,
+    /// Warm-up seconds before each measurement (requests not counted).
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    warmup: f64,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Scenarios to run (repeat or comma-separate; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenario: Vec<ScenarioName>,
+    /// Servers to run (default: both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    peer: Vec<Peer>,
+    /// A smoke run: 2 s measured after 1 s of warm-up, 4 clients.
+    #[arg(long)]
+    quick: bool,
+    /// Pin GOMAXPROCS and TOKIO_WORKER_THREADS of both servers to N (default: both unset,
+    /// so both use every available core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Key-exchange groups the client offers.
+    #[arg(long, value_enum, default_value = "go")]
+    kx: KxOffer,
+    /// Also write the figures as JSON here.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+/// The scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ScenarioName {
+    /// Validating webhook, ~4 KiB Pod, keep-alive connections.
+    Validate,
+    /// Mutating webhook (adds a label; JSON Patch), same Pod, keep-alive.
+    Mutate,
+    /// Conversion webhook, 100 CronTabs v1 -> v2 per review, keep-alive.
+    Convert,
+    /// Validating webhook with a new TLS connection per request (full handshakes).
+    Handshake,
+}
+
+impl ScenarioName {
+    const ALL: [ScenarioName; 4] = [
+        ScenarioName::Validate,
+        ScenarioName::Mutate,
+        ScenarioName::Convert,
+        ScenarioName::Handshake,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ScenarioName::Validate => "validate",
+            ScenarioName::Mutate => "mutate",
+            ScenarioName::Convert => "convert",
+            ScenarioName::Handshake => "handshake",
+        }
+    }
+}
+
+/// The figures of one server in one scenario.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    scenario: &'static str,
+    peer: &'static str,
+    requests: u64,
+    requests_per_second: f64,
+    latency: Percentiles,
+    errors: u64,
+    error_samples: Vec<String>,
+    warmup_requests: u64,
+    startup_ms: f64,
+    rss_idle_bytes: u64,
+    rss_end_bytes: u64,
+    rss_peak_bytes: u64,
+    server_cpu_seconds: f64,
+    server_cpu_us_per_request: f64,
+    client_cpu_seconds: f64,
+    other_cpu_seconds: f64,
+}
+
+/// What one server answered to the correctness probes before the load.
+#[derive(Debug, serde::Serialize)]
+struct Probe {
+    peer: &'static str,
+    negotiated: Negotiated,
+    mutate_patch: String,
+    validate_answer_bytes: usize,
+    mutate_answer_bytes: usize,
+    convert_answer_bytes: usize,
+    binary_bytes: u64,
+}
+
+/// Runs the benchmark (from the release build of xtask).
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        return reexec_release();
+    }
+    let ours = if wanted_peers(&args).contains(&Peer::Ours) {
+        Some(bench_peer::build_ours()?)
+    } else {
+        None
+    };
+    let go = if wanted_peers(&args).contains(&Peer::Go) {
+        Some(bench_peer::build_go_peer()?)
+    } else {
+        None
+    };
+    let work = WorkDir::create()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(&args, ours.as_deref(), go.as_deref(), &work))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask` runs the debug build; the load generator must not be the bottleneck, so
+/// build the release xtask and run the same command line with it.
+fn reexec_release() -> Result<ExitCode> {
+    bench_peer::cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "xtask",
+        "--bin",
+        "xtask",
+    ])?;
+    let release = bench_peer::target_dir().join("release/xtask");
+    eprintln!("bench: running {}", release.display());
+    let status = Command::new(&release)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", release.display()))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn wanted_peers(args: &Args) -> Vec<Peer> {
+    if args.peer.is_empty() {
+        vec![Peer::Ours, Peer::Go]
+    } else {
+        args.peer.clone()
+    }
+}
+
+/// A temporary folder for the certificate and the server logs, removed on drop.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("stackable-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One scenario's request and the byte string every good answer contains.
+struct ScenarioLoad {
+    path: &'static str,
+    body: Bytes,
+    expect: &'static [u8],
+    new_connection: bool,
+}
+
+fn scenario_load(name: ScenarioName, bodies: &Bodies) -> ScenarioLoad {
+    match name {
+        ScenarioName::Validate => ScenarioLoad {
+            path: "/validate",
+            body: bodies.allowed.clone(),
+            expect: br#""allowed":true"#,
+            new_connection: false,
+        },
+        ScenarioName::Mutate => ScenarioLoad {
+            path: "/mutate",
+            body: bodies.allowed.clone(),
+            expect: br#""patch":""#,
+            new_connection: false,
+        },
+        ScenarioName::Convert => ScenarioLoad {
+            path: "/convert",
+            body: bodies.convert.clone(),
+            expect: br#""status":"Success""#,
+            new_connection: false,
+        },
+        ScenarioName::Handshake => ScenarioLoad {
+            path: "/validate",
+            body: bodies.allowed.clone(),
+            expect: br#""allowed":true"#,
+            new_connection: true,
+        },
+    }
+}
+
+struct Bodies {
+    allowed: Bytes,
+    denied: Bytes,
+    convert: Bytes,
+}
+
+const CONVERSION_OBJECTS: usize = 100;
+
+async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkDir) -> Result {
+    let (duration, warmup, concurrency) = if args.quick {
+        (2.0, 1.0, args.concurrency.min(4))
+    } else {
+        (args.duration, args.warmup, args.concurrency)
+    };
+    if !(duration > 0.0 && warmup >= 0.0 && concurrency > 0) {
+        return Err("--duration and --concurrency must be positive, --warmup not negative".into());
+    }
+    let scenarios: Vec<ScenarioName> = if args.scenario.is_empty() {
+        ScenarioName::ALL.to_vec()
+    } else {
+        args.scenario.clone()
+    };
+    let peers: Vec<(Peer, &Path)> = wanted_peers(args)
+        .into_iter()
+        .filter_map(|peer| match peer {
+            Peer::Ours => ours.map(|path| (peer, path)),
+            Peer::Go => go.map(|path| (peer, path)),
+        })
+        .collect();
+
+    // One CA and one ECDSA P-256 leaf for the run, the same files for both servers.
+    let ca = CertificateAuthority::new(
+        &CaOptions::new("stackable-bench-ca").key_algorithm(KeyAlgorithm::EcdsaP256),
+    )?;
+    let leaf = ca.issue(
+        &LeafOptions::new()
+            .dns_name("localhost")
+            .ip_address(std::net::Ipv4Addr::LOCALHOST.into())
+            .key_algorithm(KeyAlgorithm::EcdsaP256),
+    )?;
+    // The certificate folder holds nothing else: both servers watch it for changes, and a
+    // log file written there would wake their watchers on every line.
+    let cert_dir = work.0.join("certs");
+    let log_dir = work.0.join("logs");
+    std::fs::create_dir_all(&cert_dir)?;
+    std::fs::create_dir_all(&log_dir)?;
+    let cert_path = cert_dir.join("tls.crt");
+    let key_path = cert_dir.join("tls.key");
+    std::fs::write(&cert_path, leaf.certificate.to_pem())?;
+    std::fs::write(&key_path, leaf.key.to_pem())?;
+    let tls = bench_load::client_config(ca.certificate().der(), args.kx)?;
+    let run_options = RunOptions {
+        threads: args.threads,
+        log_dir: log_dir.clone(),
+    };
+    let bodies = Bodies {
+        allowed: Bytes::from(serde_json::to_vec(&bench_bodies::pod_review(false))?),
+        denied: Bytes::from(serde_json::to_vec(&bench_bodies::pod_review(true))?),
+        convert: Bytes::from(serde_json::to_vec(&bench_bodies::conversion_review(
+            CONVERSION_OBJECTS,
+        ))?),
+    };
+    let ticks = bench_peer::clock_ticks();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default();
+
+    let how = format!(
+        "{cores} cores (load average {load_average} at start); servers: {}; client: this process (release), {concurrency} HTTP/1.1 connections, \
+         TLS 1.3, no resumption, kx offer {:?}; warm-up {warmup} s, measured {duration} s per scenario \
+         and server; each server started fresh per scenario, order alternating; ECDSA P-256 leaf; \
+         info-level logs to a file; bodies: AdmissionReview {} B, ConversionReview ({CONVERSION_OBJECTS} CronTabs) {} B",
+        match args.threads {
+            Some(n) => format!("GOMAXPROCS={n}, TOKIO_WORKER_THREADS={n}"),
+            None => "GOMAXPROCS and tokio workers at their defaults (all cores)".to_owned(),
+        },
+        args.kx,
+        bodies.allowed.len(),
+        bodies.convert.len(),
+    );
+    eprintln!("bench: {how}");
+
+    let mut probes = Vec::new();
+    let mut rows = Vec::new();
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let mut order = peers.clone();
+        if index % 2 == 1 {
+            order.reverse();
+        }
+        for (peer, binary) in order {
+            let tag = format!("{}-{}", scenario.name(), peer.label());
+            eprintln!(
+                "bench: {:<10} {:<18} warm-up {warmup} s, measuring {duration} s ...",
+                scenario.name(),
+                peer.label()
+            );
+            let mut server =
+                Server::spawn(peer, binary, &cert_path, &key_path, &run_options, &tag)?;
+            let result = measure(
+                peer,
+                *scenario,
+                &mut server,
+                &tls,
+                &bodies,
+                Timing {
+                    duration,
+                    warmup,
+                    concurrency,
+                    ticks,
+                },
+                &mut probes,
+                binary,
+            )
+            .await;
+            let log = log_dir.join(format!("{tag}.log"));
+            let pid = server.pid();
+            server.stop();
+            match result {
+                Ok(row) => {
+                    if row.errors > 0 {
+                        eprintln!(
+                            "bench:   {} errors, e.g. {:?}",
+                            row.errors, row.error_samples
+                        );
+                    }
+                    rows.push(row);
+                }
+                Err(error) => {
+                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+                    return Err(format!(
+                        "{} (pid {pid}) in scenario {}: {error}\nlast log lines:\n{}",
+                        peer.label(),
+                        scenario.name(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
+    let report = render(&how, &probes, &rows);
+    println!("{report}");
+    if let Some(path) = &args.json {
+        let document = json!({
+            "date": date(),
+            "how": how,
+            "cores": cores,
+            "duration_seconds": duration,
+            "warmup_seconds": warmup,
+            "concurrency": concurrency,
+            "probes": probes,
+            "rows": rows,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&document)?)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    let errors: u64 = rows.iter().map(|row| row.errors).sum();
+    if errors > 0 {
+        return Err(format!("{errors} requests failed (see the errors column)").into());
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Timing {
+    duration: f64,
+    warmup: f64,
+    concurrency: usize,
+    ticks: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    peer: Peer,
+    scenario: ScenarioName,
+    server: &mut Server,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    bodies: &Bodies,
+    timing: Timing,
+    probes: &mut Vec<Probe>,
+    binary: &Path,
+) -> Result<Row> {
+    let target = Target {
+        addr: server.addr,
+        tls: tls.clone(),
+    };
+    let startup = wait_until_serving(server, &target, &bodies.allowed).await?;
+    let pid = server.pid();
+    let idle = bench_peer::memory(pid)?;
+    if !probes.iter().any(|probe| probe.peer == peer.label()) {
+        let mut probe = check_answers(&target, bodies).await?;
+        probe.peer = peer.label();
+        probe.binary_bytes = std::fs::metadata(binary).map_or(0, |m| m.len());
+        probes.push(probe);
+    }
+
+    let load = scenario_load(scenario, bodies);
+    let now = Instant::now();
+    let measure_from = now + Duration::from_secs_f64(timing.warmup);
+    let until = measure_from + Duration::from_secs_f64(timing.duration);
+    let load = Load {
+        path: load.path,
+        body: load.body,
+        expect: load.expect,
+        new_connection_per_request: load.new_connection,
+        concurrency: timing.concurrency,
+        measure_from,
+        until,
+    };
+    // CPU and memory are read at the window's edges by a sampler beside the workers.
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let cpu = |pid| bench_peer::cpu_seconds(pid, timing.ticks).map_err(|e| e.to_string());
+        let busy = || bench_peer::machine_busy_seconds(timing.ticks).map_err(|e| e.to_string());
+        let server_cpu = cpu(Some(pid));
+        let client_cpu = cpu(None);
+        let machine = busy();
+        tokio::time::sleep_until(until.into()).await;
+        let end_server_cpu = cpu(Some(pid));
+        let end_client_cpu = cpu(None);
+        let end_machine = busy();
+        let memory = bench_peer::memory(pid).map_err(|e| e.to_string());
+        (
+            server_cpu.and_then(|a| end_server_cpu.map(|b| b - a)),
+            client_cpu.and_then(|a| end_client_cpu.map(|b| b - a)),
+            machine.and_then(|a| end_machine.map(|b| b - a)),
+            memory,
+        )
+    });
+    let mut result = bench_load::run(&target, &load).await;
+    let (server_cpu, client_cpu, machine_busy, memory) = sampler.await?;
+    let server_cpu = server_cpu?;
+    let client_cpu = client_cpu?;
+    let other_cpu = (machine_busy? - server_cpu - client_cpu).max(0.0);
+    let end: Memory = memory?;
+    server.check_alive()?;
+
+    let requests = result.latencies_us.len() as u64;
+    let latency = Percentiles::of(&mut result.latencies_us);
+    Ok(Row {
+        scenario: scenario.name(),
+        peer: peer.label(),
+        requests,
+        requests_per_second: requests as f64 / timing.duration,
+        latency,
+        errors: result.errors,
+        error_samples: result.error_samples,
+        warmup_requests: result.warmup_requests,
+        startup_ms: startup.as_secs_f64() * 1000.0,
+        rss_idle_bytes: idle.rss,
+        rss_end_bytes: end.rss,
+        rss_peak_bytes: end.hwm,
+        server_cpu_seconds: server_cpu,
+        server_cpu_us_per_request: if requests > 0 {
+            server_cpu * 1e6 / requests as f64
+        } else {
+            0.0
+        },
+        client_cpu_seconds: client_cpu,
+        other_cpu_seconds: other_cpu,
+    })
+}
+
+/// Polls until the server answers a validating review; returns the time since spawn.
+async fn wait_until_serving(
+    server: &mut Server,
+    target: &Target,
+    body: &Bytes,
+) -> Result<Duration> {
+    let deadline = server.spawned + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let (mut sender, _) = bench_load::connect(target).await?;
+            bench_load::post(&mut sender, "/validate", body.clone(), true).await
+        };
+        if let Ok((200, _)) = attempt.await {
+            return Ok(server.spawned.elapsed());
+        }
+        server.check_alive()?;
+        if Instant::now() > deadline {
+            return Err("the server did not answer within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Checks that the server does the same work as its peer: the right verdicts, a patch that
+/// adds the label, 100 converted objects in the desired version.
+async fn check_answers(target: &Target, bodies: &Bodies) -> Result<Probe> {
+    let (mut sender, negotiated) = bench_load::connect(target).await?;
+    let mut ask = async |path: &str, body: &Bytes| -> Result<(Value, usize)> {
+        let (status, answer) = bench_load::post(&mut sender, path, body.clone(), false).await?;
+        if status != 200 {
+            return Err(format!("{path}: HTTP {status}").into());
+        }
+        Ok((serde_json::from_slice(&answer)?, answer.len()))
+    };
+    let (allowed, validate_answer_bytes) = ask("/validate", &bodies.allowed).await?;
+    let response = &allowed["response"];
+    if response["uid"] != REVIEW_UID || response["allowed"] != true {
+        return Err(format!("/validate did not allow the Pod: {allowed}").into());
+    }
+    let (denied, _) = ask("/validate", &bodies.denied).await?;
+    if denied["response"]["allowed"] != false {
+        return Err(format!("/validate allowed a Pod labelled {DENY_LABEL}=true: {denied}").into());
+    }
+    let (mutated, mutate_answer_bytes) = ask("/mutate", &bodies.allowed).await?;
+    let patch = mutated["response"]["patch"]
+        .as_str()
+        .ok_or_else(|| format!("/mutate sent no patch: {mutated}"))?;
+    let patch = base64::engine::general_purpose::STANDARD.decode(patch)?;
+    let patch = String::from_utf8_lossy(&patch).into_owned();
+    if !patch.contains(&MUTATED_LABEL.replace('/', "~1")) {
+        return Err(format!("/mutate's patch does not add {MUTATED_LABEL}: {patch}").into());
+    }
+    let (converted, convert_answer_bytes) = ask("/convert", &bodies.convert).await?;
+    let response = &converted["response"];
+    let objects = response["convertedObjects"]
+        .as_array()
+        .ok_or_else(|| format!("/convert sent no convertedObjects: {converted}"))?;
+    let all_converted = objects.iter().all(|object| {
+        object["apiVersion"] == DESIRED_VERSION
+            && object["spec"]["schedule"]["cron"] == "*/5 * * * *"
+    });
+    if response["result"]["status"] != "Success"
+        || objects.len() != CONVERSION_OBJECTS
+        || !all_converted
+    {
+        return Err(format!(
+            "/convert did not convert {CONVERSION_OBJECTS} objects to {DESIRED_VERSION}: {}",
+            response["result"]
+        )
+        .into());
+    }
+    Ok(Probe {
+        peer: "",
+        negotiated,
+        mutate_patch: patch,
+        validate_answer_bytes,
+        mutate_answer_bytes,
+        convert_answer_bytes,
+        binary_bytes: 0,
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
+}
+
+/// The report: how it was run, what each server negotiated and answered, the table.
+fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nWebhook server benchmark, {}", date());
+    let _ = writeln!(out, "How: {how}\n");
+    for probe in probes {
+        let _ = writeln!(
+            out,
+            "{:<18} binary {:>5.1} MiB; {} {} {} ALPN {}; answers: validate {} B, mutate {} B, convert {} B; patch {}",
+            probe.peer,
+            mib(probe.binary_bytes),
+            probe.negotiated.version,
+            probe.negotiated.cipher_suite,
+            probe.negotiated.kx_group,
+            probe.negotiated.alpn,
+            probe.validate_answer_bytes,
+            probe.mutate_answer_bytes,
+            probe.convert_answer_bytes,
+            probe.mutate_patch,
+        );
+    }
+    let header = [
+        "scenario",
+        "server",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "srv CPU s",
+        "CPU µs/req",
+        "RSS idle",
+        "RSS end",
+        "RSS peak",
+        "start ms",
+        "client CPU s",
+        "other CPU s",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for row in rows {
+        table.push(vec![
+            row.scenario.to_owned(),
+            row.peer.to_owned(),
+            format!("{:.0}", row.requests_per_second),
+            format!("{:.2}", ms(row.latency.p50_us)),
+            format!("{:.2}", ms(row.latency.p99_us)),
+            format!("{:.1}", ms(row.latency.max_us)),
+            row.errors.to_string(),
+            format!("{:.2}", row.server_cpu_seconds),
+            format!("{:.0}", row.server_cpu_us_per_request),
+            format!("{:.1} MiB", mib(row.rss_idle_bytes)),
+            format!("{:.1} MiB", mib(row.rss_end_bytes)),
+            format!("{:.1} MiB", mib(row.rss_peak_bytes)),
+            format!("{:.0}", row.startup_ms),
+            format!("{:.2}", row.client_cpu_seconds),
+            format!("{:.2}", row.other_cpu_seconds),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| {
+            table
+                .iter()
+                .map(|line| line[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let _ = writeln!(out);
+    for (index, line) in table.iter().enumerate() {
+        let cells: Vec<String> = line
+            .iter()
+            .enumerate()
+            .map(|(column, cell)| {
+                let pad = widths[column] - cell.chars().count();
+                if column < 2 {
+                    format!("{cell}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{cell}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        if index == 0 {
+            let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+            let _ = writeln!(out, "{}", "-".repeat(total));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nreq/s and latency are client-side over the measured window; srv CPU is the server's user+system \
+         time in that window (client and server share the cores; client CPU is this process's time in \
+         the same window, other CPU what the rest of the machine used meanwhile); RSS from /proc: idle after the first request, at the end of the window, and \
+         the peak (VmHWM); start = spawn to first served request."
+    );
+    out
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,337 @@
+//! The load generator of `cargo xtask bench`: N concurrent HTTPS clients (hyper HTTP/1.1 over
+//! rustls), each on its own keep-alive connection or on a new connection per request, POSTing
+//! one fixed body and recording the latency of every request.
+//!
+//! The client behaves like the Kubernetes API server's webhook client
+//! (<https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/>):
+//! HTTP/1.1, TLS 1.3, no session resumption, and (by default) the key-exchange offer of a Go
+//! client (X25519MLKEM768 first, X25519 second).
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::{
+    ClientConfig, RootCertStore,
+    client::Resumption,
+    crypto::{CryptoProvider, aws_lc_rs},
+};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::Result;
+
+/// Which key-exchange groups the client offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum KxOffer {
+    /// What the API server's Go (>= 1.24) client offers: X25519MLKEM768, then X25519, P-256.
+    Go,
+    /// Classical X25519 only (both peers then do exactly the same key exchange).
+    X25519,
+}
+
+/// A rustls client trusting only `ca_der`, HTTP/1.1 by ALPN, no session resumption.
+pub(crate) fn client_config(ca_der: &[u8], kx: KxOffer) -> Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec()))?;
+    let mut provider: CryptoProvider = aws_lc_rs::default_provider();
+    // Go's order (AES-128-GCM first), so that a server honouring the client's preference
+    // and one imposing its own end up on the same cipher suite.
+    provider.cipher_suites = vec![
+        aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    provider.kx_groups = match kx {
+        KxOffer::Go => vec![
+            aws_lc_rs::kx_group::X25519MLKEM768,
+            aws_lc_rs::kx_group::X25519,
+            aws_lc_rs::kx_group::SECP256R1,
+        ],
+        KxOffer::X25519 => vec![aws_lc_rs::kx_group::X25519],
+    };
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The API server's webhook client does not resume TLS sessions: every new connection is
+    // a full handshake, which is what the handshake scenario measures.
+    config.resumption = Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Where and how to send requests.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// The server address.
+    pub(crate) addr: SocketAddr,
+    /// The TLS client configuration.
+    pub(crate) tls: Arc<ClientConfig>,
+}
+
+/// What the TLS handshake negotiated (for the fairness line of the report).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub(crate) struct Negotiated {
+    /// TLS version.
+    pub(crate) version: String,
+    /// Cipher suite.
+    pub(crate) cipher_suite: String,
+    /// Key-exchange group.
+    pub(crate) kx_group: String,
+    /// ALPN protocol.
+    pub(crate) alpn: String,
+}
+
+/// An open HTTP/1.1 connection.
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
+
+/// Opens a TCP + TLS + HTTP/1.1 connection.
+pub(crate) async fn connect(target: &Target) -> Result<(Sender, Negotiated)> {
+    let tcp = TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = TlsConnector::from(target.tls.clone())
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let session = tls.get_ref().1;
+    let negotiated = Negotiated {
+        version: session
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher_suite: session
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+        kx_group: session
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name()))
+            .unwrap_or_default(),
+        alpn: session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default(),
+    };
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((sender, negotiated))
+}
+
+/// Sends one POST and returns the status and the whole body.
+pub(crate) async fn post(
+    sender: &mut Sender,
+    path: &str,
+    body: Bytes,
+    close: bool,
+) -> Result<(u16, Bytes)> {
+    let mut request = http::Request::post(path)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json");
+    if close {
+        request = request.header(http::header::CONNECTION, "close");
+    }
+    let request = request.body(Full::new(body))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// One load scenario as the workers see it.
+#[derive(Clone, Debug)]
+pub(crate) struct Load {
+    /// The path to POST to.
+    pub(crate) path: &'static str,
+    /// The request body.
+    pub(crate) body: Bytes,
+    /// A byte string every successful answer contains (checked on every request).
+    pub(crate) expect: &'static [u8],
+    /// Open a new connection for every request (and ask the server to close it).
+    pub(crate) new_connection_per_request: bool,
+    /// Concurrent clients.
+    pub(crate) concurrency: usize,
+    /// Requests started before this are warm-up and not counted.
+    pub(crate) measure_from: Instant,
+    /// No request starts after this.
+    pub(crate) until: Instant,
+}
+
+/// What the workers measured in the measuring window.
+#[derive(Debug, Default)]
+pub(crate) struct LoadResult {
+    /// Latency of every successful measured request, in microseconds.
+    pub(crate) latencies_us: Vec<u32>,
+    /// Failed measured requests.
+    pub(crate) errors: u64,
+    /// The first few error messages.
+    pub(crate) error_samples: Vec<String>,
+    /// Requests answered during warm-up.
+    pub(crate) warmup_requests: u64,
+}
+
+/// Runs `load.concurrency` workers until `load.until` and merges their results.
+pub(crate) async fn run(target: &Target, load: &Load) -> LoadResult {
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..load.concurrency {
+        let target = target.clone();
+        let load = load.clone();
+        workers.spawn(async move { worker(&target, &load).await });
+    }
+    let mut merged = LoadResult::default();
+    while let Some(result) = workers.join_next().await {
+        match result {
+            Ok(result) => {
+                merged.latencies_us.extend(result.latencies_us);
+                merged.errors += result.errors;
+                merged.warmup_requests += result.warmup_requests;
+                for sample in result.error_samples {
+                    if merged.error_samples.len() < 3 {
+                        merged.error_samples.push(sample);
+                    }
+                }
+            }
+            Err(error) => {
+                merged.errors += 1;
+                merged
+                    .error_samples
+                    .push(format!("worker task failed: {error}"));
+            }
+        }
+    }
+    merged
+}
+
+async fn worker(target: &Target, load: &Load) -> LoadResult {
+    let mut result = LoadResult {
+        latencies_us: Vec::with_capacity(1 << 14),
+        ..LoadResult::default()
+    };
+    let mut sender: Option<Sender> = None;
+    loop {
+        let started = Instant::now();
+        if started >= load.until {
+            break;
+        }
+        let measured = started >= load.measure_from;
+        let outcome = one_request(target, load, &mut sender)
+            .await
+            .map_err(|error| error.to_string());
+        match outcome {
+            Ok(()) if measured => {
+                let micros = started.elapsed().as_micros();
+                result
+                    .latencies_us
+                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+            }
+            Ok(()) => result.warmup_requests += 1,
+            Err(error) => {
+                sender = None;
+                if measured {
+                    result.errors += 1;
+                    if result.error_samples.len() < 3 {
+                        result.error_samples.push(error);
+                    }
+                }
+                // Do not spin on a dead server.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    result
+}
+
+async fn one_request(target: &Target, load: &Load, sender: &mut Option<Sender>) -> Result {
+    let mut open = match sender.take() {
+        Some(open) => open,
+        None => connect(target).await?.0,
+    };
+    let (status, body) = post(
+        &mut open,
+        load.path,
+        load.body.clone(),
+        load.new_connection_per_request,
+    )
+    .await?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)).into());
+    }
+    if !contains(&body, load.expect) {
+        let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        return Err(format!(
+            "answer lacks {:?}: {start}",
+            String::from_utf8_lossy(load.expect)
+        )
+        .into());
+    }
+    if !load.new_connection_per_request {
+        *sender = Some(open);
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+/// Latency percentiles of a set of samples (microseconds), sorted in place.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub(crate) struct Percentiles {
+    /// Median.
+    pub(crate) p50_us: u32,
+    /// 99th percentile.
+    pub(crate) p99_us: u32,
+    /// Largest.
+    pub(crate) max_us: u32,
+}
+
+impl Percentiles {
+    /// Sorts `samples` and picks the percentiles (nearest rank).
+    pub(crate) fn of(samples: &mut [u32]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let rank = |p: f64| {
+            let index = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[index]
+        };
+        Self {
+            p50_us: rank(0.50),
+            p99_us: rank(0.99),
+            max_us: samples[samples.len() - 1],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut samples: Vec<u32> = (1..=100).rev().collect();
+        let p = Percentiles::of(&mut samples);
+        assert_eq!((p.p50_us, p.p99_us, p.max_us), (50, 99, 100));
+        assert_eq!(Percentiles::of(&mut []).max_us, 0);
+    }
+
+    #[test]
+    fn contains_finds_substrings() {
+        assert!(contains(br#"{"allowed":true}"#, br#""allowed":true"#));
+        assert!(!contains(br#"{"allowed":false}"#, br#""allowed":true"#));
+    }
+}

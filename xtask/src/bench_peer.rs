@@ -1,0 +1,418 @@
+//! The two servers of `cargo xtask bench`: building them, starting them, reading their CPU time
+//! and memory from `/proc`, and stopping them.
+//!
+//! - ours: `crates/stackable-webhook/examples/bench_server.rs`, `cargo build --release`;
+//! - the Go peer: `xtask/bench/go-peer` (controller-runtime's webhook server), built with the
+//!   local Go toolchain into `~/.cache/stackable-webhook-kit/bench-peer-<hash>/` and reused while
+//!   its sources, `go.sum` and the Go version stay the same.
+//!
+//! Memory figures come from `/proc/<pid>/status` (`VmRSS`, `VmHWM`), CPU time from
+//! `/proc/<pid>/stat` (`utime` + `stime`), see proc(5).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::Result;
+
+/// Which server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub(crate) enum Peer {
+    /// stackable-webhook (Rust, tokio/hyper/rustls).
+    Ours,
+    /// controller-runtime's webhook server (Go).
+    Go,
+}
+
+impl Peer {
+    /// The name in the table.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Peer::Ours => "stackable-webhook",
+            Peer::Go => "controller-runtime",
+        }
+    }
+}
+
+/// The workspace root (xtask's parent folder).
+pub(crate) fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The cargo target folder.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Runs a cargo command from the workspace root, failing on a non-zero exit.
+pub(crate) fn cargo(args: &[&str]) -> Result {
+    eprintln!("bench: cargo {}", args.join(" "));
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        return Err(format!("`cargo {}` failed ({status})", args.join(" ")).into());
+    }
+    Ok(())
+}
+
+/// Builds our server in release and returns its path.
+pub(crate) fn build_ours() -> Result<PathBuf> {
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "stackable-webhook",
+        "--example",
+        "bench_server",
+    ])?;
+    let path = target_dir().join("release/examples/bench_server");
+    if !path.is_file() {
+        return Err(format!("cargo built no {}", path.display()).into());
+    }
+    Ok(path)
+}
+
+/// The Go peer's module folder.
+fn go_module_dir() -> PathBuf {
+    workspace_root().join("xtask/bench/go-peer")
+}
+
+/// 64-bit FNV-1a: a stable content hash for the cache folder name (no crypto needed).
+fn fnv1a(chunks: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for chunk in chunks {
+        for byte in chunk.iter() {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Separate the chunks so that moving bytes between files changes the hash.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+fn go_command(module: &Path) -> Command {
+    let mut command = Command::new("go");
+    command
+        .current_dir(module)
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-buildvcs=false -mod=readonly");
+    command
+}
+
+fn run_step(step: &str, command: &mut Command) -> Result {
+    let started = Instant::now();
+    let output = command
+        .output()
+        .map_err(|e| format!("step '{step}': cannot run {command:?}: {e} (is Go on PATH?)"))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        return Err(format!(
+            "step '{step}': {command:?} failed ({}):\n{text}",
+            output.status
+        )
+        .into());
+    }
+    eprintln!(
+        "bench:   {step}: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Builds the Go peer into the cache, or reuses an earlier build of the same sources.
+pub(crate) fn build_go_peer() -> Result<PathBuf> {
+    let module = go_module_dir();
+    let go_version = Command::new("go")
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .map_err(|e| format!("cannot run `go version` (install Go >= 1.26): {e}"))?;
+    let go_version = String::from_utf8_lossy(&go_version.stdout)
+        .trim()
+        .to_owned();
+    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(&module)
+        .map_err(|e| format!("cannot read the Go peer's module {}: {e}", module.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".go") || name == "go.mod" || name == "go.sum" {
+            sources.push((name, std::fs::read(&path)?));
+        }
+    }
+    sources.sort();
+    let mut chunks: Vec<&[u8]> = vec![go_version.as_bytes()];
+    for (name, content) in &sources {
+        chunks.push(name.as_bytes());
+        chunks.push(content);
+    }
+    let hash = fnv1a(&chunks);
+    let cache = stackable_testenv::assets::cache_dir()?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("the cache folder has no parent")?;
+    let out_dir = cache.join(format!("bench-peer-{hash:016x}"));
+    let binary = out_dir.join("go-peer");
+    if binary.is_file() {
+        eprintln!("bench: reusing the Go peer {}", binary.display());
+        return Ok(binary);
+    }
+    eprintln!(
+        "bench: building the Go peer (controller-runtime webhook server) from {} with {go_version} into {}",
+        module.display(),
+        out_dir.display()
+    );
+    run_step(
+        "go mod download",
+        go_command(&module).args(["mod", "download"]),
+    )?;
+    let staging = cache.join(format!(
+        "bench-peer-{hash:016x}.partial-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    let built = run_step(
+        "go build",
+        go_command(&module)
+            .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
+            .arg(staging.join("go-peer"))
+            .arg("."),
+    );
+    if let Err(error) = built {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(error);
+    }
+    std::fs::write(
+        staging.join("stamp"),
+        format!("{go_version}\nsources {}\n", module.display()),
+    )?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::rename(&staging, &out_dir)?;
+    // Older builds of other sources are dead weight in the cache.
+    for entry in std::fs::read_dir(&cache)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("bench-peer-") && entry.path() != out_dir && !name.contains(".partial-")
+        {
+            eprintln!("bench: removing the stale Go peer build {name}");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(binary)
+}
+
+/// How the servers run (the same for both).
+#[derive(Clone, Debug)]
+pub(crate) struct RunOptions {
+    /// `GOMAXPROCS` and `TOKIO_WORKER_THREADS`; `None` leaves both at their default.
+    pub(crate) threads: Option<usize>,
+    /// Where server logs go.
+    pub(crate) log_dir: PathBuf,
+}
+
+/// A running server process.
+#[derive(Debug)]
+pub(crate) struct Server {
+    child: Child,
+    /// Its address.
+    pub(crate) addr: SocketAddr,
+    /// When it was spawned.
+    pub(crate) spawned: Instant,
+}
+
+impl Server {
+    /// Spawns `binary` serving `cert`/`key` on a free loopback port.
+    pub(crate) fn spawn(
+        peer: Peer,
+        binary: &Path,
+        cert: &Path,
+        key: &Path,
+        options: &RunOptions,
+        tag: &str,
+    ) -> Result<Self> {
+        let addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?
+        };
+        let log_path = options.log_dir.join(format!("{tag}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let mut command = Command::new(binary);
+        command
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--addr")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .env_remove("RUST_LOG")
+            .env_remove("GOMAXPROCS")
+            .env_remove("TOKIO_WORKER_THREADS")
+            .env_remove("GOGC")
+            .env_remove("GOMEMLIMIT");
+        if let Some(threads) = options.threads {
+            command
+                .env("GOMAXPROCS", threads.to_string())
+                .env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
+        let spawned = Instant::now();
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {} ({}): {e}", peer.label(), binary.display()))?;
+        Ok(Self {
+            child,
+            addr,
+            spawned,
+        })
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the process has exited.
+    pub(crate) fn check_alive(&mut self) -> Result {
+        if let Some(status) = self.child.try_wait()? {
+            return Err(format!("the server exited early ({status})").into());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it has not stopped within 5 s.
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Clock ticks per second for `/proc/<pid>/stat` times.
+pub(crate) fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds of a process (`pid` `None`: this process).
+pub(crate) fn cpu_seconds(pid: Option<u32>, ticks: f64) -> Result<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(&path)?;
+    // The command name (field 2) may contain spaces: fields are counted after its ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("unexpected {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+    let utime: f64 = fields.get(11).ok_or("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).ok_or("no stime")?.parse()?;
+    Ok((utime + stime) / ticks)
+}
+
+/// Busy CPU seconds of the whole machine (all cores, `/proc/stat`: everything but idle and
+/// iowait), to tell how much other work ran beside the benchmark.
+pub(crate) fn machine_busy_seconds(ticks: f64) -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().ok_or("empty /proc/stat")?;
+    let values: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse::<f64>)
+        .collect::<std::result::Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let total: f64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    Ok((total - idle) / ticks)
+}
+
+/// Resident memory of a process, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Memory {
+    /// `VmRSS`: resident now.
+    pub(crate) rss: u64,
+    /// `VmHWM`: the peak resident size since the process started.
+    pub(crate) hwm: u64,
+}
+
+/// Reads `VmRSS` and `VmHWM` of `pid`.
+pub(crate) fn memory(pid: u32) -> Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kib| kib * 1024)
+    };
+    Ok(Memory {
+        rss: field("VmRSS:"),
+        hwm: field("VmHWM:"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_depends_on_chunk_boundaries_and_content() {
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_ne!(fnv1a(&[b"go.sum", b"x"]), fnv1a(&[b"go.sum", b"y"]));
+        assert_eq!(fnv1a(&[b"same"]), fnv1a(&[b"same"]));
+    }
+
+    #[test]
+    fn reads_own_cpu_and_memory() {
+        let ticks = clock_ticks();
+        assert!(cpu_seconds(None, ticks).unwrap() >= 0.0);
+        assert!(machine_busy_seconds(ticks).unwrap() > 0.0);
+        let memory = memory(std::process::id()).unwrap();
+        assert!(memory.rss > 0 && memory.hwm >= memory.rss);
+    }
+}
