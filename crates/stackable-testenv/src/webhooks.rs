@@ -128,6 +128,27 @@ pub fn serving_leaf(namespace: &str, service: &str) -> LeafOptions {
         )
 }
 
+/// The fields validating and mutating webhook entries share (they are distinct types with
+/// the same field names), plus the `extra` ones of one kind.
+macro_rules! webhook_entry {
+    ($kind:ident, $webhook:expr, { $($extra:tt)* }) => {{
+        let webhook: &LocalWebhook = $webhook;
+        $kind {
+            name: webhook.name.clone(),
+            client_config: webhook.client_config.clone(),
+            rules: Some(webhook.rules.clone()),
+            namespace_selector: webhook.namespace_selector.clone(),
+            object_selector: webhook.object_selector.clone(),
+            failure_policy: Some(webhook.failure_policy.clone()),
+            timeout_seconds: webhook.timeout_seconds,
+            side_effects: "None".to_owned(),
+            admission_review_versions: vec!["v1".to_owned()],
+            $($extra)*
+            ..$kind::default()
+        }
+    }};
+}
+
 /// One webhook of a validating or mutating configuration, called on this machine.
 ///
 /// Defaults: no rules (add them with [`LocalWebhook::rule`]), `sideEffects: None`,
@@ -247,35 +268,14 @@ impl LocalWebhook {
 
     /// This webhook as an entry of a `ValidatingWebhookConfiguration`.
     pub fn validating(&self) -> ValidatingWebhook {
-        ValidatingWebhook {
-            name: self.name.clone(),
-            client_config: self.client_config.clone(),
-            rules: Some(self.rules.clone()),
-            namespace_selector: self.namespace_selector.clone(),
-            object_selector: self.object_selector.clone(),
-            failure_policy: Some(self.failure_policy.clone()),
-            timeout_seconds: self.timeout_seconds,
-            side_effects: "None".to_owned(),
-            admission_review_versions: vec!["v1".to_owned()],
-            ..ValidatingWebhook::default()
-        }
+        webhook_entry!(ValidatingWebhook, self, {})
     }
 
     /// This webhook as an entry of a `MutatingWebhookConfiguration`.
     pub fn mutating(&self) -> MutatingWebhook {
-        MutatingWebhook {
-            name: self.name.clone(),
-            client_config: self.client_config.clone(),
-            rules: Some(self.rules.clone()),
-            namespace_selector: self.namespace_selector.clone(),
-            object_selector: self.object_selector.clone(),
-            failure_policy: Some(self.failure_policy.clone()),
-            timeout_seconds: self.timeout_seconds,
+        webhook_entry!(MutatingWebhook, self, {
             reinvocation_policy: self.reinvocation_policy.clone(),
-            side_effects: "None".to_owned(),
-            admission_review_versions: vec!["v1".to_owned()],
-            ..MutatingWebhook::default()
-        }
+        })
     }
 }
 
