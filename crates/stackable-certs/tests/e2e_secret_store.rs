@@ -2,24 +2,23 @@
 //! same time converge on one CA, garbage is repaired, user material is left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::{driver, leaf, start_replicas};
 
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Api, api::PostParams};
 use stackable_certs::{
-    LeafOptions, ServingMaterial,
+    ServingMaterial,
     ca::CaOptions,
     rotation::{
-        RotationDriver, RotationPolicy,
         kube::SecretStore,
         store::{CA_CRT_KEY, CA_KEY_KEY, STATE_KEY, TLS_CRT_KEY, TLS_KEY_KEY},
     },
 };
 use stackable_testenv::TestEnv;
-
-fn leaf() -> LeafOptions {
-    LeafOptions::for_service("hook", "ns")
-}
 
 fn text(secret: &Secret, key: &str) -> String {
     String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
@@ -32,22 +31,8 @@ async fn secret_store_against_a_real_api_server() {
     let secrets: Api<Secret> = Api::namespaced(env.client().unwrap(), &ns);
 
     // 1. Several replicas start at once, each with its own client: one CA wins.
-    let mut tasks = Vec::new();
-    for _ in 0..3 {
-        let store = SecretStore::new(env.client().unwrap(), ns.clone(), "webhook-tls");
-        tasks.push(tokio::spawn(async move {
-            RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
-                .start()
-                .await
-                .unwrap()
-        }));
-    }
-    let mut bundles = Vec::new();
-    for t in tasks {
-        let running = t.await.unwrap();
-        bundles.push(running.current().ca_bundle_pem());
-        running.shutdown().await;
-    }
+    let stores = (0..3).map(|_| SecretStore::new(env.client().unwrap(), ns.clone(), "webhook-tls"));
+    let bundles = start_replicas(stores.collect::<Vec<_>>()).await;
     let secret = secrets.get("webhook-tls").await.unwrap();
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     for key in [TLS_CRT_KEY, TLS_KEY_KEY, CA_CRT_KEY, CA_KEY_KEY, STATE_KEY] {
@@ -65,10 +50,7 @@ async fn secret_store_against_a_real_api_server() {
     // A later start adopts the stored material without writing.
     let version = secret.metadata.resource_version.clone();
     let store = SecretStore::new(env.client().unwrap(), ns.clone(), "webhook-tls");
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store).start().await.unwrap();
     assert_eq!(running.current().ca_bundle_pem(), stored_ca);
     running.shutdown().await;
     let again = secrets.get("webhook-tls").await.unwrap();
@@ -91,10 +73,7 @@ async fn secret_store_against_a_real_api_server() {
         .await
         .unwrap();
     let store = SecretStore::new(env.client().unwrap(), ns.clone(), "garbage");
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store).start().await.unwrap();
     let repaired = secrets.get("garbage").await.unwrap();
     assert_eq!(
         text(&repaired, CA_CRT_KEY),
@@ -131,10 +110,7 @@ async fn secret_store_against_a_real_api_server() {
         .await
         .unwrap();
     let store = SecretStore::new(env.client().unwrap(), ns.clone(), "user");
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store).start().await.unwrap();
     assert_eq!(*running.current(), user);
     running.shutdown().await;
     let after = secrets.get("user").await.unwrap();

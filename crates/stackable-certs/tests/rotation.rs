@@ -7,13 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use stackable_certs::{
-    LeafOptions,
-    rotation::{RotationPolicy, RotationState, Stage, Step, advance},
-};
+use common::{SERVICE_NAME, leaf};
+use stackable_certs::rotation::{RotationPolicy, RotationState, Stage, Step, advance};
 use time::OffsetDateTime;
-
-const NAME: &str = "my-webhook.ops.svc";
 
 fn policy() -> RotationPolicy {
     RotationPolicy {
@@ -23,10 +19,6 @@ fn policy() -> RotationPolicy {
         overlap: Duration::from_secs(1800),
         ..RotationPolicy::default()
     }
-}
-
-fn leaf() -> LeafOptions {
-    LeafOptions::for_service("my-webhook", "ops")
 }
 
 fn start() -> OffsetDateTime {
@@ -59,12 +51,12 @@ fn run(
             .serving_material()
             .expect("material after advance");
         // The bundle published now verifies the leaf served now.
-        common::webpki_verify(material.ca_bundle(), material.leaf(), NAME, now)
+        common::webpki_verify(material.ca_bundle(), material.leaf(), SERVICE_NAME, now)
             .unwrap_or_else(|e| panic!("at {now} ({}): {e}", adv.state.stage()));
         // A client still holding the previously published bundle verifies it too, unless
         // the change was a bootstrap. This is the "never breaks trust" property.
         if let Some(prev) = &previous_bundle {
-            common::webpki_verify(prev, material.leaf(), NAME, now).unwrap_or_else(|e| {
+            common::webpki_verify(prev, material.leaf(), SERVICE_NAME, now).unwrap_or_else(|e| {
                 panic!(
                     "client with the previous bundle rejects the new leaf at {now} ({}): {e}",
                     adv.state.stage()
@@ -257,5 +249,5 @@ fn expired_everything_recovers() {
     assert!(matches!(s1.steps[0], Step::PrunedExpiredCa { .. }));
     assert!(s1.steps.iter().any(|s| matches!(s, Step::CreatedCa { .. })));
     let m = s1.state.serving_material().unwrap();
-    common::webpki_verify(m.ca_bundle(), m.leaf(), NAME, later).unwrap();
+    common::webpki_verify(m.ca_bundle(), m.leaf(), SERVICE_NAME, later).unwrap();
 }

@@ -8,17 +8,20 @@
 //! `S / ((1 - fraction) * leaf_validity)` leaves are issued, not one per wake-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use common::{driver_on, leaf, paused_clock};
 use stackable_certs::{
-    Certificate, LeafOptions,
+    Certificate,
     rotation::{
-        InMemoryStore, PolicyError, RotationDriver, RotationPolicy, RotationState, Step, Store,
-        StoreError, advance,
+        InMemoryStore, PolicyError, RotationPolicy, RotationState, Step, Store, StoreError,
+        advance,
         state::LeafReason,
         store::{StoredData, StoredObject, TLS_CRT_KEY, WriteOutcome},
     },
@@ -26,10 +29,6 @@ use stackable_certs::{
 use time::OffsetDateTime;
 
 const SECOND: time::Duration = time::Duration::SECOND;
-
-fn leaf() -> LeafOptions {
-    LeafOptions::for_service("my-webhook", "ops")
-}
 
 /// A start time with a fractional second, as a real clock has.
 fn start() -> OffsetDateTime {
@@ -359,13 +358,9 @@ impl Store for Counting {
 #[tokio::test(start_paused = true)]
 async fn driver_with_second_lifetimes_renews_at_two_thirds() {
     let policy = seconds_policy();
-    let base = OffsetDateTime::now_utc();
-    let origin = tokio::time::Instant::now();
-    let clock: stackable_certs::rotation::Clock =
-        Arc::new(move || base + (tokio::time::Instant::now() - origin));
+    let (_, clock) = paused_clock();
     let store = Counting::default();
-    let running = RotationDriver::with_store(policy.clone(), leaf(), store.clone())
-        .with_clock(clock.clone())
+    let running = driver_on(policy.clone(), store.clone(), &clock)
         .start()
         .await
         .unwrap();

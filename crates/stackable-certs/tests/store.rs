@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{SERVICE_NAME, driver, driver_on, jumping_clock, leaf, paused_clock, start_replicas};
+
 use std::{
     sync::{
         Arc, Mutex,
@@ -15,7 +17,7 @@ use std::{
 };
 
 use stackable_certs::{
-    LeafOptions, ServingMaterial,
+    ServingMaterial,
     ca::{CaOptions, CertificateAuthority},
     rotation::{
         InMemoryStore, RotationDriver, RotationPolicy, RotationState, Store, StoreError, advance,
@@ -26,10 +28,6 @@ use stackable_certs::{
     },
 };
 use time::OffsetDateTime;
-
-fn leaf() -> LeafOptions {
-    LeafOptions::for_service("my-webhook", "ops")
-}
 
 fn ca_pem(data: &StoredData) -> String {
     String::from_utf8(data[CA_CRT_KEY].clone()).unwrap()
@@ -109,10 +107,7 @@ fn rival_state() -> StoredData {
 async fn loser_of_create_race_adopts_the_winner() {
     let rival = rival_state();
     let store = RacingStore::new(rival.clone(), 1);
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store.clone()).start().await.unwrap();
     let material = running.current();
     // We lost the create; the stored CA is the rival's and we serve it.
     assert_eq!(material.ca_bundle_pem(), ca_pem(&rival));
@@ -133,10 +128,7 @@ async fn loser_of_repair_race_adopts_the_winner() {
     let mut garbage = StoredData::new();
     garbage.insert(TLS_CRT_KEY.into(), b"not a certificate".to_vec());
     store.inner.create(garbage).await.unwrap();
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store.clone()).start().await.unwrap();
     assert_eq!(running.current().ca_bundle_pem(), ca_pem(&rival));
     running.shutdown().await;
 }
@@ -144,10 +136,7 @@ async fn loser_of_repair_race_adopts_the_winner() {
 #[tokio::test]
 async fn rival_rewriting_the_same_state_is_adopted_without_writing() {
     let store = RacingStore::new(rival_state(), 100);
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store.clone()).start().await.unwrap();
     assert_eq!(store.writes.load(Ordering::SeqCst), 1);
     running.shutdown().await;
 }
@@ -172,32 +161,14 @@ impl Store for AlwaysConflict {
 
 #[tokio::test]
 async fn endless_conflicts_give_up_with_an_error() {
-    let err = RotationDriver::with_store(RotationPolicy::default(), leaf(), AlwaysConflict)
-        .start()
-        .await
-        .unwrap_err();
+    let err = driver(AlwaysConflict).start().await.unwrap_err();
     assert!(err.to_string().contains("conflicting writes"), "{err}");
 }
 
 #[tokio::test]
 async fn concurrent_replicas_converge_on_one_ca() {
     let store = InMemoryStore::new();
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
-                .start()
-                .await
-                .unwrap()
-        }));
-    }
-    let mut bundles = Vec::new();
-    for t in tasks {
-        let running = t.await.unwrap();
-        bundles.push(running.current().ca_bundle_pem());
-        running.shutdown().await;
-    }
+    let bundles = start_replicas(vec![store.clone(); 4]).await;
     let stored = ca_pem(&store.snapshot().unwrap());
     assert!(
         bundles.iter().all(|b| *b == stored),
@@ -220,10 +191,7 @@ async fn garbage_is_repaired() {
         ]),
     ] {
         let store = InMemoryStore::with_data(garbage.clone());
-        let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-            .start()
-            .await
-            .unwrap();
+        let running = driver(store.clone()).start().await.unwrap();
         let data = store.snapshot().unwrap();
         assert_ne!(data, garbage);
         assert!(data.contains_key(STATE_KEY));
@@ -231,7 +199,7 @@ async fn garbage_is_repaired() {
         common::webpki_verify(
             m.ca_bundle(),
             m.leaf(),
-            "my-webhook.ops.svc",
+            SERVICE_NAME,
             OffsetDateTime::now_utc(),
         )
         .unwrap();
@@ -248,10 +216,7 @@ async fn user_material_is_never_replaced() {
         (CA_CRT_KEY.to_string(), user.ca_bundle_pem().into_bytes()),
     ]);
     let store = InMemoryStore::with_data(data.clone());
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store.clone()).start().await.unwrap();
     assert_eq!(*running.current(), user);
     assert_eq!(
         store.snapshot().unwrap(),
@@ -264,10 +229,7 @@ async fn user_material_is_never_replaced() {
     let mut incomplete = data.clone();
     incomplete.remove(CA_CRT_KEY);
     let store = InMemoryStore::with_data(incomplete.clone());
-    let err = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-        .start()
-        .await
-        .unwrap_err();
+    let err = driver(store.clone()).start().await.unwrap_err();
     assert!(err.to_string().contains("left untouched"), "{err}");
     assert_eq!(store.snapshot().unwrap(), incomplete);
 }
@@ -283,10 +245,7 @@ async fn provided_ca_is_adopted() {
         (CA_KEY_KEY.to_string(), ca.key().to_pem().into_bytes()),
     ]);
     let store = InMemoryStore::with_data(data);
-    let running = RotationDriver::with_store(RotationPolicy::default(), leaf(), store.clone())
-        .start()
-        .await
-        .unwrap();
+    let running = driver(store.clone()).start().await.unwrap();
     let m = running.current();
     assert!(m.leaf().is_issued_by(ca.certificate()));
     assert_eq!(m.ca_bundle().certificates(), [ca.certificate().clone()]);
@@ -312,25 +271,25 @@ async fn invalid_policy_is_rejected() {
     );
 }
 
+/// 1-day CAs with 4-hour leaves, 10 minutes of overlap.
+fn one_day_ca(propagation_delay: Duration, max_sleep: Duration) -> RotationPolicy {
+    RotationPolicy {
+        ca_validity: Duration::from_secs(24 * 3600),
+        leaf_validity: Duration::from_secs(4 * 3600),
+        propagation_delay,
+        overlap: Duration::from_secs(600),
+        max_sleep,
+        ..RotationPolicy::default()
+    }
+}
+
 /// The driver on a paused tokio clock: two simulated days with 1-day CAs. Every published
 /// material verifies with its own bundle and with the previously published one.
 #[tokio::test(start_paused = true)]
 async fn driver_publishes_rotations() {
-    let policy = RotationPolicy {
-        ca_validity: Duration::from_secs(24 * 3600),
-        leaf_validity: Duration::from_secs(4 * 3600),
-        propagation_delay: Duration::from_secs(600),
-        overlap: Duration::from_secs(600),
-        max_sleep: Duration::from_secs(600),
-        ..RotationPolicy::default()
-    };
-    let base = OffsetDateTime::now_utc();
-    let origin = tokio::time::Instant::now();
-    let clock: stackable_certs::rotation::Clock =
-        Arc::new(move || base + (tokio::time::Instant::now() - origin));
-    let store = InMemoryStore::new();
-    let running = RotationDriver::with_store(policy, leaf(), store)
-        .with_clock(clock.clone())
+    let policy = one_day_ca(Duration::from_secs(600), Duration::from_secs(600));
+    let (base, clock) = paused_clock();
+    let running = driver_on(policy, InMemoryStore::new(), &clock)
         .start()
         .await
         .unwrap();
@@ -345,9 +304,8 @@ async fn driver_publishes_rotations() {
             .unwrap();
         let current = rx.borrow_and_update().clone();
         let now = clock();
-        let name = "my-webhook.ops.svc";
-        common::webpki_verify(current.ca_bundle(), current.leaf(), name, now).unwrap();
-        common::webpki_verify(previous.ca_bundle(), current.leaf(), name, now)
+        common::webpki_verify(current.ca_bundle(), current.leaf(), SERVICE_NAME, now).unwrap();
+        common::webpki_verify(previous.ca_bundle(), current.leaf(), SERVICE_NAME, now)
             .unwrap_or_else(|e| panic!("previous bundle rejects the new leaf at {now}: {e}"));
         for ca in current.ca_bundle().certificates() {
             cas.insert(ca.der().to_vec());
@@ -368,23 +326,12 @@ async fn driver_publishes_rotations() {
 /// the monotonic clock barely moved: the CA rotation that became due is started.
 #[tokio::test(start_paused = true)]
 async fn wall_clock_jump_is_noticed_within_max_sleep() {
-    use std::sync::atomic::AtomicI64;
     let policy = RotationPolicy {
         max_sleep: Duration::from_secs(60),
         ..RotationPolicy::default()
     };
-    let base = OffsetDateTime::now_utc();
-    let jump = Arc::new(AtomicI64::new(0));
-    let origin = tokio::time::Instant::now();
-    let clock: stackable_certs::rotation::Clock = {
-        let jump = jump.clone();
-        Arc::new(move || {
-            base + (tokio::time::Instant::now() - origin)
-                + time::Duration::seconds(jump.load(Ordering::SeqCst))
-        })
-    };
-    let running = RotationDriver::with_store(policy, leaf(), InMemoryStore::new())
-        .with_clock(clock)
+    let (_, clock, jump) = jumping_clock();
+    let running = driver_on(policy, InMemoryStore::new(), &clock)
         .start()
         .await
         .unwrap();
@@ -417,24 +364,10 @@ async fn wall_clock_jump_is_noticed_within_max_sleep() {
 /// shares the Secret) resumes the rotation instead of starting another one.
 #[tokio::test(start_paused = true)]
 async fn driver_restart_mid_rotation_resumes() {
-    let policy = RotationPolicy {
-        ca_validity: Duration::from_secs(24 * 3600),
-        leaf_validity: Duration::from_secs(4 * 3600),
-        propagation_delay: Duration::from_secs(3600),
-        overlap: Duration::from_secs(600),
-        max_sleep: Duration::from_secs(60),
-        ..RotationPolicy::default()
-    };
-    let base = OffsetDateTime::now_utc();
-    let origin = tokio::time::Instant::now();
-    let clock: stackable_certs::rotation::Clock =
-        Arc::new(move || base + (tokio::time::Instant::now() - origin));
+    let policy = one_day_ca(Duration::from_secs(3600), Duration::from_secs(60));
+    let (base, clock) = paused_clock();
     let store = InMemoryStore::new();
-    let start = || {
-        RotationDriver::with_store(policy.clone(), leaf(), store.clone())
-            .with_clock(clock.clone())
-            .start()
-    };
+    let start = || driver_on(policy.clone(), store.clone(), &clock).start();
 
     let running = start().await.unwrap();
     let first_ca = running.current().ca_bundle().certificates()[0].clone();

@@ -7,14 +7,80 @@
     clippy::expect_used
 )]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use rustls::{
     client::{WebPkiServerVerifier, danger::ServerCertVerifier},
     pki_types::{ServerName, UnixTime},
 };
-use stackable_certs::{CaBundle, Certificate};
+use stackable_certs::{
+    CaBundle, Certificate, LeafOptions,
+    rotation::{Clock, RotationDriver, RotationPolicy, Store},
+};
 use time::OffsetDateTime;
+
+/// The DNS name the certificates of [`leaf`] are verified for.
+pub const SERVICE_NAME: &str = "my-webhook.ops.svc";
+
+/// The leaf the rotation tests ask for: the Service `my-webhook` in `ops`.
+pub fn leaf() -> LeafOptions {
+    LeafOptions::for_service("my-webhook", "ops")
+}
+
+/// A driver with the default policy for [`leaf`], keeping its state in `store`.
+pub fn driver<S: Store>(store: S) -> RotationDriver<S> {
+    RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
+}
+
+/// A driver for [`leaf`] with `policy`, keeping its state in `store`, on `clock`.
+pub fn driver_on<S: Store>(policy: RotationPolicy, store: S, clock: &Clock) -> RotationDriver<S> {
+    RotationDriver::with_store(policy, leaf(), store).with_clock(clock.clone())
+}
+
+/// A wall clock that starts now and follows tokio's (paused) clock: returns the start and
+/// the clock.
+pub fn paused_clock() -> (OffsetDateTime, Clock) {
+    let (base, clock, _) = jumping_clock();
+    (base, clock)
+}
+
+/// Like [`paused_clock`], plus a number of seconds the test may set to make the wall clock
+/// jump (suspend/resume, NTP step) while the monotonic clock does not move.
+pub fn jumping_clock() -> (OffsetDateTime, Clock, Arc<AtomicI64>) {
+    let base = OffsetDateTime::now_utc();
+    let origin = tokio::time::Instant::now();
+    let jump = Arc::new(AtomicI64::new(0));
+    let clock: Clock = {
+        let jump = jump.clone();
+        Arc::new(move || {
+            base + (tokio::time::Instant::now() - origin)
+                + time::Duration::seconds(jump.load(Ordering::SeqCst))
+        })
+    };
+    (base, clock, jump)
+}
+
+/// Starts one driver per store at the same time, as replicas starting together do, and
+/// returns the CA bundle each one served first (the drivers are shut down).
+pub async fn start_replicas<S: Store>(stores: impl IntoIterator<Item = S>) -> Vec<String> {
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|store| tokio::spawn(async move { driver(store).start().await.unwrap() }))
+        .collect();
+    let mut bundles = Vec::new();
+    for task in tasks {
+        let running = task.await.unwrap();
+        bundles.push(running.current().ca_bundle_pem());
+        running.shutdown().await;
+    }
+    bundles
+}
 
 /// Verifies `leaf` for `name` (DNS name or IP) against `bundle` with rustls' webpki
 /// verifier (aws-lc-rs provider), at time `at`.
