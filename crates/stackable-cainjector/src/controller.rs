@@ -37,7 +37,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource,
-    api::DynamicObject,
+    api::{DynamicObject, ListParams},
     core::{ApiResource, GroupVersionKind, PartialObjectMeta},
     runtime::{
         WatchStreamExt,
@@ -530,25 +530,14 @@ fn secret_stream(client: &Client, namespace: Option<&str>) -> BoxStream<'static,
 fn certificate_crd_stream(client: &Client) -> BoxStream<'static, Signal> {
     let api: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("metadata.name={CERTIFICATE_CRD}"));
-    let mut listed = false;
+    let mut presence = CrdPresence::default();
     watcher::watcher(api, config)
         .default_backoff()
         .filter_map(move |event| {
             let signal = match event {
-                Ok(Event::Init) => {
-                    listed = false;
-                    None
-                }
-                Ok(Event::InitApply(crd) | Event::Apply(crd)) => {
-                    listed = true;
-                    Some(Signal::CertificateCrd {
-                        installed: crd.metadata.deletion_timestamp.is_none(),
-                    })
-                }
-                Ok(Event::InitDone) => {
-                    (!listed).then_some(Signal::CertificateCrd { installed: false })
-                }
-                Ok(Event::Delete(_)) => Some(Signal::CertificateCrd { installed: false }),
+                Ok(event) => presence
+                    .on(&event)
+                    .map(|installed| Signal::CertificateCrd { installed }),
                 Err(error) => {
                     tracing::warn!(%error, "watch of {CERTIFICATE_CRD} failed; retrying");
                     None
@@ -557,6 +546,34 @@ fn certificate_crd_stream(client: &Client) -> BoxStream<'static, Signal> {
             futures::future::ready(signal)
         })
         .boxed()
+}
+
+/// Turns the events of a watch of one CRD into "installed" (`true`) or "gone" (`false`).
+#[derive(Debug, Default)]
+struct CrdPresence {
+    /// Whether the current (re)list contained the CRD.
+    listed: bool,
+}
+
+impl CrdPresence {
+    fn on(&mut self, event: &Event<PartialObjectMeta<CustomResourceDefinition>>) -> Option<bool> {
+        match event {
+            Event::Init => {
+                self.listed = false;
+                None
+            }
+            Event::InitApply(crd) | Event::Apply(crd) => {
+                self.listed = true;
+                Some(crd.metadata.deletion_timestamp.is_none())
+            }
+            // A (re)list without it: it was deleted while the watch was down, or never existed.
+            Event::InitDone => (!self.listed).then_some(false),
+            Event::Delete(_) => {
+                self.listed = false;
+                Some(false)
+            }
+        }
+    }
 }
 
 fn certificate_stream(
@@ -600,28 +617,57 @@ pub async fn discover_certificates(client: &Client) -> Option<ApiResource> {
     }
 }
 
-/// Polls discovery until the Certificate kind is served (a new CRD is served once it is
-/// Established, usually within a second), then reports it.
+/// Whether Certificates can be listed (in `namespace`, or cluster-wide): the kind is served.
+///
+/// Probing the resource itself rather than discovery: a new CRD's kind is served as soon as
+/// it is Established, while the API server's discovery documents follow about two seconds
+/// later.
+async fn certificates_served(client: &Client, namespace: Option<&str>) -> Option<ApiResource> {
+    let kind = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+        "certificates",
+    );
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &kind),
+        None => Api::all_with(client.clone(), &kind),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Some(kind),
+        Err(error) => {
+            tracing::debug!(%error, "cert-manager.io/v1 Certificates are not served yet");
+            None
+        }
+    }
+}
+
+/// Polls until Certificates are served (a new CRD is Established within a second or so),
+/// then reports it.
 async fn await_certificates(
     client: Client,
+    namespace: Option<String>,
     generation: u64,
     report: mpsc::UnboundedSender<Signal>,
 ) {
-    let mut delay = Duration::from_millis(200);
+    // Every 250 ms for the first 10 s, then every 10 s (a CRD that does not serve v1, or is
+    // not Established, or that RBAC does not let us list, may take long).
     let mut attempts = 0u32;
     loop {
-        if let Some(kind) = discover_certificates(&client).await {
+        if let Some(kind) = certificates_served(&client, namespace.as_deref()).await {
             let _ = report.send(Signal::CertificatesServed { kind, generation });
             return;
         }
         attempts += 1;
-        if attempts == 10 {
-            tracing::warn!(
-                "{CERTIFICATE_CRD} exists but cert-manager.io/v1 Certificate is still not served; still waiting"
-            );
-        }
+        let delay = if attempts < 40 {
+            Duration::from_millis(250)
+        } else {
+            if attempts == 40 {
+                tracing::warn!(
+                    "{CERTIFICATE_CRD} exists but cert-manager.io/v1 Certificates cannot be listed after 10 s (not served, or RBAC); still trying"
+                );
+            }
+            Duration::from_secs(10)
+        };
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -684,6 +730,7 @@ impl CertManager {
                 tracing::info!("{CERTIFICATE_CRD} appeared; waiting until Certificates are served");
                 self.discovery = Some(tokio::spawn(await_certificates(
                     self.client.clone(),
+                    self.namespaces.first().cloned().flatten(),
                     self.generation,
                     self.report.clone(),
                 )));
@@ -856,6 +903,39 @@ mod tests {
             "true".to_owned(),
         );
         assert!(has_injection_annotation(Some(&a)));
+    }
+
+    fn crd(deleting: bool) -> PartialObjectMeta<CustomResourceDefinition> {
+        let mut crd = PartialObjectMeta::<CustomResourceDefinition>::default();
+        crd.metadata.name = Some(CERTIFICATE_CRD.to_owned());
+        if deleting {
+            crd.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+            );
+        }
+        crd
+    }
+
+    #[test]
+    fn crd_presence_follows_lists_and_events() {
+        let mut p = CrdPresence::default();
+        // Started without the CRD: the initial list is empty.
+        assert_eq!(p.on(&Event::Init), None);
+        assert_eq!(p.on(&Event::InitDone), Some(false));
+        // Installed, updated, deleted.
+        assert_eq!(p.on(&Event::Apply(crd(false))), Some(true));
+        assert_eq!(
+            p.on(&Event::Apply(crd(true))),
+            Some(false),
+            "terminating counts as gone"
+        );
+        assert_eq!(p.on(&Event::Delete(crd(true))), Some(false));
+        // A relist that contains it reports it, one that does not reports it gone.
+        assert_eq!(p.on(&Event::Init), None);
+        assert_eq!(p.on(&Event::InitApply(crd(false))), Some(true));
+        assert_eq!(p.on(&Event::InitDone), None);
+        assert_eq!(p.on(&Event::Init), None);
+        assert_eq!(p.on(&Event::InitDone), Some(false));
     }
 
     #[test]

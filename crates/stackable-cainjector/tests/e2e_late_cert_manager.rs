@@ -229,11 +229,14 @@ async fn cert_manager_installed_after_start_is_picked_up() {
     // cert-manager arrives: its CRD, then the Certificate. No restart.
     let installed = Instant::now();
     env.install_crds([certificate_crd()]).await.unwrap();
+    let established = installed.elapsed();
     create_certificate(&client, ns, "serving", "serving-tls").await;
-    wait_injected(&client, "late-a", &ca_a).await;
+    let created = installed.elapsed();
+    let after_certificate = wait_injected(&client, "late-a", &ca_a).await;
     println!(
-        "injected {:?} after the Certificate CRD was applied (Established included)",
-        installed.elapsed()
+        "CRD applied, Established after {established:?}, first Certificate created after {created:?} \
+         (the API server holds it until the new kind's storage is ready), bundle injected \
+         {after_certificate:?} later"
     );
     // The Certificate watch runs: a Secret change of the Certificate propagates.
     put_secret(&client, ns, "serving-tls", "serving", &ca_b).await;
