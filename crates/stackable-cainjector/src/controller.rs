@@ -8,7 +8,7 @@
 //!
 //! cert-manager may be installed or removed while the injector runs: a metadata watch of the
 //! one CRD [`CERTIFICATE_CRD`] (field selector on its name) notices it. When the CRD appears,
-//! the injector waits until discovery serves `cert-manager.io/v1` `Certificate`, starts the
+//! the injector polls until `cert-manager.io/v1` Certificates can be listed, starts the
 //! Certificate watches and re-evaluates every object annotated with `inject-ca-from`; when it
 //! goes away (or starts terminating) the watches stop and those objects are re-evaluated
 //! again, which reports on each that the Certificate CRD is not installed (Event
@@ -461,8 +461,8 @@ enum Signal {
     CertificateCrd {
         installed: bool,
     },
-    /// Discovery serves the Certificate kind (the answer to the `generation`-th appearance
-    /// of the CRD).
+    /// Certificates can be listed (the answer to the `generation`-th appearance of the
+    /// CRD).
     CertificatesServed {
         kind: ApiResource,
         generation: u64,
@@ -671,12 +671,12 @@ async fn await_certificates(
     }
 }
 
-/// The Certificate watches and the discovery in flight, switched on and off with the CRD.
+/// The Certificate watches and the probe in flight, switched on and off with the CRD.
 struct CertManager {
     client: Client,
     namespaces: Vec<Option<String>>,
     report: mpsc::UnboundedSender<Signal>,
-    /// Bumped on every appearance or disappearance; stale discovery answers are ignored.
+    /// Bumped on every appearance or disappearance; stale probe answers are ignored.
     generation: u64,
     discovery: Option<tokio::task::JoinHandle<()>>,
     watches: Vec<AbortHandle>,
