@@ -3,166 +3,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+mod common;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
-use k8s_openapi::{
-    ByteString,
-    api::{core::v1::Secret, events::v1::Event},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use std::time::{Duration, Instant};
+
+use common::{
+    api, ca_pem, canonical, cert_manager_crd, config, create, create_certificate, injected,
+    put_direct_secret, put_secret, wait_injected, wait_refused,
 };
-use kube::{
-    Api, Client,
-    api::{DynamicObject, ObjectMeta, Patch, PatchParams, PostParams},
-    core::{ApiResource, GroupVersionKind},
-    runtime::events::Reporter,
-};
+use k8s_openapi::api::events::v1::Event;
+use kube::{Api, Client};
 use serde_json::{Value, json};
-use stackable_cainject::{TargetKind, TrustBundle};
-use stackable_cainjector::{Config, Metrics, ServiceCa, run};
-use stackable_certs::ca::{CaOptions, CertificateAuthority};
+use stackable_cainject::TargetKind;
+use stackable_cainjector::{Metrics, run};
 use stackable_testenv::TestEnv;
 
-fn canonical(pem: &str) -> String {
-    TrustBundle::from_pem(pem).unwrap().to_pem()
-}
+/// The CRD `widgets.annot.example.com`, fed from the Secret `direct`.
+const WIDGETS: &str = "widgets.annot.example.com";
 
-fn ca_pem(name: &str) -> String {
-    canonical(
-        &CertificateAuthority::new(&CaOptions::new(name))
-            .unwrap()
-            .certificate()
-            .to_pem(),
+async fn wait_widgets(client: &Client, expected: &str) {
+    wait_injected(
+        client,
+        TargetKind::CustomResourceDefinition,
+        None,
+        WIDGETS,
+        expected,
     )
-}
-
-fn api(client: &Client, kind: TargetKind, ns: Option<&str>) -> Api<DynamicObject> {
-    match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &kind.api_resource()),
-        None => Api::all_with(client.clone(), &kind.api_resource()),
-    }
-}
-
-async fn create(client: &Client, kind: TargetKind, ns: Option<&str>, body: Value) {
-    let object: DynamicObject = serde_json::from_value(body).unwrap();
-    api(client, kind, ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
-async fn put_secret(client: &Client, ns: &str, name: &str, annotations: &[(&str, &str)], ca: &str) {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(ns.to_owned()),
-            annotations: Some(
-                annotations
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "ca.crt".to_owned(),
-            ByteString(ca.as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
-}
-
-/// The injected bundle of an object (decoded PEM), whatever its kind.
-async fn injected(
-    client: &Client,
-    kind: TargetKind,
-    ns: Option<&str>,
-    name: &str,
-) -> Option<String> {
-    let object = serde_json::to_value(api(client, kind, ns).get(name).await.unwrap()).unwrap();
-    let encoded = match kind {
-        TargetKind::CustomResourceDefinition => {
-            object.pointer("/spec/conversion/webhook/clientConfig/caBundle")
-        }
-        TargetKind::ValidatingWebhookConfiguration | TargetKind::MutatingWebhookConfiguration => {
-            object.pointer("/webhooks/0/clientConfig/caBundle")
-        }
-        TargetKind::ApiService => object.pointer("/spec/caBundle"),
-        TargetKind::ConfigMap => {
-            return object
-                .pointer("/data/service-ca.crt")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-        }
-    };
-    encoded
-        .and_then(Value::as_str)
-        .map(|b| String::from_utf8(STANDARD.decode(b).unwrap()).unwrap())
-}
-
-async fn wait_injected(
-    client: &Client,
-    kind: TargetKind,
-    ns: Option<&str>,
-    name: &str,
-    expected: &str,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        let current = injected(client, kind, ns, name).await;
-        if current.as_deref() == Some(expected) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{kind} {name} never got the expected bundle; it has {current:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn refusal_events(client: &Client, name: &str) -> Vec<String> {
-    Api::<Event>::all(client.clone())
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some("CABundleRefused")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-        })
-        .filter_map(|e| e.note)
-        .collect()
-}
-
-async fn wait_refused(client: &Client, name: &str, needle: &str) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(note) = refusal_events(client, name)
-            .await
-            .into_iter()
-            .find(|n| n.contains(needle))
-        {
-            return note;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no CABundleRefused event for {name} mentioning {needle:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
 }
 
 fn crd_with_webhook(
@@ -199,37 +66,6 @@ fn webhook_configuration(kind: &str, name: &str, annotations: Value) -> Value {
     })
 }
 
-fn cert_manager_crd() -> CustomResourceDefinition {
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": { "name": "certificates.cert-manager.io" },
-        "spec": {
-            "group": "cert-manager.io", "scope": "Namespaced",
-            "names": { "kind": "Certificate", "plural": "certificates", "singular": "certificate" },
-            "versions": [{ "name": "v1", "served": true, "storage": true,
-                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }]
-        }
-    }))
-    .unwrap()
-}
-
-async fn create_certificate(client: &Client, ns: &str, name: &str, secret_name: &str) {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
-        "certificates",
-    );
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-        "metadata": { "name": name, "namespace": ns },
-        "spec": { "secretName": secret_name, "issuerRef": { "name": "ca" } }
-    }))
-    .unwrap();
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honours_cert_manager_and_openshift_annotations() {
     let env = TestEnv::start().await.unwrap();
@@ -244,34 +80,18 @@ async fn honours_cert_manager_and_openshift_annotations() {
     let metrics = Metrics::new();
     let controller = tokio::spawn(run(
         client.clone(),
-        Config {
-            field_manager: "e2e-cainjector".to_owned(),
-            namespaces: Vec::new(),
-            api_server_ca: Some(env.ca_pem().to_owned()),
-            service_ca: ServiceCa::ApiServerCa,
-            reporter: Reporter {
-                controller: "e2e-cainjector".to_owned(),
-                instance: None,
-            },
-        },
+        config("e2e-cainjector", Vec::new(), Some(env.ca_pem())),
         metrics.clone(),
     ));
 
     // inject-ca-from-secret with a marked Secret.
-    put_secret(
-        &client,
-        ns,
-        "direct",
-        &[("cert-manager.io/allow-direct-injection", "true")],
-        &ca_a,
-    )
-    .await;
+    put_direct_secret(&client, ns, "direct", &ca_a).await;
     create(
         &client,
         TargetKind::CustomResourceDefinition,
         None,
         crd_with_webhook(
-            "widgets.annot.example.com",
+            WIDGETS,
             "annot.example.com",
             "widgets",
             "Widget",
@@ -279,14 +99,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
         ),
     )
     .await;
-    wait_injected(
-        &client,
-        TargetKind::CustomResourceDefinition,
-        None,
-        "widgets.annot.example.com",
-        &ca_a,
-    )
-    .await;
+    wait_widgets(&client, &ca_a).await;
 
     // inject-apiserver-ca.
     create(
@@ -413,22 +226,8 @@ async fn honours_cert_manager_and_openshift_annotations() {
             ca_a.clone()
         };
         let start = Instant::now();
-        put_secret(
-            &client,
-            ns,
-            "direct",
-            &[("cert-manager.io/allow-direct-injection", "true")],
-            &content,
-        )
-        .await;
-        wait_injected(
-            &client,
-            TargetKind::CustomResourceDefinition,
-            None,
-            "widgets.annot.example.com",
-            &content,
-        )
-        .await;
+        put_direct_secret(&client, ns, "direct", &content).await;
+        wait_widgets(&client, &content).await;
         latencies.push(start.elapsed());
     }
     println!("Secret update -> CRD caBundle latency over 5 rounds: {latencies:?}");
@@ -438,48 +237,28 @@ async fn honours_cert_manager_and_openshift_annotations() {
     );
 
     // Duplicates and expired certificates are dropped from annotation sources.
-    put_secret(
+    put_direct_secret(
         &client,
         ns,
         "direct",
-        &[("cert-manager.io/allow-direct-injection", "true")],
         &format!(
             "{ca_b}{ca_b}{}",
             include_str!("../../stackable-cainject/tests/fixtures/ca-expired.pem")
         ),
     )
     .await;
-    wait_injected(
-        &client,
-        TargetKind::CustomResourceDefinition,
-        None,
-        "widgets.annot.example.com",
-        &ca_b,
-    )
-    .await;
+    wait_widgets(&client, &ca_b).await;
 
     // A garbage ca.crt is refused and the old bundle stays.
     let refusals_before = metrics.refusals_total();
-    put_secret(
-        &client,
-        ns,
-        "direct",
-        &[("cert-manager.io/allow-direct-injection", "true")],
-        "garbage",
-    )
-    .await;
-    let note = wait_refused(&client, "widgets.annot.example.com", "ca.crt of Secret").await;
+    put_direct_secret(&client, ns, "direct", "garbage").await;
+    let note = wait_refused(&client, WIDGETS, "ca.crt of Secret").await;
     println!("garbage ca.crt refused: {note}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        injected(
-            &client,
-            TargetKind::CustomResourceDefinition,
-            None,
-            "widgets.annot.example.com"
-        )
-        .await
-        .as_deref(),
+        injected(&client, TargetKind::CustomResourceDefinition, None, WIDGETS)
+            .await
+            .as_deref(),
         Some(ca_b.as_str())
     );
     assert!(metrics.refusals_total() > refusals_before);
@@ -498,8 +277,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
         .into_iter()
         .filter(|e| {
             e.reason.as_deref() == Some("CABundleInjected")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                    == Some("widgets.annot.example.com")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(WIDGETS)
         })
         .count();
     assert!(injected_events >= 1, "no CABundleInjected event on the CRD");
@@ -516,16 +294,7 @@ async fn namespace_scoping() {
     let apiserver_ca = canonical(env.ca_pem());
     let controller = tokio::spawn(run(
         client.clone(),
-        Config {
-            field_manager: "e2e-cainjector".to_owned(),
-            namespaces: vec![inside.clone()],
-            api_server_ca: Some(env.ca_pem().to_owned()),
-            service_ca: ServiceCa::ApiServerCa,
-            reporter: Reporter {
-                controller: "e2e-cainjector".to_owned(),
-                instance: None,
-            },
-        },
+        config("e2e-cainjector", vec![inside.clone()], Some(env.ca_pem())),
         Metrics::new(),
     ));
     let config_map = |ns: &str| {
@@ -557,14 +326,7 @@ async fn namespace_scoping() {
     .await;
 
     // A cluster-scoped target that names a Secret outside the scope is refused.
-    put_secret(
-        &client,
-        &outside,
-        "ca",
-        &[("cert-manager.io/allow-direct-injection", "true")],
-        &ca_pem("outside-ca"),
-    )
-    .await;
+    put_direct_secret(&client, &outside, "ca", &ca_pem("outside-ca")).await;
     create(
         &client,
         TargetKind::CustomResourceDefinition,

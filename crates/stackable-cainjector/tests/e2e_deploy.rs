@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
+mod common;
+
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -108,16 +110,7 @@ async fn deploy_manifests_pass_server_side_dry_run() {
     let metrics = stackable_cainjector::Metrics::new();
     let controller = tokio::spawn(stackable_cainjector::run(
         as_service_account,
-        stackable_cainjector::Config {
-            field_manager: "stackable-cainjector".to_owned(),
-            namespaces: Vec::new(),
-            api_server_ca: None,
-            service_ca: stackable_cainjector::ServiceCa::ApiServerCa,
-            reporter: kube::runtime::events::Reporter {
-                controller: "stackable-cainjector".to_owned(),
-                instance: None,
-            },
-        },
+        common::config("stackable-cainjector", Vec::new(), None),
         metrics.clone(),
     ));
     let start = std::time::Instant::now();
