@@ -8,11 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    api, ca_pem, canonical, cert_manager_crd, config, create, create_certificate, injected,
-    put_direct_secret, put_secret, wait_injected, wait_refused,
+    api, ca_pem, canonical, cert_manager_crd, config, create, create_certificate, events, injected,
+    put_direct_secret, put_secret, wait_injected, wait_refused, webhook_configuration,
 };
-use k8s_openapi::api::events::v1::Event;
-use kube::{Api, Client};
+use kube::Client;
 use serde_json::{Value, json};
 use stackable_cainject::TargetKind;
 use stackable_cainjector::{Metrics, run};
@@ -21,6 +20,9 @@ use stackable_testenv::TestEnv;
 /// The CRD `widgets.annot.example.com`, fed from the Secret `direct`.
 const WIDGETS: &str = "widgets.annot.example.com";
 
+/// How long a bundle may take to arrive.
+const WAIT: Duration = Duration::from_secs(20);
+
 async fn wait_widgets(client: &Client, expected: &str) {
     wait_injected(
         client,
@@ -28,6 +30,7 @@ async fn wait_widgets(client: &Client, expected: &str) {
         None,
         WIDGETS,
         expected,
+        WAIT,
     )
     .await;
 }
@@ -50,19 +53,6 @@ fn crd_with_webhook(
             "conversion": { "strategy": "Webhook", "webhook": { "conversionReviewVersions": ["v1"],
                 "clientConfig": { "service": { "name": "hooks", "namespace": "default" } } } }
         }
-    })
-}
-
-fn webhook_configuration(kind: &str, name: &str, annotations: Value) -> Value {
-    json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
-        "metadata": { "name": name, "annotations": annotations },
-        "webhooks": [{
-            "name": "a.annot.example.com",
-            "clientConfig": { "service": { "name": "hooks", "namespace": "default" } },
-            "rules": [{ "apiGroups": ["annot.example.com"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["gadgets"] }],
-            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore"
-        }]
     })
 }
 
@@ -119,6 +109,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
         None,
         "apiserver-ca",
         &apiserver_ca,
+        WAIT,
     )
     .await;
 
@@ -139,6 +130,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
         Some(ns),
         "openshift",
         &apiserver_ca,
+        WAIT,
     )
     .await;
 
@@ -169,6 +161,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
         None,
         "v1.aggr.example.com",
         &ca_b,
+        WAIT,
     )
     .await;
 
@@ -269,17 +262,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
         .await
         .unwrap();
     assert_eq!(cm.data["data"]["other"], "kept");
-    let injected_events = Api::<Event>::all(client.clone())
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some("CABundleInjected")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(WIDGETS)
-        })
-        .count();
+    let injected_events = events(&client, "CABundleInjected", WIDGETS).await.len();
     assert!(injected_events >= 1, "no CABundleInjected event on the CRD");
     println!("metrics:\n{}", metrics.render());
     controller.abort();
@@ -322,6 +305,7 @@ async fn namespace_scoping() {
         Some(&inside),
         "trust",
         &apiserver_ca,
+        WAIT,
     )
     .await;
 

@@ -28,7 +28,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use stackable_cainject::{TargetKind, TrustBundle};
-use stackable_cainjector::{Config, ServiceCa};
+use stackable_cainjector::{Config, ServiceCa, controller::CERTIFICATE_CRD};
 use stackable_certs::ca::{CaOptions, CertificateAuthority};
 
 /// The annotation a Secret needs before its `ca.crt` may be injected directly.
@@ -47,6 +47,24 @@ pub fn config(field_manager: &str, namespaces: Vec<String>, api_server_ca: Optio
             instance: None,
         },
     }
+}
+
+/// Applies a Secret written for the cert-manager Certificate `certificate`.
+pub async fn put_certificate_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    certificate: &str,
+    ca: &str,
+) {
+    put_secret(
+        client,
+        ns,
+        name,
+        &[("cert-manager.io/certificate-name", certificate)],
+        ca,
+    )
+    .await;
 }
 
 /// Applies a Secret marked for direct injection (see [`ALLOW_DIRECT_INJECTION`]).
@@ -150,13 +168,14 @@ pub async fn injected(
         .map(|b| String::from_utf8(STANDARD.decode(b).unwrap()).unwrap())
 }
 
-/// Waits (20 s at most) until the object carries `expected`; returns how long it took.
+/// Waits (`within` at most) until the object carries `expected`; returns how long it took.
 pub async fn wait_injected(
     client: &Client,
     kind: TargetKind,
     ns: Option<&str>,
     name: &str,
     expected: &str,
+    within: Duration,
 ) -> Duration {
     let start = Instant::now();
     loop {
@@ -165,15 +184,15 @@ pub async fn wait_injected(
             return start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < within,
             "{kind} {name} never got the expected bundle; it has {current:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// The notes of the `CABundleRefused` Events about the object `name`.
-pub async fn refusal_events(client: &Client, name: &str) -> Vec<String> {
+/// The Events with `reason` about the object `name`.
+pub async fn events(client: &Client, reason: &str, name: &str) -> Vec<Event> {
     Api::<Event>::all(client.clone())
         .list(&Default::default())
         .await
@@ -181,9 +200,17 @@ pub async fn refusal_events(client: &Client, name: &str) -> Vec<String> {
         .items
         .into_iter()
         .filter(|e| {
-            e.reason.as_deref() == Some("CABundleRefused")
+            e.reason.as_deref() == Some(reason)
                 && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
         })
+        .collect()
+}
+
+/// The notes of the `CABundleRefused` Events about the object `name`.
+pub async fn refusal_events(client: &Client, name: &str) -> Vec<String> {
+    events(client, "CABundleRefused", name)
+        .await
+        .into_iter()
         .filter_map(|e| e.note)
         .collect()
 }
@@ -207,14 +234,15 @@ pub async fn wait_refused(client: &Client, name: &str, needle: &str) -> String {
     }
 }
 
-/// A minimal `certificates.cert-manager.io` CRD (v1, any content).
+/// A minimal `certificates.cert-manager.io` CRD: the kind, served as v1, any content.
 pub fn cert_manager_crd() -> CustomResourceDefinition {
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": { "name": "certificates.cert-manager.io" },
+        "metadata": { "name": CERTIFICATE_CRD },
         "spec": {
             "group": "cert-manager.io", "scope": "Namespaced",
-            "names": { "kind": "Certificate", "plural": "certificates", "singular": "certificate" },
+            "names": { "kind": "Certificate", "listKind": "CertificateList",
+                       "plural": "certificates", "singular": "certificate" },
             "versions": [{ "name": "v1", "served": true, "storage": true,
                 "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }]
         }
@@ -238,4 +266,19 @@ pub async fn create_certificate(client: &Client, ns: &str, name: &str, secret_na
         .create(&PostParams::default(), &object)
         .await
         .unwrap();
+}
+
+/// A webhook configuration of `kind` (validating or mutating) with one webhook for
+/// `gadgets.annot.example.com`, reading its bundle as `annotations` say.
+pub fn webhook_configuration(kind: &str, name: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+        "metadata": { "name": name, "annotations": annotations },
+        "webhooks": [{
+            "name": "a.annot.example.com",
+            "clientConfig": { "service": { "name": "hooks", "namespace": "default" } },
+            "rules": [{ "apiGroups": ["annot.example.com"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["gadgets"] }],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore"
+        }]
+    })
 }
