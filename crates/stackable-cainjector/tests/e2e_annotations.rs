@@ -8,13 +8,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    api, ca_pem, canonical, cert_manager_crd, config, create, create_certificate, events, injected,
-    put_direct_secret, put_secret, wait_injected, wait_refused, webhook_configuration,
+    api, ca_pem, canonical, cert_manager_crd, create, create_certificate, events, injected,
+    put_direct_secret, put_secret, spawn_injector, wait_injected, wait_refused,
+    webhook_configuration,
 };
 use kube::Client;
 use serde_json::{Value, json};
 use stackable_cainject::TargetKind;
-use stackable_cainjector::{Metrics, run};
 use stackable_testenv::TestEnv;
 
 /// The CRD `widgets.annot.example.com`, fed from the Secret `direct`.
@@ -67,12 +67,7 @@ async fn honours_cert_manager_and_openshift_annotations() {
     let ca_a = ca_pem("ca-a");
     let ca_b = ca_pem("ca-b");
 
-    let metrics = Metrics::new();
-    let controller = tokio::spawn(run(
-        client.clone(),
-        config("e2e-cainjector", Vec::new(), Some(env.ca_pem())),
-        metrics.clone(),
-    ));
+    let (metrics, controller) = spawn_injector(&env, Vec::new());
 
     // inject-ca-from-secret with a marked Secret.
     put_direct_secret(&client, ns, "direct", &ca_a).await;
@@ -275,11 +270,7 @@ async fn namespace_scoping() {
     let inside = env.create_namespace("inside").await.unwrap();
     let outside = env.create_namespace("outside").await.unwrap();
     let apiserver_ca = canonical(env.ca_pem());
-    let controller = tokio::spawn(run(
-        client.clone(),
-        config("e2e-cainjector", vec![inside.clone()], Some(env.ca_pem())),
-        Metrics::new(),
-    ));
+    let (_, controller) = spawn_injector(&env, vec![inside.clone()]);
     let config_map = |ns: &str| {
         json!({ "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": { "name": "trust", "namespace": ns,

@@ -9,14 +9,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    ca_pem, cert_manager_crd, config, create, create_certificate, events, injected,
-    put_certificate_secret, wait_injected, webhook_configuration,
+    ca_pem, cert_manager_crd, create, create_certificate, events, injected, put_certificate_secret,
+    spawn_injector, wait_injected, webhook_configuration,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client, api::DeleteParams};
 use serde_json::json;
 use stackable_cainject::TargetKind;
-use stackable_cainjector::{Metrics, controller::CERTIFICATE_CRD, run};
+use stackable_cainjector::controller::CERTIFICATE_CRD;
 use stackable_testenv::TestEnv;
 
 /// The kind of every target here.
@@ -97,12 +97,7 @@ async fn cert_manager_installed_after_start_is_picked_up() {
     let ca_b = ca_pem("late-ca-b");
 
     // The injector starts without cert-manager.
-    let metrics = Metrics::new();
-    let controller = tokio::spawn(run(
-        client.clone(),
-        config("e2e-cainjector", Vec::new(), Some(env.ca_pem())),
-        metrics.clone(),
-    ));
+    let (metrics, controller) = spawn_injector(&env, Vec::new());
 
     // A target waiting for a Certificate: an Event says why nothing is injected.
     put_certificate_secret(&client, ns, "serving-tls", "serving", &ca_a).await;

@@ -28,8 +28,14 @@ use kube::{
 };
 use serde_json::{Value, json};
 use stackable_cainject::{TargetKind, TrustBundle};
-use stackable_cainjector::{Config, ServiceCa, controller::CERTIFICATE_CRD};
+use stackable_cainjector::{
+    Config, Metrics, ServiceCa,
+    controller::{self, CERTIFICATE_CRD},
+    run,
+};
 use stackable_certs::ca::{CaOptions, CertificateAuthority};
+use stackable_testenv::TestEnv;
+use tokio::task::JoinHandle;
 
 /// The annotation a Secret needs before its `ca.crt` may be injected directly.
 pub const ALLOW_DIRECT_INJECTION: (&str, &str) = ("cert-manager.io/allow-direct-injection", "true");
@@ -47,6 +53,21 @@ pub fn config(field_manager: &str, namespaces: Vec<String>, api_server_ca: Optio
             instance: None,
         },
     }
+}
+
+/// Runs the injector in this process against the test API server as `e2e-cainjector`,
+/// watching `namespaces` (empty: all); returns its metrics and its task.
+pub fn spawn_injector(
+    env: &TestEnv,
+    namespaces: Vec<String>,
+) -> (Metrics, JoinHandle<Result<(), controller::Error>>) {
+    let metrics = Metrics::new();
+    let task = tokio::spawn(run(
+        env.client().unwrap(),
+        config("e2e-cainjector", namespaces, Some(env.ca_pem())),
+        metrics.clone(),
+    ));
+    (metrics, task)
 }
 
 /// Applies a Secret written for the cert-manager Certificate `certificate`.
