@@ -5,7 +5,7 @@
 //! [`TestEnv::create_external_name_service`]. This module builds the
 //! `ValidatingWebhookConfiguration` / `MutatingWebhookConfiguration` objects that point there
 //! ([`LocalWebhook`], [`validating_configuration`], [`mutating_configuration`]), the
-//! certificate names the server needs ([`serving_leaf`]), and waits until the API server
+//! certificate names the server needs ([`serving_leaf`], [`namespace_with_service`]), and waits until the API server
 //! really calls the webhook ([`create_until`]): it learns new configurations and Services
 //! through informers, so the first requests after registering a webhook may pass without it
 //! or fail to reach it.
@@ -21,15 +21,14 @@
 //! use kube::{Api, api::PostParams};
 //! use stackable_testenv::{
 //!     TestEnv,
-//!     webhooks::{LocalWebhook, create_until, serving_leaf, validating_configuration},
+//!     webhooks::{LocalWebhook, create_until, namespace_with_service, validating_configuration},
 //! };
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let env = TestEnv::start().await?;
-//! let namespace = env.create_namespace("my-webhook").await?;
-//! env.create_external_name_service(&namespace, "hook").await?;
-//! // Start your HTTPS server on 127.0.0.1 with a certificate for these names...
-//! let leaf = serving_leaf(&namespace, "hook");
+//! // A namespace with the Service `hook` leading to 127.0.0.1.
+//! let (namespace, leaf) = namespace_with_service(&env, "my-webhook", "hook").await?;
+//! // Start your HTTPS server on 127.0.0.1 with a certificate for `leaf`...
 //! # let _ = leaf;
 //! // ...and learn its port and CA bundle.
 //! let (port, ca_bundle_pem) = (8443, String::from("-----BEGIN CERTIFICATE-----..."));
@@ -78,7 +77,7 @@ use kube::{
 use snafu::{OptionExt, ResultExt, Snafu};
 use stackable_certs::LeafOptions;
 
-use crate::env::webhook_service_dns_names;
+use crate::{TestEnv, env::webhook_service_dns_names};
 
 /// How long [`create_until`] waits between two attempts.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
@@ -147,6 +146,22 @@ macro_rules! webhook_entry {
             ..$kind::default()
         }
     }};
+}
+
+/// Creates a namespace for one test (named `prefix-…`, see [`TestEnv::create_namespace`]) and
+/// in it the ExternalName Service `service` that leads the API server to this machine (see
+/// [`TestEnv::create_external_name_service`]). Returns the namespace and the certificate
+/// request of a server reached through that Service or by URL ([`serving_leaf`]).
+pub async fn namespace_with_service(
+    env: &TestEnv,
+    prefix: &str,
+    service: &str,
+) -> Result<(String, LeafOptions), crate::Error> {
+    let namespace = env.create_namespace(prefix).await?;
+    env.create_external_name_service(&namespace, service)
+        .await?;
+    let leaf = serving_leaf(&namespace, service);
+    Ok((namespace, leaf))
 }
 
 /// One webhook of a validating or mutating configuration, called on this machine.

@@ -16,7 +16,7 @@ use kube::{Api, api::PostParams};
 use stackable_certs::{CaOptions, CertificateAuthority, LeafOptions};
 use stackable_testenv::{
     TestEnv,
-    webhooks::{LocalWebhook, create_until, serving_leaf, validating_configuration},
+    webhooks::{LocalWebhook, create_until, namespace_with_service, validating_configuration},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -123,12 +123,11 @@ async fn expect_denied(env: &TestEnv, namespace: &str, expected: &str) {
 async fn webhook_by_url_and_by_external_name_service() {
     let env = TestEnv::start().await.unwrap();
     let by_url = env.create_namespace("by-url").await.unwrap();
-    let by_service = env.create_namespace("by-service").await.unwrap();
-    let (port, ca_pem) = start_webhook(serving_leaf(&by_service, "hook")).await;
-
-    env.create_external_name_service(&by_service, "hook")
+    let (by_service, leaf) = namespace_with_service(&env, "by-service", "hook")
         .await
         .unwrap();
+    let (port, ca_pem) = start_webhook(leaf).await;
+
     let api: Api<ValidatingWebhookConfiguration> = Api::all(env.client().unwrap());
     for (name, namespace, webhook) in [
         (
