@@ -23,7 +23,8 @@ use serde_json::json;
 use stackable_testenv::{
     TestEnv,
     webhooks::{
-        LocalWebhook, create_until, mutating_configuration, serving_leaf, validating_configuration,
+        LocalWebhook, create_until, mutating_configuration, namespace_with_service,
+        validating_configuration,
     },
 };
 use stackable_webhook::{CertSource, Mutation, Validation};
@@ -48,12 +49,9 @@ fn pod(name: &str) -> Pod {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_calls_our_webhooks() {
     let env = TestEnv::start().await.unwrap();
-    let namespace = env.create_namespace("webhook-e2e").await.unwrap();
-    env.create_external_name_service(&namespace, "hook")
+    let (namespace, leaf) = namespace_with_service(&env, "webhook-e2e", "hook")
         .await
         .unwrap();
-
-    let leaf = serving_leaf(&namespace, "hook");
     let calls = Arc::new(AtomicU64::new(0));
     let counted = |calls: &Arc<AtomicU64>| {
         let calls = calls.clone();
