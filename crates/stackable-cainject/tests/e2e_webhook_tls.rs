@@ -14,7 +14,7 @@ use serde_json::json;
 use stackable_cainject::{CaInjector, Target};
 use stackable_testenv::{
     TestEnv,
-    webhooks::{LocalWebhook, create_until, serving_leaf, validating_configuration},
+    webhooks::{LocalWebhook, create_until, namespace_with_service, validating_configuration},
 };
 use stackable_webhook::{CertSource, Validation, WebhookServer};
 use tokio::sync::watch;
@@ -30,12 +30,9 @@ fn pod(name: &str) -> Pod {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_calls_the_webhook_after_injection() {
     let env = TestEnv::start().await.unwrap();
-    let namespace = env.create_namespace("cainject-tls").await.unwrap();
-    env.create_external_name_service(&namespace, "hook")
+    let (namespace, leaf) = namespace_with_service(&env, "cainject-tls", "hook")
         .await
         .unwrap();
-
-    let leaf = serving_leaf(&namespace, "hook");
     let server = WebhookServer::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .handle_signals(false)
