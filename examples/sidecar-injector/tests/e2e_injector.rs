@@ -14,7 +14,8 @@ use sidecar_injector::{INJECT_LABEL, InjectorConfig, SIDECAR_NAME};
 use stackable_testenv::{
     TestEnv,
     webhooks::{
-        LocalWebhook, create_until, mutating_configuration, serving_leaf, validating_configuration,
+        LocalWebhook, create_until, mutating_configuration, namespace_with_service,
+        validating_configuration,
     },
 };
 use stackable_webhook::{CertSource, WebhookServer};
@@ -41,11 +42,9 @@ fn pod(name: &str, labelled: bool, limits: bool) -> Pod {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injects_and_validates_through_the_api_server() {
     let env = TestEnv::start().await.unwrap();
-    let namespace = env.create_namespace("injector-e2e").await.unwrap();
-    env.create_external_name_service(&namespace, "sidecar-injector")
+    let (namespace, leaf) = namespace_with_service(&env, "injector-e2e", "sidecar-injector")
         .await
         .unwrap();
-    let leaf = serving_leaf(&namespace, "sidecar-injector");
     let builder = WebhookServer::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .handle_signals(false)
