@@ -5,20 +5,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{SERVICE_NAME, leaf};
+use common::{SERVICE_NAME, leaf, lifetimes};
 use stackable_certs::rotation::{RotationPolicy, RotationState, Stage, Step, advance};
 use time::OffsetDateTime;
 
 fn policy() -> RotationPolicy {
-    RotationPolicy {
-        ca_validity: Duration::from_secs(30 * 24 * 3600),
-        leaf_validity: Duration::from_secs(3 * 24 * 3600),
-        propagation_delay: Duration::from_secs(3600),
-        overlap: Duration::from_secs(1800),
-        ..RotationPolicy::default()
-    }
+    lifetimes(30 * 24 * 3600, 3 * 24 * 3600, 3600, 1800)
 }
 
 fn start() -> OffsetDateTime {

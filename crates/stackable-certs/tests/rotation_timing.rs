@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{driver_on, leaf, paused_clock};
+use common::{driver_on, leaf, lifetimes, paused_clock};
 use stackable_certs::{
     Certificate,
     rotation::{
@@ -239,36 +239,18 @@ fn hours() {
 fn minutes() {
     check(
         "minutes (CA 30 min, leaf 5 min)",
-        RotationPolicy {
-            ca_validity: Duration::from_secs(30 * 60),
-            leaf_validity: Duration::from_secs(5 * 60),
-            propagation_delay: Duration::from_secs(60),
-            overlap: Duration::from_secs(60),
-            ..RotationPolicy::default()
-        },
+        lifetimes(30 * 60, 5 * 60, 60, 60),
         30,
     );
     check(
         "one-minute leaves (CA 10 min, leaf 1 min)",
-        RotationPolicy {
-            ca_validity: Duration::from_secs(10 * 60),
-            leaf_validity: Duration::from_secs(60),
-            propagation_delay: Duration::from_secs(30),
-            overlap: Duration::from_secs(30),
-            ..RotationPolicy::default()
-        },
+        lifetimes(10 * 60, 60, 30, 30),
         30,
     );
 }
 
 fn seconds_policy() -> RotationPolicy {
-    RotationPolicy {
-        ca_validity: Duration::from_secs(12),
-        leaf_validity: Duration::from_secs(4),
-        propagation_delay: Duration::from_secs(1),
-        overlap: Duration::from_secs(1),
-        ..RotationPolicy::default()
-    }
+    lifetimes(12, 4, 1, 1)
 }
 
 #[test]
@@ -298,13 +280,7 @@ fn leaf_as_long_as_the_ca() {
     // Leaves are clamped to the CA's notAfter; a clamped leaf must not be due on issue.
     check(
         "leaf = CA (CA 6 h, leaf 6 h)",
-        RotationPolicy {
-            ca_validity: Duration::from_secs(6 * 3600),
-            leaf_validity: Duration::from_secs(6 * 3600),
-            propagation_delay: Duration::from_secs(600),
-            overlap: Duration::from_secs(600),
-            ..RotationPolicy::default()
-        },
+        lifetimes(6 * 3600, 6 * 3600, 600, 600),
         10,
     );
 }
@@ -314,13 +290,7 @@ fn windows_shorter_than_a_second_are_rejected() {
     // Certificate times have a resolution of one second and the driver sleeps at least a
     // second between wake-ups, so a shorter window could let the leaf expire unrenewed.
     for policy in [
-        RotationPolicy {
-            ca_validity: Duration::from_secs(12),
-            leaf_validity: Duration::from_secs(2),
-            propagation_delay: Duration::from_secs(1),
-            overlap: Duration::from_secs(1),
-            ..RotationPolicy::default()
-        },
+        lifetimes(12, 2, 1, 1),
         RotationPolicy {
             leaf_renew_before: Some(Duration::from_millis(500)),
             ..RotationPolicy::default()

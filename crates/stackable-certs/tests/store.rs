@@ -6,8 +6,6 @@
 
 mod common;
 
-use common::{SERVICE_NAME, driver, driver_on, jumping_clock, leaf, paused_clock, start_replicas};
-
 use std::{
     sync::{
         Arc, Mutex,
@@ -16,6 +14,9 @@ use std::{
     time::Duration,
 };
 
+use common::{
+    SERVICE_NAME, driver, driver_on, jumping_clock, leaf, lifetimes, paused_clock, start_replicas,
+};
 use stackable_certs::{
     ServingMaterial,
     ca::{CaOptions, CertificateAuthority},
@@ -274,12 +275,8 @@ async fn invalid_policy_is_rejected() {
 /// 1-day CAs with 4-hour leaves, 10 minutes of overlap.
 fn one_day_ca(propagation_delay: Duration, max_sleep: Duration) -> RotationPolicy {
     RotationPolicy {
-        ca_validity: Duration::from_secs(24 * 3600),
-        leaf_validity: Duration::from_secs(4 * 3600),
-        propagation_delay,
-        overlap: Duration::from_secs(600),
         max_sleep,
-        ..RotationPolicy::default()
+        ..lifetimes(24 * 3600, 4 * 3600, propagation_delay.as_secs(), 600)
     }
 }
 

@@ -33,6 +33,18 @@ pub fn leaf() -> LeafOptions {
     LeafOptions::for_service("my-webhook", "ops")
 }
 
+/// The default policy with other lifetimes, all in seconds: CA and leaf validity, how long
+/// a new CA is published before leaves from it are served, and how long the old CA stays.
+pub fn lifetimes(ca: u64, leaf: u64, propagation_delay: u64, overlap: u64) -> RotationPolicy {
+    RotationPolicy {
+        ca_validity: Duration::from_secs(ca),
+        leaf_validity: Duration::from_secs(leaf),
+        propagation_delay: Duration::from_secs(propagation_delay),
+        overlap: Duration::from_secs(overlap),
+        ..RotationPolicy::default()
+    }
+}
+
 /// A driver with the default policy for [`leaf`], keeping its state in `store`.
 pub fn driver<S: Store>(store: S) -> RotationDriver<S> {
     RotationDriver::with_store(RotationPolicy::default(), leaf(), store)
