@@ -51,7 +51,12 @@ pub(crate) struct Args {
     /// Servers to run (default: both).
     #[arg(long, value_enum, value_delimiter = ',')]
     peer: Vec<Peer>,
-    /// A smoke run: 2 s measured after 1 s of warm-up, 4 clients.
+    /// Rounds per scenario: the measured time is split into this many windows, each on a
+    /// freshly started server, the two servers taking turns, so that other work on the
+    /// machine hits both alike.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// A smoke run: one round of 2 s measured after 1 s of warm-up, 4 clients.
     #[arg(long)]
     quick: bool,
     /// Pin GOMAXPROCS and TOKIO_WORKER_THREADS of both servers to N (default: both unset,
@@ -102,6 +107,8 @@ impl ScenarioName {
 struct Row {
     scenario: &'static str,
     peer: &'static str,
+    rounds: usize,
+    measured_seconds: f64,
     requests: u64,
     requests_per_second: f64,
     latency: Percentiles,
@@ -249,14 +256,17 @@ struct Bodies {
 const CONVERSION_OBJECTS: usize = 100;
 
 async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkDir) -> Result {
-    let (duration, warmup, concurrency) = if args.quick {
-        (2.0, 1.0, args.concurrency.min(4))
+    let (duration, warmup, concurrency, rounds) = if args.quick {
+        (2.0, 1.0, args.concurrency.min(4), 1)
     } else {
-        (args.duration, args.warmup, args.concurrency)
+        (args.duration, args.warmup, args.concurrency, args.rounds)
     };
-    if !(duration > 0.0 && warmup >= 0.0 && concurrency > 0) {
-        return Err("--duration and --concurrency must be positive, --warmup not negative".into());
+    if !(duration > 0.0 && warmup >= 0.0 && concurrency > 0 && rounds > 0) {
+        return Err(
+            "--duration, --concurrency and --rounds must be positive, --warmup not negative".into(),
+        );
     }
+    let window = duration / rounds as f64;
     let scenarios: Vec<ScenarioName> = if args.scenario.is_empty() {
         ScenarioName::ALL.to_vec()
     } else {
@@ -311,8 +321,9 @@ async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkD
 
     let how = format!(
         "{cores} cores (load average {load_average} at start); servers: {}; client: this process (release), {concurrency} HTTP/1.1 connections, \
-         TLS 1.3, no resumption, kx offer {:?}; warm-up {warmup} s, measured {duration} s per scenario \
-         and server; each server started fresh per scenario, order alternating; ECDSA P-256 leaf; \
+         TLS 1.3, no resumption, kx offer {:?}; measured {duration} s per scenario and server in {rounds} \
+         round(s) of {window:.1} s, each on a fresh server after {warmup} s of warm-up, the servers \
+         taking turns; ECDSA P-256 leaf; \
          info-level logs to a file; bodies: AdmissionReview {} B, ConversionReview ({CONVERSION_OBJECTS} CronTabs) {} B",
         match args.threads {
             Some(n) => format!("GOMAXPROCS={n}, TOKIO_WORKER_THREADS={n}"),
@@ -326,61 +337,73 @@ async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkD
 
     let mut probes = Vec::new();
     let mut rows = Vec::new();
-    for (index, scenario) in scenarios.iter().enumerate() {
-        let mut order = peers.clone();
-        if index % 2 == 1 {
-            order.reverse();
-        }
-        for (peer, binary) in order {
-            let tag = format!("{}-{}", scenario.name(), peer.label());
-            eprintln!(
-                "bench: {:<10} {:<18} warm-up {warmup} s, measuring {duration} s ...",
-                scenario.name(),
-                peer.label()
-            );
-            let mut server =
-                Server::spawn(peer, binary, &cert_path, &key_path, &run_options, &tag)?;
-            let result = measure(
-                peer,
-                *scenario,
-                &mut server,
-                &tls,
-                &bodies,
-                Timing {
-                    duration,
-                    warmup,
-                    concurrency,
-                    ticks,
-                },
-                &mut probes,
-                binary,
-            )
-            .await;
-            let log = log_dir.join(format!("{tag}.log"));
-            let pid = server.pid();
-            server.stop();
-            match result {
-                Ok(row) => {
-                    if row.errors > 0 {
-                        eprintln!(
-                            "bench:   {} errors, e.g. {:?}",
-                            row.errors, row.error_samples
-                        );
+    let mut turn = 0usize;
+    for scenario in &scenarios {
+        let mut measured: Vec<(Peer, Vec<Measurement>)> =
+            peers.iter().map(|(peer, _)| (*peer, Vec::new())).collect();
+        for round in 0..rounds {
+            let mut order = peers.clone();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            turn += 1;
+            for (peer, binary) in order {
+                let tag = format!("{}-{}-{round}", scenario.name(), peer.label());
+                eprintln!(
+                    "bench: {:<10} {:<18} round {}/{rounds}: warm-up {warmup} s, measuring {window:.1} s ...",
+                    scenario.name(),
+                    peer.label(),
+                    round + 1,
+                );
+                let mut server =
+                    Server::spawn(peer, binary, &cert_path, &key_path, &run_options, &tag)?;
+                let result = measure(
+                    peer,
+                    *scenario,
+                    &mut server,
+                    &tls,
+                    &bodies,
+                    Timing {
+                        duration: window,
+                        warmup,
+                        concurrency,
+                        ticks,
+                    },
+                    &mut probes,
+                    binary,
+                )
+                .await;
+                let log = log_dir.join(format!("{tag}.log"));
+                let pid = server.pid();
+                server.stop();
+                match result {
+                    Ok(measurement) => {
+                        if measurement.errors > 0 {
+                            eprintln!(
+                                "bench:   {} errors, e.g. {:?}",
+                                measurement.errors, measurement.error_samples
+                            );
+                        }
+                        if let Some((_, list)) = measured.iter_mut().find(|(p, _)| *p == peer) {
+                            list.push(measurement);
+                        }
                     }
-                    rows.push(row);
-                }
-                Err(error) => {
-                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                    let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-                    return Err(format!(
-                        "{} (pid {pid}) in scenario {}: {error}\nlast log lines:\n{}",
-                        peer.label(),
-                        scenario.name(),
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    )
-                    .into());
+                    Err(error) => {
+                        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+                        return Err(format!(
+                            "{} (pid {pid}) in scenario {}: {error}\nlast log lines:\n{}",
+                            peer.label(),
+                            scenario.name(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        )
+                        .into());
+                    }
                 }
             }
+        }
+        for (peer, list) in measured {
+            rows.push(summarize(*scenario, peer, list));
         }
     }
 
@@ -394,6 +417,7 @@ async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkD
             "duration_seconds": duration,
             "warmup_seconds": warmup,
             "concurrency": concurrency,
+            "rounds": rounds,
             "probes": probes,
             "rows": rows,
         });
@@ -426,7 +450,7 @@ async fn measure(
     timing: Timing,
     probes: &mut Vec<Probe>,
     binary: &Path,
-) -> Result<Row> {
+) -> Result<Measurement> {
     let target = Target {
         addr: server.addr,
         tls: tls.clone(),
@@ -474,7 +498,7 @@ async fn measure(
             memory,
         )
     });
-    let mut result = bench_load::run(&target, &load).await;
+    let result = bench_load::run(&target, &load).await;
     let (server_cpu, client_cpu, machine_busy, memory) = sampler.await?;
     let server_cpu = server_cpu?;
     let client_cpu = client_cpu?;
@@ -482,14 +506,9 @@ async fn measure(
     let end: Memory = memory?;
     server.check_alive()?;
 
-    let requests = result.latencies_us.len() as u64;
-    let latency = Percentiles::of(&mut result.latencies_us);
-    Ok(Row {
-        scenario: scenario.name(),
-        peer: peer.label(),
-        requests,
-        requests_per_second: requests as f64 / timing.duration,
-        latency,
+    Ok(Measurement {
+        seconds: timing.duration,
+        latencies_us: result.latencies_us,
         errors: result.errors,
         error_samples: result.error_samples,
         warmup_requests: result.warmup_requests,
@@ -498,14 +517,73 @@ async fn measure(
         rss_end_bytes: end.rss,
         rss_peak_bytes: end.hwm,
         server_cpu_seconds: server_cpu,
+        client_cpu_seconds: client_cpu,
+        other_cpu_seconds: other_cpu,
+    })
+}
+
+/// One measured window on one fresh server.
+#[derive(Debug)]
+struct Measurement {
+    seconds: f64,
+    latencies_us: Vec<u32>,
+    errors: u64,
+    error_samples: Vec<String>,
+    warmup_requests: u64,
+    startup_ms: f64,
+    rss_idle_bytes: u64,
+    rss_end_bytes: u64,
+    rss_peak_bytes: u64,
+    server_cpu_seconds: f64,
+    client_cpu_seconds: f64,
+    other_cpu_seconds: f64,
+}
+
+/// Merges the rounds of one server in one scenario: counts and CPU times add up, latency
+/// percentiles are taken over all requests, memory is the largest, start-up the median.
+fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Row {
+    let count = rounds.len();
+    let seconds: f64 = rounds.iter().map(|m| m.seconds).sum();
+    let server_cpu: f64 = rounds.iter().map(|m| m.server_cpu_seconds).sum();
+    let mut startups: Vec<f64> = rounds.iter().map(|m| m.startup_ms).collect();
+    startups.sort_by(f64::total_cmp);
+    let startup_ms = startups.get(startups.len() / 2).copied().unwrap_or(0.0);
+    let mut latencies: Vec<u32> = Vec::new();
+    let mut error_samples = Vec::new();
+    for m in &rounds {
+        latencies.extend_from_slice(&m.latencies_us);
+        error_samples.extend(m.error_samples.iter().cloned());
+    }
+    error_samples.truncate(3);
+    let requests = latencies.len() as u64;
+    Row {
+        scenario: scenario.name(),
+        peer: peer.label(),
+        rounds: count,
+        measured_seconds: seconds,
+        requests,
+        requests_per_second: if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            0.0
+        },
+        latency: Percentiles::of(&mut latencies),
+        errors: rounds.iter().map(|m| m.errors).sum(),
+        error_samples,
+        warmup_requests: rounds.iter().map(|m| m.warmup_requests).sum(),
+        startup_ms,
+        rss_idle_bytes: rounds.iter().map(|m| m.rss_idle_bytes).max().unwrap_or(0),
+        rss_end_bytes: rounds.iter().map(|m| m.rss_end_bytes).max().unwrap_or(0),
+        rss_peak_bytes: rounds.iter().map(|m| m.rss_peak_bytes).max().unwrap_or(0),
+        server_cpu_seconds: server_cpu,
         server_cpu_us_per_request: if requests > 0 {
             server_cpu * 1e6 / requests as f64
         } else {
             0.0
         },
-        client_cpu_seconds: client_cpu,
-        other_cpu_seconds: other_cpu,
-    })
+        client_cpu_seconds: rounds.iter().map(|m| m.client_cpu_seconds).sum(),
+        other_cpu_seconds: rounds.iter().map(|m| m.other_cpu_seconds).sum(),
+    }
 }
 
 /// Polls until the server answers a validating review; returns the time since spawn.
@@ -685,12 +763,40 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             let _ = writeln!(out, "{}", "-".repeat(total));
         }
     }
+    let mut ratios = Vec::new();
+    for scenario in ScenarioName::ALL {
+        let find = |peer: Peer| {
+            rows.iter()
+                .find(|row| row.scenario == scenario.name() && row.peer == peer.label())
+        };
+        if let (Some(ours), Some(go)) = (find(Peer::Ours), find(Peer::Go)) {
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+            ratios.push(format!(
+                "{:<10} req/s x{:.2}  p99 x{:.2}  CPU/req x{:.2}  RSS end x{:.2}  start x{:.2}",
+                scenario.name(),
+                ratio(ours.requests_per_second, go.requests_per_second),
+                ratio(f64::from(ours.latency.p99_us), f64::from(go.latency.p99_us)),
+                ratio(ours.server_cpu_us_per_request, go.server_cpu_us_per_request),
+                ratio(ours.rss_end_bytes as f64, go.rss_end_bytes as f64),
+                ratio(ours.startup_ms, go.startup_ms),
+            ));
+        }
+    }
+    if !ratios.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nstackable-webhook / controller-runtime (req/s: higher is better; the rest: lower is better):"
+        );
+        for line in ratios {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     let _ = writeln!(
         out,
         "\nreq/s and latency are client-side over the measured window; srv CPU is the server's user+system \
          time in that window (client and server share the cores; client CPU is this process's time in \
          the same window, other CPU what the rest of the machine used meanwhile); RSS from /proc: idle after the first request, at the end of the window, and \
-         the peak (VmHWM); start = spawn to first served request."
+         the peak (VmHWM), largest over the rounds; start = spawn to first served request, median over the rounds."
     );
     out
 }
