@@ -116,6 +116,7 @@ struct Row {
     error_samples: Vec<String>,
     warmup_requests: u64,
     startup_ms: f64,
+    listen_ms: f64,
     rss_idle_bytes: u64,
     rss_end_bytes: u64,
     rss_peak_bytes: u64,
@@ -455,7 +456,7 @@ async fn measure(
         addr: server.addr,
         tls: tls.clone(),
     };
-    let startup = wait_until_serving(server, &target, &bodies.allowed).await?;
+    let (listening, startup) = wait_until_serving(server, &target, &bodies.allowed).await?;
     let pid = server.pid();
     let idle = bench_peer::memory(pid)?;
     if !probes.iter().any(|probe| probe.peer == peer.label()) {
@@ -513,6 +514,7 @@ async fn measure(
         error_samples: result.error_samples,
         warmup_requests: result.warmup_requests,
         startup_ms: startup.as_secs_f64() * 1000.0,
+        listen_ms: listening.as_secs_f64() * 1000.0,
         rss_idle_bytes: idle.rss,
         rss_end_bytes: end.rss,
         rss_peak_bytes: end.hwm,
@@ -531,6 +533,7 @@ struct Measurement {
     error_samples: Vec<String>,
     warmup_requests: u64,
     startup_ms: f64,
+    listen_ms: f64,
     rss_idle_bytes: u64,
     rss_end_bytes: u64,
     rss_peak_bytes: u64,
@@ -545,9 +548,13 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
     let count = rounds.len();
     let seconds: f64 = rounds.iter().map(|m| m.seconds).sum();
     let server_cpu: f64 = rounds.iter().map(|m| m.server_cpu_seconds).sum();
-    let mut startups: Vec<f64> = rounds.iter().map(|m| m.startup_ms).collect();
-    startups.sort_by(f64::total_cmp);
-    let startup_ms = startups.get(startups.len() / 2).copied().unwrap_or(0.0);
+    let median = |value: fn(&Measurement) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(value).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(0.0)
+    };
+    let startup_ms = median(|m| m.startup_ms);
+    let listen_ms = median(|m| m.listen_ms);
     let mut latencies: Vec<u32> = Vec::new();
     let mut error_samples = Vec::new();
     for m in &rounds {
@@ -572,6 +579,7 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
         error_samples,
         warmup_requests: rounds.iter().map(|m| m.warmup_requests).sum(),
         startup_ms,
+        listen_ms,
         rss_idle_bytes: rounds.iter().map(|m| m.rss_idle_bytes).max().unwrap_or(0),
         rss_end_bytes: rounds.iter().map(|m| m.rss_end_bytes).max().unwrap_or(0),
         rss_peak_bytes: rounds.iter().map(|m| m.rss_peak_bytes).max().unwrap_or(0),
@@ -586,20 +594,31 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
     }
 }
 
-/// Polls until the server answers a validating review; returns the time since spawn.
+/// Polls until the server accepts TCP connections, then until it answers a validating review;
+/// returns both times since spawn (the difference is mostly the first TLS handshake).
 async fn wait_until_serving(
     server: &mut Server,
     target: &Target,
     body: &Bytes,
-) -> Result<Duration> {
+) -> Result<(Duration, Duration)> {
     let deadline = server.spawned + Duration::from_secs(30);
+    let listening = loop {
+        if tokio::net::TcpStream::connect(target.addr).await.is_ok() {
+            break server.spawned.elapsed();
+        }
+        server.check_alive()?;
+        if Instant::now() > deadline {
+            return Err("the server did not listen within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
     loop {
         let attempt = async {
             let (mut sender, _) = bench_load::connect(target).await?;
             bench_load::post(&mut sender, "/validate", body.clone(), true).await
         };
         if let Ok((200, _)) = attempt.await {
-            return Ok(server.spawned.elapsed());
+            return Ok((listening, server.spawned.elapsed()));
         }
         server.check_alive()?;
         if Instant::now() > deadline {
@@ -710,6 +729,7 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
         "RSS idle",
         "RSS end",
         "RSS peak",
+        "listen ms",
         "start ms",
         "client CPU s",
         "other CPU s",
@@ -729,6 +749,7 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             format!("{:.1} MiB", mib(row.rss_idle_bytes)),
             format!("{:.1} MiB", mib(row.rss_end_bytes)),
             format!("{:.1} MiB", mib(row.rss_peak_bytes)),
+            format!("{:.0}", row.listen_ms),
             format!("{:.0}", row.startup_ms),
             format!("{:.2}", row.client_cpu_seconds),
             format!("{:.2}", row.other_cpu_seconds),
@@ -796,7 +817,8 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
         "\nreq/s and latency are client-side over the measured window; srv CPU is the server's user+system \
          time in that window (client and server share the cores; client CPU is this process's time in \
          the same window, other CPU what the rest of the machine used meanwhile); RSS from /proc: idle after the first request, at the end of the window, and \
-         the peak (VmHWM), largest over the rounds; start = spawn to first served request, median over the rounds."
+         the peak (VmHWM), largest over the rounds; listen = spawn to the first accepted TCP connection, start = spawn \
+         to the first served request (the difference is mostly the first TLS handshake), medians over the rounds."
     );
     out
 }
