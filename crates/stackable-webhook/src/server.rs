@@ -365,6 +365,22 @@ impl RunningServer {
     }
 }
 
+/// Draws one random byte through the crypto provider before the port is bound.
+///
+/// aws-lc seeds its random generator on first use (CPU jitter entropy, ~40 ms); without this the
+/// first TLS handshake pays for it. Paying before binding means a server that accepts
+/// connections (and answers `/readyz`) handshakes at full speed from the first request.
+async fn warm_up_random() {
+    let warm = tokio::task::spawn_blocking(|| {
+        let mut byte = [0u8; 1];
+        crate::tls::provider().secure_random.fill(&mut byte).is_ok()
+    })
+    .await;
+    if !matches!(warm, Ok(true)) {
+        tracing::warn!("could not draw from the random generator before serving");
+    }
+}
+
 impl WebhookServer {
     /// A builder with the defaults: `0.0.0.0:8443`, HTTP/1.1 only, [`Limits::default`],
     /// signal handling on.
@@ -383,6 +399,7 @@ impl WebhookServer {
             .await
             .context(CertificateSnafu)?;
         let config = server_config(resolver.clone(), self.http2).context(TlsSnafu)?;
+        warm_up_random().await;
         let listener = TcpListener::bind(self.bind)
             .await
             .context(BindSnafu { address: self.bind })?;
