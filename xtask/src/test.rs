@@ -14,6 +14,7 @@ pub(crate) struct Args {
 
 /// Runs the unit tier and the e2e tier of every crate.
 pub(crate) fn run(args: Args) -> Result {
+    warn_when_disk_is_short();
     // Build (or reuse) kube-apiserver, etcd and kubectl once, and tell every e2e test where
     // they are, so no test triggers a build of its own.
     let binaries = crate::testenv::ensure_binaries()?;
@@ -26,4 +27,55 @@ pub(crate) fn run(args: Args) -> Result {
         return Err(format!("cargo test failed ({status})").into());
     }
     Ok(())
+}
+
+/// What a fresh debug build of the workspace and its test binaries takes in `target/` (measured
+/// 2.5 GB on 2026-11-23), plus room for the control planes' etcd data (64 MB WAL each).
+const DISK_NEEDED_KIB: u64 = 4 * 1024 * 1024;
+
+/// Prints a warning when the file system holding the workspace has less free space than a test
+/// run needs: a full disk otherwise shows up late, as etcd failing to preallocate its WAL
+/// ("no space left on device") in whichever e2e test starts a control plane at that moment.
+fn warn_when_disk_is_short() {
+    let Some(free_kib) = free_kib(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    if free_kib < DISK_NEEDED_KIB {
+        eprintln!(
+            "xtask test: warning: only {} MiB free on the disk holding the workspace; a fresh \
+             test build needs about {} MiB (target/ and the control planes' etcd data). Free \
+             some space (e.g. `cargo clean` in other checkouts) if tests fail with \
+             \"no space left on device\".",
+            free_kib / 1024,
+            DISK_NEEDED_KIB / 1024
+        );
+    }
+}
+
+/// Free space in KiB of the file system holding `path`, from POSIX `df -Pk` (None if unknown).
+fn free_kib(path: &str) -> Option<u64> {
+    let output = Command::new("df").args(["-Pk", path]).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    parse_df_available(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The "Available" column of the data line of `df -P` output.
+fn parse_df_available(output: &str) -> Option<u64> {
+    output.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_available_column_of_df() {
+        let output = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                      /dev/vda        263174212 21637660  74067524      23% /\n";
+        assert_eq!(parse_df_available(output), Some(74_067_524));
+        assert_eq!(parse_df_available("garbage"), None);
+        assert_eq!(parse_df_available("header\n/dev/x 1 2 not-a-number 3% /\n"), None);
+    }
 }
