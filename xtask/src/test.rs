@@ -63,7 +63,13 @@ fn free_kib(path: &str) -> Option<u64> {
 
 /// The "Available" column of the data line of `df -P` output.
 fn parse_df_available(output: &str) -> Option<u64> {
-    output.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+    output
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -76,6 +82,9 @@ mod tests {
                       /dev/vda        263174212 21637660  74067524      23% /\n";
         assert_eq!(parse_df_available(output), Some(74_067_524));
         assert_eq!(parse_df_available("garbage"), None);
-        assert_eq!(parse_df_available("header\n/dev/x 1 2 not-a-number 3% /\n"), None);
+        assert_eq!(
+            parse_df_available("header\n/dev/x 1 2 not-a-number 3% /\n"),
+            None
+        );
     }
 }
