@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_bodies;
+mod bench_cainjector;
+mod bench_cainjector_peer;
 mod bench_load;
 mod bench_peer;
 mod demo;
@@ -36,6 +38,8 @@ enum Task {
     Testenv(testenv::Args),
     /// Benchmark stackable-webhook against controller-runtime's webhook server, side by side.
     Bench(bench::Args),
+    /// Benchmark stackable-cainjector against cert-manager's cainjector on one control plane.
+    BenchCainjector(bench_cainjector::Args),
 }
 
 /// The error every task returns: a message for a person.
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Task::GenCrds(args) => gen_crds::run(args).map(|()| ExitCode::SUCCESS),
         Task::Testenv(args) => testenv::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::BenchCainjector(args) => bench_cainjector::run(args),
     };
     match result {
         Ok(code) => code,
