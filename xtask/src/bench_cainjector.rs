@@ -166,6 +166,17 @@ const SOURCE_SECRET: &str = "bench-ca";
 /// How long one injection may take before the run fails.
 const INJECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+impl Context<'_> {
+    /// Makes a new CA for the next Secret update.
+    fn next_ca(&mut self) -> Result {
+        let ca =
+            CertificateAuthority::new(&CaOptions::new(format!("bench-injected-ca-{}", self.made)))?;
+        self.made += 1;
+        self.current = ca.certificate().to_pem();
+        Ok(())
+    }
+}
+
 /// Latency figures over a number of updates, in milliseconds.
 #[derive(Debug, Default, serde::Serialize)]
 struct Stats {
@@ -223,9 +234,10 @@ struct Context<'a> {
     namespace: String,
     unrelated_namespace: String,
     log_dir: &'a Path,
-    cas: Vec<String>,
-    /// Index into `cas` of the bundle the Secret carries now.
-    current: usize,
+    /// The CA (PEM) the Secret carries now; every update brings a new one.
+    current: String,
+    /// How many CAs were made.
+    made: usize,
     updates: usize,
     secrets: usize,
     secret_bytes: usize,
@@ -258,25 +270,21 @@ async fn bench(args: &Args, binaries: &[(Injector, PathBuf)], work: &WorkDir) ->
     let unrelated_namespace = env.create_namespace("unrelated").await?;
     let log_dir = work.0.join("logs");
     std::fs::create_dir_all(&log_dir)?;
-    let mut cas = Vec::new();
-    for index in 0..3 {
-        let ca = CertificateAuthority::new(&CaOptions::new(format!("bench-injected-ca-{index}")))?;
-        cas.push(ca.certificate().to_pem());
-    }
     let mut context = Context {
         client,
         kubeconfig: env.kubeconfig_path(),
         namespace,
         unrelated_namespace,
         log_dir: &log_dir,
-        cas,
-        current: 0,
+        current: String::new(),
+        made: 0,
         updates,
         secrets,
         secret_bytes: args.secret_bytes,
         settle: Duration::from_secs_f64(settle),
         ticks: bench_peer::clock_ticks(),
     };
+    context.next_ca()?;
     put_source(&context).await?;
 
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
@@ -290,8 +298,9 @@ async fn bench(args: &Args, binaries: &[(Injector, PathBuf)], work: &WorkDir) ->
          injectors run one after the other as processes, in the order {}, info-level logs to a \
          file, GOMAXPROCS and tokio workers at their defaults; target: a ValidatingWebhookConfiguration \
          annotated {INJECT_FROM_SECRET}: <ns>/{SOURCE_SECRET}, the Secret marked {ALLOW_DIRECT_INJECTION}; \
-         {updates} timed updates per phase (ca.crt switched between 3 CAs), seen by a watch in \
-         this process (release build); {secrets} unrelated Secrets of {} B created with 32 \
+         {updates} timed updates per phase (each puts a new CA into ca.crt; done when the \
+         target's bundle holds it: cert-manager appends to the bundle, ours replaces it), seen by a \
+         watch in this process (release build); {secrets} unrelated Secrets of {} B created with 32 \
          requests in flight while each injector runs, deleted before the next; settle {settle} s \
          before memory readings",
         stackable_testenv::KUBERNETES_VERSION,
@@ -360,7 +369,7 @@ async fn put_source(context: &Context<'_>) -> Result {
         },
         data: Some(BTreeMap::from([(
             "ca.crt".to_owned(),
-            ByteString(context.cas[context.current].as_bytes().to_vec()),
+            ByteString(context.current.as_bytes().to_vec()),
         )])),
         ..Secret::default()
     };
@@ -467,16 +476,18 @@ impl TargetWatch {
         })
     }
 
-    /// Waits until the target carries `expected` (a [`pem_body`]); returns when it was seen.
+    /// Waits until the target's bundle holds `expected` (a [`pem_body`]; cert-manager merges
+    /// the new CA into the bundle, ours replaces it); returns when it was seen.
     async fn wait_for(&mut self, expected: &str, process: &mut Process) -> Result<Instant> {
-        if self.initial.as_deref() == Some(expected) {
+        let holds = |bundle: Option<String>| bundle.is_some_and(|b| b.contains(expected));
+        if holds(self.initial.clone()) {
             return Ok(Instant::now());
         }
         let deadline = Instant::now() + INJECTION_TIMEOUT;
         loop {
             match tokio::time::timeout(Duration::from_millis(500), self.stream.next()).await {
                 Ok(Some(Ok(WatchEvent::Added(target) | WatchEvent::Modified(target)))) => {
-                    if bundle_of(&target).as_deref() == Some(expected) {
+                    if holds(bundle_of(&target)) {
                         return Ok(Instant::now());
                     }
                 }
@@ -525,10 +536,7 @@ async fn start_injector(
         .join(format!("{}-{tag}.log", injector.tag()));
     let mut process = Process::spawn(injector, binary, context.kubeconfig, log)?;
     let seen = watch
-        .wait_for(
-            &pem_body(context.cas[context.current].as_bytes()),
-            &mut process,
-        )
+        .wait_for(&pem_body(context.current.as_bytes()), &mut process)
         .await?;
     let startup = seen.duration_since(process.spawned).as_secs_f64() * 1000.0;
     Ok((process, startup))
@@ -543,8 +551,8 @@ async fn latencies(
     let mut values = Vec::with_capacity(context.updates);
     for _ in 0..context.updates {
         let mut watch = TargetWatch::open(&context.client, target).await?;
-        context.current = (context.current + 1) % context.cas.len();
-        let expected = pem_body(context.cas[context.current].as_bytes());
+        context.next_ca()?;
+        let expected = pem_body(context.current.as_bytes());
         let sent = Instant::now();
         put_source(context).await?;
         let seen = watch.wait_for(&expected, process).await?;
@@ -682,13 +690,21 @@ async fn measure(injector: Injector, binary: &Path, context: &mut Context<'_>) -
     })
 }
 
-/// Lines of a log that report an error (either logger's format).
+/// Lines of a log that report an error (either logger's format); the first two are printed.
 fn count_errors(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("ERROR") || line.contains("\"level\":\"error\""))
-        .count()
+        .collect();
+    for line in errors.iter().take(2) {
+        let line: String = line.chars().take(400).collect();
+        eprintln!(
+            "bench-cainjector:   error line in {}: {line}",
+            log.display()
+        );
+    }
+    errors.len()
 }
 
 fn mib(bytes: u64) -> String {

@@ -291,6 +291,9 @@ impl Process {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();

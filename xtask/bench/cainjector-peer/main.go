@@ -12,7 +12,8 @@
 //   - cainjector.RegisterAllInjectors registers one reconciler per enabled injectable kind,
 //     exactly as cert-manager's binary does.
 //
-// Flags mirror the real binary's (same names, same defaults): --kubeconfig, --namespace,
+// Flags mirror the real binary's (same names, same defaults): --kubeconfig (controller-runtime's
+// flag, else $KUBECONFIG), --namespace,
 // --leader-elect (default here: false), --enable-certificates-data-source,
 // --enable-{customresourcedefinitions,apiservices,mutatingwebhookconfigurations,
 // validatingwebhookconfigurations}-injectable. Metrics and health probes are off.
@@ -28,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 	apireg "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -43,7 +43,6 @@ import (
 )
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "path to a kubeconfig (default: in-cluster or $KUBECONFIG)")
 	namespace := flag.String("namespace", "", "watch only this namespace (default: all)")
 	leaderElect := flag.Bool("leader-elect", false, "use leader election")
 	certificates := flag.Bool("enable-certificates-data-source", true, "watch Certificates (cert-manager.io/inject-ca-from)")
@@ -51,9 +50,11 @@ func main() {
 	apiServices := flag.Bool("enable-apiservices-injectable", true, "inject into APIServices")
 	mutating := flag.Bool("enable-mutatingwebhookconfigurations-injectable", true, "inject into mutating webhook configurations")
 	validating := flag.Bool("enable-validatingwebhookconfigurations-injectable", true, "inject into validating webhook configurations")
+	logOptions := zap.Options{}
+	logOptions.BindFlags(flag.CommandLine) // --zap-log-level etc.; the default is info
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseDevMode(false)))
-	if err := run(*kubeconfig, *namespace, *leaderElect, cainjector.SetupOptions{
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&logOptions)))
+	if err := run(*namespace, *leaderElect, cainjector.SetupOptions{
 		Namespace:                    *namespace,
 		EnableCertificatesDataSource: *certificates,
 		EnabledReconcilersFor: map[string]bool{
@@ -68,18 +69,15 @@ func main() {
 	}
 }
 
-func run(kubeconfig, namespace string, leaderElect bool, opts cainjector.SetupOptions) error {
+func run(namespace string, leaderElect bool, opts cainjector.SetupOptions) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(apiext.AddToScheme(scheme))
 	utilruntime.Must(apireg.AddToScheme(scheme))
 	utilruntime.Must(cmapi.AddToScheme(scheme))
 
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	config, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	// --kubeconfig is controller-runtime's own flag (pkg/client/config), as in cert-manager's binary.
+	config, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading the kubeconfig: %w", err)
 	}
