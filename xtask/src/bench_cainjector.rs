@@ -187,10 +187,13 @@ struct Stats {
     p99_ms: f64,
     max_ms: f64,
     mean_ms: f64,
+    /// Every latency, in the order of the updates.
+    samples_ms: Vec<f64>,
 }
 
 impl Stats {
-    fn of(mut values: Vec<f64>) -> Self {
+    fn of(samples: Vec<f64>) -> Self {
+        let mut values = samples.clone();
         values.sort_by(f64::total_cmp);
         let count = values.len();
         if count == 0 {
@@ -203,6 +206,7 @@ impl Stats {
             p99_ms: rank(0.99),
             max_ms: values[count - 1],
             mean_ms: values.iter().sum::<f64>() / count as f64,
+            samples_ms: samples,
         }
     }
 }
