@@ -75,140 +75,15 @@ pub(crate) fn build_ours() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The Go peer's module folder.
-fn go_module_dir() -> PathBuf {
-    bench_peer::workspace_root().join("xtask/bench/cainjector-peer")
-}
-
-/// 64-bit FNV-1a over chunks (a stable content hash for the cache folder name, no crypto).
-fn fnv1a(chunks: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for chunk in chunks {
-        for byte in chunk.iter() {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        hash ^= 0xff;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-fn go_command(module: &Path) -> Command {
-    let mut command = Command::new("go");
-    command
-        .current_dir(module)
-        .env("CGO_ENABLED", "0")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-buildvcs=false -mod=readonly");
-    command
-}
-
-fn run_step(step: &str, command: &mut Command) -> Result {
-    let started = Instant::now();
-    eprintln!("bench-cainjector:   {step}: {command:?}");
-    let output = command
-        .output()
-        .map_err(|e| format!("step '{step}': cannot run {command:?}: {e} (is Go on PATH?)"))?;
-    if !output.status.success() {
-        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stdout));
-        return Err(format!(
-            "step '{step}': {command:?} failed ({}):\n{text}",
-            output.status
-        )
-        .into());
-    }
-    eprintln!(
-        "bench-cainjector:   {step}: done in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-const PEER_PREFIX: &str = "cainjector-peer-";
-
-/// Builds the Go peer into the cache, or reuses an earlier build of the same sources.
+/// The Go peer: cert-manager's cainjector.
 pub(crate) fn build_go_peer() -> Result<PathBuf> {
-    let module = go_module_dir();
-    let go_version = Command::new("go")
-        .arg("version")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .map_err(|e| format!("cannot run `go version` (install Go >= 1.26): {e}"))?;
-    let go_version = String::from_utf8_lossy(&go_version.stdout)
-        .trim()
-        .to_owned();
-    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(&module)
-        .map_err(|e| format!("cannot read the Go peer's module {}: {e}", module.display()))?
-    {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".go") || name == "go.mod" || name == "go.sum" {
-            sources.push((name, std::fs::read(&path)?));
-        }
+    crate::go_peer::GoPeer {
+        log: "bench-cainjector",
+        module: "xtask/bench/cainjector-peer",
+        name: "cainjector-peer",
+        what: "cert-manager's cainjector",
     }
-    sources.sort();
-    let mut chunks: Vec<&[u8]> = vec![go_version.as_bytes()];
-    for (name, content) in &sources {
-        chunks.push(name.as_bytes());
-        chunks.push(content);
-    }
-    let hash = fnv1a(&chunks);
-    let cache = stackable_testenv::assets::cache_dir()?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or("the cache folder has no parent")?;
-    let out_dir = cache.join(format!("{PEER_PREFIX}{hash:016x}"));
-    let binary = out_dir.join("cainjector-peer");
-    if binary.is_file() {
-        eprintln!("bench-cainjector: reusing the Go peer {}", binary.display());
-        return Ok(binary);
-    }
-    eprintln!(
-        "bench-cainjector: building the Go peer (cert-manager's cainjector) from {} with {go_version} into {}",
-        module.display(),
-        out_dir.display()
-    );
-    run_step(
-        "go mod download",
-        go_command(&module).args(["mod", "download"]),
-    )?;
-    let staging = cache.join(format!(
-        "{PEER_PREFIX}{hash:016x}.partial-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    let built = run_step(
-        "go build",
-        go_command(&module)
-            .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
-            .arg(staging.join("cainjector-peer"))
-            .arg("."),
-    );
-    if let Err(error) = built {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(error);
-    }
-    std::fs::write(
-        staging.join("stamp"),
-        format!("{go_version}\nsources {}\n", module.display()),
-    )?;
-    let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::rename(&staging, &out_dir)?;
-    for entry in std::fs::read_dir(&cache)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(PEER_PREFIX) && entry.path() != out_dir && !name.contains(".partial-") {
-            eprintln!("bench-cainjector: removing the stale Go peer build {name}");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-    Ok(binary)
+    .build()
 }
 
 /// A running injector process, killed on drop.
@@ -318,12 +193,6 @@ impl Drop for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv1a_depends_on_chunk_boundaries_and_content() {
-        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
-        assert_ne!(fnv1a(&[b"main.go", b"x"]), fnv1a(&[b"main.go", b"y"]));
-    }
 
     #[test]
     fn go_peer_runs_without_leader_election() {

@@ -81,140 +81,15 @@ pub(crate) fn build_ours() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The Go peer's module folder.
-fn go_module_dir() -> PathBuf {
-    workspace_root().join("xtask/bench/go-peer")
-}
-
-/// 64-bit FNV-1a: a stable content hash for the cache folder name (no crypto needed).
-fn fnv1a(chunks: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for chunk in chunks {
-        for byte in chunk.iter() {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Separate the chunks so that moving bytes between files changes the hash.
-        hash ^= 0xff;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-fn go_command(module: &Path) -> Command {
-    let mut command = Command::new("go");
-    command
-        .current_dir(module)
-        .env("CGO_ENABLED", "0")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-buildvcs=false -mod=readonly");
-    command
-}
-
-fn run_step(step: &str, command: &mut Command) -> Result {
-    let started = Instant::now();
-    let output = command
-        .output()
-        .map_err(|e| format!("step '{step}': cannot run {command:?}: {e} (is Go on PATH?)"))?;
-    if !output.status.success() {
-        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stdout));
-        return Err(format!(
-            "step '{step}': {command:?} failed ({}):\n{text}",
-            output.status
-        )
-        .into());
-    }
-    eprintln!(
-        "bench:   {step}: done in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// Builds the Go peer into the cache, or reuses an earlier build of the same sources.
+/// The Go peer: controller-runtime's webhook server.
 pub(crate) fn build_go_peer() -> Result<PathBuf> {
-    let module = go_module_dir();
-    let go_version = Command::new("go")
-        .arg("version")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .map_err(|e| format!("cannot run `go version` (install Go >= 1.26): {e}"))?;
-    let go_version = String::from_utf8_lossy(&go_version.stdout)
-        .trim()
-        .to_owned();
-    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(&module)
-        .map_err(|e| format!("cannot read the Go peer's module {}: {e}", module.display()))?
-    {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".go") || name == "go.mod" || name == "go.sum" {
-            sources.push((name, std::fs::read(&path)?));
-        }
+    crate::go_peer::GoPeer {
+        log: "bench",
+        module: "xtask/bench/go-peer",
+        name: "bench-peer",
+        what: "controller-runtime webhook server",
     }
-    sources.sort();
-    let mut chunks: Vec<&[u8]> = vec![go_version.as_bytes()];
-    for (name, content) in &sources {
-        chunks.push(name.as_bytes());
-        chunks.push(content);
-    }
-    let hash = fnv1a(&chunks);
-    let cache = stackable_testenv::assets::cache_dir()?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or("the cache folder has no parent")?;
-    let out_dir = cache.join(format!("bench-peer-{hash:016x}"));
-    let binary = out_dir.join("go-peer");
-    if binary.is_file() {
-        eprintln!("bench: reusing the Go peer {}", binary.display());
-        return Ok(binary);
-    }
-    eprintln!(
-        "bench: building the Go peer (controller-runtime webhook server) from {} with {go_version} into {}",
-        module.display(),
-        out_dir.display()
-    );
-    run_step(
-        "go mod download",
-        go_command(&module).args(["mod", "download"]),
-    )?;
-    let staging = cache.join(format!(
-        "bench-peer-{hash:016x}.partial-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    let built = run_step(
-        "go build",
-        go_command(&module)
-            .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
-            .arg(staging.join("go-peer"))
-            .arg("."),
-    );
-    if let Err(error) = built {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(error);
-    }
-    std::fs::write(
-        staging.join("stamp"),
-        format!("{go_version}\nsources {}\n", module.display()),
-    )?;
-    let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::rename(&staging, &out_dir)?;
-    // Older builds of other sources are dead weight in the cache.
-    for entry in std::fs::read_dir(&cache)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("bench-peer-") && entry.path() != out_dir && !name.contains(".partial-")
-        {
-            eprintln!("bench: removing the stale Go peer build {name}");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-    Ok(binary)
+    .build()
 }
 
 /// How the servers run (the same for both).
@@ -399,13 +274,6 @@ pub(crate) fn memory(pid: u32) -> Result<Memory> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv1a_depends_on_chunk_boundaries_and_content() {
-        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
-        assert_ne!(fnv1a(&[b"go.sum", b"x"]), fnv1a(&[b"go.sum", b"y"]));
-        assert_eq!(fnv1a(&[b"same"]), fnv1a(&[b"same"]));
-    }
 
     #[test]
     fn reads_own_cpu_and_memory() {

@@ -14,6 +14,7 @@ mod bench_load;
 mod bench_peer;
 mod demo;
 mod gen_crds;
+mod go_peer;
 mod test;
 mod testenv;
 
