@@ -141,7 +141,7 @@ struct Probe {
 /// Runs the benchmark (from the release build of xtask).
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
-        return reexec_release();
+        return bench_peer::reexec_release("bench");
     }
     let ours = if wanted_peers(&args).contains(&Peer::Ours) {
         Some(bench_peer::build_ours()?)
@@ -153,7 +153,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     } else {
         None
     };
-    let work = WorkDir::create()?;
+    let work = tempfile::Builder::new()
+        .prefix("stackable-bench-")
+        .tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -161,53 +163,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo xtask` runs the debug build; the load generator must not be the bottleneck, so
-/// build the release xtask and run the same command line with it.
-fn reexec_release() -> Result<ExitCode> {
-    bench_peer::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "xtask",
-        "--bin",
-        "xtask",
-    ])?;
-    let release = bench_peer::target_dir().join("release/xtask");
-    eprintln!("bench: running {}", release.display());
-    let status = Command::new(&release)
-        .args(std::env::args_os().skip(1))
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", release.display()))?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 fn wanted_peers(args: &Args) -> Vec<Peer> {
     if args.peer.is_empty() {
         vec![Peer::Ours, Peer::Go]
     } else {
         args.peer.clone()
-    }
-}
-
-/// A temporary folder for the certificate and the server logs, removed on drop.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("stackable-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -256,7 +216,12 @@ struct Bodies {
 
 const CONVERSION_OBJECTS: usize = 100;
 
-async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkDir) -> Result {
+async fn bench(
+    args: &Args,
+    ours: Option<&Path>,
+    go: Option<&Path>,
+    work: &tempfile::TempDir,
+) -> Result {
     let (duration, warmup, concurrency, rounds) = if args.quick {
         (2.0, 1.0, args.concurrency.min(4), 1)
     } else {
@@ -293,8 +258,8 @@ async fn bench(args: &Args, ours: Option<&Path>, go: Option<&Path>, work: &WorkD
     )?;
     // The certificate folder holds nothing else: both servers watch it for changes, and a
     // log file written there would wake their watchers on every line.
-    let cert_dir = work.0.join("certs");
-    let log_dir = work.0.join("logs");
+    let cert_dir = work.path().join("certs");
+    let log_dir = work.path().join("logs");
     std::fs::create_dir_all(&cert_dir)?;
     std::fs::create_dir_all(&log_dir)?;
     let cert_path = cert_dir.join("tls.crt");

@@ -85,7 +85,7 @@ pub(crate) struct Args {
 /// Runs the benchmark (from the release build of xtask).
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
-        return reexec_release();
+        return bench_peer::reexec_release("bench-cainjector");
     }
     let injectors = wanted(&args);
     let mut binaries = Vec::new();
@@ -96,7 +96,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         };
         binaries.push((injector, binary));
     }
-    let work = WorkDir::create()?;
+    let work = tempfile::Builder::new()
+        .prefix("stackable-bench-cainjector-")
+        .tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -104,54 +106,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo xtask` runs the debug build; build the release xtask and run the same command line
-/// with it, so the measuring client is not the slow part.
-fn reexec_release() -> Result<ExitCode> {
-    bench_peer::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "xtask",
-        "--bin",
-        "xtask",
-    ])?;
-    let release = bench_peer::target_dir().join("release/xtask");
-    eprintln!("bench-cainjector: running {}", release.display());
-    let status = Command::new(&release)
-        .args(std::env::args_os().skip(1))
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", release.display()))?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 fn wanted(args: &Args) -> Vec<Injector> {
     if args.peer.is_empty() {
         vec![Injector::Ours, Injector::Go]
     } else {
         args.peer.clone()
-    }
-}
-
-/// A temporary folder for the injector logs, removed on drop.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create() -> Result<Self> {
-        let dir =
-            std::env::temp_dir().join(format!("stackable-bench-cainjector-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -251,7 +210,7 @@ struct Context<'a> {
     ticks: f64,
 }
 
-async fn bench(args: &Args, binaries: &[(Injector, PathBuf)], work: &WorkDir) -> Result {
+async fn bench(args: &Args, binaries: &[(Injector, PathBuf)], work: &tempfile::TempDir) -> Result {
     let (secrets, updates, settle) = if args.quick {
         (args.secrets.min(500), args.updates.min(5), 1.0)
     } else {
@@ -274,7 +233,7 @@ async fn bench(args: &Args, binaries: &[(Injector, PathBuf)], work: &WorkDir) ->
     let client = env.client()?;
     let namespace = env.create_namespace("cainjector-bench").await?;
     let unrelated_namespace = env.create_namespace("unrelated").await?;
-    let log_dir = work.0.join("logs");
+    let log_dir = work.path().join("logs");
     std::fs::create_dir_all(&log_dir)?;
     let mut context = Context {
         client,

@@ -63,6 +63,31 @@ pub(crate) fn cargo(args: &[&str]) -> Result {
     Ok(())
 }
 
+/// `cargo xtask` runs the debug build; the measuring client must not be the slow part, so
+/// build the release xtask and run the same command line with it (`log`: the progress prefix).
+pub(crate) fn reexec_release(log: &str) -> Result<std::process::ExitCode> {
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "xtask",
+        "--bin",
+        "xtask",
+    ])?;
+    let release = target_dir().join("release/xtask");
+    eprintln!("{log}: running {}", release.display());
+    let status = Command::new(&release)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", release.display()))?;
+    Ok(if status.success() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
 /// Builds our server in release and returns its path.
 pub(crate) fn build_ours() -> Result<PathBuf> {
     cargo(&[
