@@ -720,35 +720,8 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             format!("{:.2}", row.other_cpu_seconds),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|column| {
-            table
-                .iter()
-                .map(|line| line[column].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
     let _ = writeln!(out);
-    for (index, line) in table.iter().enumerate() {
-        let cells: Vec<String> = line
-            .iter()
-            .enumerate()
-            .map(|(column, cell)| {
-                let pad = widths[column] - cell.chars().count();
-                if column < 2 {
-                    format!("{cell}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{cell}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        if index == 0 {
-            let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-            let _ = writeln!(out, "{}", "-".repeat(total));
-        }
-    }
+    bench_peer::write_table(&mut out, &table, 2);
     let mut ratios = Vec::new();
     for scenario in ScenarioName::ALL {
         let find = |peer: Peer| {

@@ -758,36 +758,8 @@ fn render(how: &str, figures: &[Figures]) -> String {
         row.extend(figures.iter().map(cell));
         table.push(row);
     }
-    let columns = table[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|column| {
-            table
-                .iter()
-                .map(|row| row[column].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
     let _ = writeln!(out);
-    for (index, row) in table.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(column, cell)| {
-                let pad = " ".repeat(widths[column] - cell.chars().count());
-                if column == 0 {
-                    format!("{cell}{pad}")
-                } else {
-                    format!("{pad}{cell}")
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        if index == 0 {
-            let total = widths.iter().sum::<usize>() + 2 * (columns - 1);
-            let _ = writeln!(out, "{}", "-".repeat(total));
-        }
-    }
+    bench_peer::write_table(&mut out, &table, 1);
     let count = figures.first().map_or(0, |f| f.latency.count);
     let _ = writeln!(
         out,

@@ -88,6 +88,43 @@ pub(crate) fn reexec_release(log: &str) -> Result<std::process::ExitCode> {
     })
 }
 
+/// Writes `table` (the first line is the header) as aligned columns: the first `left` columns
+/// left-aligned, the figures right-aligned, a rule under the header.
+pub(crate) fn write_table(out: &mut String, table: &[Vec<String>], left: usize) {
+    use std::fmt::Write as _;
+    let columns = table.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            table
+                .iter()
+                .filter_map(|line| line.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (index, line) in table.iter().enumerate() {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(column, (cell, width))| {
+                let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+                if column < left {
+                    format!("{cell}{pad}")
+                } else {
+                    format!("{pad}{cell}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        if index == 0 {
+            let total = widths.iter().sum::<usize>() + 2 * columns.saturating_sub(1);
+            let _ = writeln!(out, "{}", "-".repeat(total));
+        }
+    }
+}
+
 /// Builds our server in release and returns its path.
 pub(crate) fn build_ours() -> Result<PathBuf> {
     cargo(&[
@@ -299,6 +336,22 @@ pub(crate) fn memory(pid: u32) -> Result<Memory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_columns_are_aligned() {
+        let table = vec![
+            vec!["name".to_owned(), "req/s".to_owned()],
+            vec!["ours".to_owned(), "10331".to_owned()],
+            vec!["controller-runtime".to_owned(), "7".to_owned()],
+        ];
+        let mut out = String::new();
+        write_table(&mut out, &table, 1);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "name                req/s");
+        assert_eq!(lines[1], "-".repeat(25));
+        assert_eq!(lines[2], "ours                10331");
+        assert_eq!(lines[3], "controller-runtime      7");
+    }
 
     #[test]
     fn reads_own_cpu_and_memory() {
