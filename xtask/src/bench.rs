@@ -17,7 +17,7 @@
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -377,7 +377,7 @@ async fn bench(
     println!("{report}");
     if let Some(path) = &args.json {
         let document = json!({
-            "date": date(),
+            "date": bench_peer::report_date(),
             "how": how,
             "cores": cores,
             "duration_seconds": duration,
@@ -652,10 +652,6 @@ async fn check_answers(target: &Target, bodies: &Bodies) -> Result<Probe> {
     })
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
 fn ms(us: u32) -> f64 {
     f64::from(us) / 1000.0
 }
@@ -663,14 +659,18 @@ fn ms(us: u32) -> f64 {
 /// The report: how it was run, what each server negotiated and answered, the table.
 fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nWebhook server benchmark, {}", date());
+    let _ = writeln!(
+        out,
+        "\nWebhook server benchmark, {}",
+        bench_peer::report_date()
+    );
     let _ = writeln!(out, "How: {how}\n");
     for probe in probes {
         let _ = writeln!(
             out,
-            "{:<18} binary {:>5.1} MiB; {} {} {} ALPN {}; answers: validate {} B, mutate {} B, convert {} B; patch {}",
+            "{:<18} binary {:>9}; {} {} {} ALPN {}; answers: validate {} B, mutate {} B, convert {} B; patch {}",
             probe.peer,
-            mib(probe.binary_bytes),
+            bench_peer::mib(probe.binary_bytes),
             probe.negotiated.version,
             probe.negotiated.cipher_suite,
             probe.negotiated.kx_group,
@@ -711,9 +711,9 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             row.errors.to_string(),
             format!("{:.2}", row.server_cpu_seconds),
             format!("{:.0}", row.server_cpu_us_per_request),
-            format!("{:.1} MiB", mib(row.rss_idle_bytes)),
-            format!("{:.1} MiB", mib(row.rss_end_bytes)),
-            format!("{:.1} MiB", mib(row.rss_peak_bytes)),
+            bench_peer::mib(row.rss_idle_bytes),
+            bench_peer::mib(row.rss_end_bytes),
+            bench_peer::mib(row.rss_peak_bytes),
             format!("{:.0}", row.listen_ms),
             format!("{:.0}", row.startup_ms),
             format!("{:.2}", row.client_cpu_seconds),
@@ -759,13 +759,4 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
          to the first served request (the difference is mostly the first TLS handshake), medians over the rounds."
     );
     out
-}
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }

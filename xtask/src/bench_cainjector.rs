@@ -29,7 +29,7 @@ use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     pin::Pin,
-    process::{Command, ExitCode},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -289,7 +289,7 @@ async fn bench(args: &Args, binaries: &[(Injector, PathBuf)], work: &tempfile::T
     println!("{report}");
     if let Some(path) = &args.json {
         let document = json!({
-            "date": date(),
+            "date": bench_peer::report_date(),
             "how": how,
             "cores": cores,
             "secrets": secrets,
@@ -679,21 +679,21 @@ fn count_errors(log: &Path) -> usize {
     errors.len()
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
 /// The report: how it was run, then one row per figure and one column per injector.
 fn render(how: &str, figures: &[Figures]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nCA injector benchmark, {}", date());
+    let _ = writeln!(
+        out,
+        "\nCA injector benchmark, {}",
+        bench_peer::report_date()
+    );
     let _ = writeln!(out, "How: {how}\n");
     for f in figures {
         let _ = writeln!(
             out,
             "{:<24} binary {}; flags: {}",
             f.injector,
-            mib(f.binary_bytes),
+            bench_peer::mib(f.binary_bytes),
             if f.flags.is_empty() {
                 "(none)".to_owned()
             } else {
@@ -707,8 +707,10 @@ fn render(how: &str, figures: &[Figures]) -> String {
         ("start-up to first injection".into(), |f| {
             format!("{:.0} ms", f.startup_ms)
         }),
-        ("RSS idle".into(), |f| mib(f.rss_idle_bytes)),
-        ("RSS peak (VmHWM) idle".into(), |f| mib(f.hwm_idle_bytes)),
+        ("RSS idle".into(), |f| bench_peer::mib(f.rss_idle_bytes)),
+        ("RSS peak (VmHWM) idle".into(), |f| {
+            bench_peer::mib(f.hwm_idle_bytes)
+        }),
         ("inject latency p50".into(), |f| {
             format!("{:.1} ms", f.latency.p50_ms)
         }),
@@ -722,10 +724,10 @@ fn render(how: &str, figures: &[Figures]) -> String {
             format!("{:.2} s", f.cpu_seconds_while_created)
         }),
         (format!("RSS after {secrets} Secrets"), |f| {
-            mib(f.rss_loaded_bytes)
+            bench_peer::mib(f.rss_loaded_bytes)
         }),
         (format!("RSS peak after {secrets} Secrets"), |f| {
-            mib(f.hwm_loaded_bytes)
+            bench_peer::mib(f.hwm_loaded_bytes)
         }),
         (format!("inject latency p50, {secrets} Secrets"), |f| {
             format!("{:.1} ms", f.latency_loaded.p50_ms)
@@ -740,10 +742,10 @@ fn render(how: &str, figures: &[Figures]) -> String {
             format!("{:.0} ms", f.startup_loaded_ms)
         }),
         (format!("RSS, started with {secrets} Secrets"), |f| {
-            mib(f.rss_restarted_bytes)
+            bench_peer::mib(f.rss_restarted_bytes)
         }),
         (format!("RSS peak, started with {secrets}"), |f| {
-            mib(f.hwm_restarted_bytes)
+            bench_peer::mib(f.hwm_restarted_bytes)
         }),
         ("error lines in its logs (not shutdown)".into(), |f| {
             f.errors_in_log.to_string()
@@ -772,15 +774,6 @@ fn render(how: &str, figures: &[Figures]) -> String {
          from the first Secret created to the end of the settle time."
     );
     out
-}
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -88,6 +88,21 @@ pub(crate) fn reexec_release(log: &str) -> Result<std::process::ExitCode> {
     })
 }
 
+/// Bytes as mebibytes with one decimal, e.g. `11.2 MiB`.
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The date and time (UTC, to the minute) printed on a report, from the `date` command.
+pub(crate) fn report_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Writes `table` (the first line is the header) as aligned columns: the first `left` columns
 /// left-aligned, the figures right-aligned, a rule under the header.
 pub(crate) fn write_table(out: &mut String, table: &[Vec<String>], left: usize) {
