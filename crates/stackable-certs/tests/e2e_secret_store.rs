@@ -1,10 +1,11 @@
 //! The Secret store against a real API server (stackable-testenv): replicas starting at the
-//! same time converge on one CA, garbage is repaired, user material is left alone.
+//! same time converge on one CA, a deleted or damaged Secret is restored with the same CA at
+//! once (the Secret is watched), user material is left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use common::{driver, leaf, start_replicas};
 
@@ -34,13 +35,13 @@ async fn secret_store_against_a_real_api_server() {
     let stores = (0..3).map(|_| SecretStore::new(env.client().unwrap(), ns.clone(), "webhook-tls"));
     let bundles = start_replicas(stores.collect::<Vec<_>>()).await;
     let secret = secrets.get("webhook-tls").await.unwrap();
-    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
-    for key in [TLS_CRT_KEY, TLS_KEY_KEY, CA_CRT_KEY, CA_KEY_KEY, STATE_KEY] {
-        assert!(
-            secret.data.as_ref().unwrap().contains_key(key),
-            "missing {key}"
-        );
-    }
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let keys: Vec<&String> = secret.data.as_ref().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [CA_CRT_KEY, CA_KEY_KEY, STATE_KEY],
+        "each replica's leaf stays its own"
+    );
     let stored_ca = text(&secret, CA_CRT_KEY);
     assert!(
         bundles.iter().all(|b| *b == stored_ca),
@@ -56,16 +57,16 @@ async fn secret_store_against_a_real_api_server() {
     let again = secrets.get("webhook-tls").await.unwrap();
     assert_eq!(again.metadata.resource_version, version);
 
-    // 2. A Secret someone filled with garbage is repaired (type kept).
+    // 2. A damaged state is repaired; keys of others are kept.
     let garbage = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some("garbage".into()),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([(
-            "tls.crt".to_string(),
-            ByteString(b"nonsense".to_vec()),
-        )])),
+        data: Some(BTreeMap::from([
+            (STATE_KEY.to_string(), ByteString(b"nonsense".to_vec())),
+            ("someone-elses".to_string(), ByteString(b"kept".to_vec())),
+        ])),
         ..Default::default()
     };
     secrets
@@ -79,9 +80,80 @@ async fn secret_store_against_a_real_api_server() {
         text(&repaired, CA_CRT_KEY),
         running.current().ca_bundle_pem()
     );
+    assert_eq!(text(&repaired, "someone-elses"), "kept");
+    let bundle = running.current().ca_bundle_pem();
+
+    // 3. The Secret deleted, then damaged, while the driver runs: it is watched, so the driver
+    //    writes back the state it holds at once (not after max_sleep), with the same CA.
+    for damage in ["delete", "empty"] {
+        match damage {
+            "delete" => {
+                secrets
+                    .delete("garbage", &Default::default())
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                let mut secret = secrets.get("garbage").await.unwrap();
+                secret.data = Some(BTreeMap::new());
+                secrets
+                    .replace("garbage", &PostParams::default(), &secret)
+                    .await
+                    .unwrap();
+            }
+        }
+        let started = std::time::Instant::now();
+        let restored = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(Some(secret)) = secrets.get_opt("garbage").await
+                    && secret
+                        .data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(CA_CRT_KEY))
+                {
+                    break secret;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{damage}: not restored within 10 s"));
+        println!("{damage}: restored after {:?}", started.elapsed());
+        assert_eq!(
+            text(&restored, CA_CRT_KEY),
+            bundle,
+            "{damage}: the CA changed"
+        );
+        assert_eq!(running.current().ca_bundle_pem(), bundle);
+    }
     running.shutdown().await;
 
-    // 3. Material a user provided is served and never replaced.
+    // 4. Certificate material a user put there that cannot be used is never overwritten.
+    let broken = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("broken".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            TLS_CRT_KEY.to_string(),
+            ByteString(b"nonsense".to_vec()),
+        )])),
+        ..Default::default()
+    };
+    let created = secrets
+        .create(&PostParams::default(), &broken)
+        .await
+        .unwrap();
+    let store = SecretStore::new(env.client().unwrap(), ns.clone(), "broken");
+    let error = driver(store).start().await.unwrap_err();
+    assert!(error.to_string().contains("left untouched"), "{error}");
+    let after = secrets.get("broken").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    // 5. Material a user provided is served and never replaced.
     let user = ServingMaterial::generate(&CaOptions::new("user CA"), &leaf()).unwrap();
     let provided = Secret {
         metadata: kube::api::ObjectMeta {

@@ -125,9 +125,9 @@ async fn loser_of_create_race_adopts_the_winner() {
 async fn loser_of_repair_race_adopts_the_winner() {
     let rival = rival_state();
     let store = RacingStore::new(rival.clone(), 1);
-    // Someone filled the Secret with garbage first.
+    // Our own state got damaged first.
     let mut garbage = StoredData::new();
-    garbage.insert(TLS_CRT_KEY.into(), b"not a certificate".to_vec());
+    garbage.insert(STATE_KEY.into(), b"{\"version\": 1, \"stage\":".to_vec());
     store.inner.create(garbage).await.unwrap();
     let running = driver(store.clone()).start().await.unwrap();
     assert_eq!(running.current().ca_bundle_pem(), ca_pem(&rival));
@@ -182,20 +182,26 @@ async fn garbage_is_repaired() {
     for garbage in [
         StoredData::new(),
         StoredData::from([(STATE_KEY.to_string(), b"{not json".to_vec())]),
+        // Our state damaged along with the CA next to it.
         StoredData::from([
-            (TLS_CRT_KEY.to_string(), b"\x00\xff garbage".to_vec()),
-            (
-                TLS_KEY_KEY.to_string(),
-                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec(),
-            ),
+            (STATE_KEY.to_string(), b"{\"version\": 1}".to_vec()),
             (CA_CRT_KEY.to_string(), b"junk".to_vec()),
         ]),
+        // Only keys this crate does not use: they are kept.
+        StoredData::from([("someone-elses".to_string(), b"value".to_vec())]),
     ] {
         let store = InMemoryStore::with_data(garbage.clone());
         let running = driver(store.clone()).start().await.unwrap();
         let data = store.snapshot().unwrap();
         assert_ne!(data, garbage);
         assert!(data.contains_key(STATE_KEY));
+        if let Some(value) = garbage.get("someone-elses") {
+            assert_eq!(
+                data.get("someone-elses"),
+                Some(value),
+                "a foreign key was lost"
+            );
+        }
         let m = running.current();
         common::webpki_verify(
             m.ca_bundle(),
@@ -235,6 +241,164 @@ async fn user_material_is_never_replaced() {
     assert_eq!(store.snapshot().unwrap(), incomplete);
 }
 
+/// Every shape of user-provided material that cannot be used is left as it is, with an error
+/// that names what is wrong and never quotes the material.
+#[tokio::test]
+async fn unusable_user_material_is_never_overwritten() {
+    let ca = CertificateAuthority::new(&CaOptions::new("provided CA")).unwrap();
+    let other = CertificateAuthority::new(&CaOptions::new("other CA")).unwrap();
+    let ca_crt = (
+        CA_CRT_KEY.to_string(),
+        ca.certificate().to_pem().into_bytes(),
+    );
+    // A DSA key: an algorithm nobody supports.
+    let dsa = "-----BEGIN DSA PRIVATE KEY-----\nMIIBuwIBAAKBgQDoSECRETSECRET\n-----END DSA PRIVATE KEY-----\n";
+    let cases: [(&str, StoredData, &str); 6] = [
+        (
+            "ca.key that is not a key",
+            StoredData::from([
+                ca_crt.clone(),
+                (CA_KEY_KEY.to_string(), b"SECRETSECRET not pem".to_vec()),
+            ]),
+            "ca.key",
+        ),
+        (
+            "ca.key of an unsupported algorithm",
+            StoredData::from([ca_crt.clone(), (CA_KEY_KEY.to_string(), dsa.into())]),
+            "ca.key",
+        ),
+        (
+            "ca.key of another CA",
+            StoredData::from([
+                ca_crt.clone(),
+                (CA_KEY_KEY.to_string(), other.key().to_pem().into_bytes()),
+            ]),
+            "belongs to no certificate",
+        ),
+        (
+            "ca.key without ca.crt",
+            StoredData::from([(CA_KEY_KEY.to_string(), ca.key().to_pem().into_bytes())]),
+            "ca.key without a usable ca.crt",
+        ),
+        (
+            "ca.crt that is garbage",
+            StoredData::from([(CA_CRT_KEY.to_string(), b"SECRETSECRET".to_vec())]),
+            "ca.crt",
+        ),
+        (
+            "tls.crt that is garbage, with a key and a junk ca.crt",
+            StoredData::from([
+                (TLS_CRT_KEY.to_string(), b"\x00\xff SECRETSECRET".to_vec()),
+                (
+                    TLS_KEY_KEY.to_string(),
+                    b"-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n"
+                        .to_vec(),
+                ),
+                (CA_CRT_KEY.to_string(), b"junk".to_vec()),
+            ]),
+            "tls.crt",
+        ),
+    ];
+    for (name, data, names) in cases {
+        let store = InMemoryStore::with_data(data.clone());
+        let err = driver(store.clone()).start().await.unwrap_err();
+        let report = snafu::Report::from_error(&err).to_string();
+        assert!(report.contains("left untouched"), "{name}: {report}");
+        assert!(report.contains(names), "{name}: {report}");
+        assert!(
+            !report.contains("SECRET"),
+            "{name}: the error quotes the material: {report}"
+        );
+        assert_eq!(store.snapshot().unwrap(), data, "{name}: overwritten");
+    }
+}
+
+/// A state written by a newer release (a newer replica during a rolling update) is kept, and
+/// a replica that already serves keeps serving its material.
+#[tokio::test]
+async fn newer_state_is_kept_not_rewritten() {
+    let newer = StoredData::from([(
+        STATE_KEY.to_string(),
+        br#"{"version": 2, "layout": "SECRETSECRET"}"#.to_vec(),
+    )]);
+    let store = InMemoryStore::with_data(newer.clone());
+    let err = driver(store.clone()).start().await.unwrap_err();
+    let report = snafu::Report::from_error(&err).to_string();
+    assert!(report.contains("newer release"), "{report}");
+    assert!(!report.contains("SECRET"), "{report}");
+    assert_eq!(store.snapshot().unwrap(), newer);
+
+    // A running replica sees the newer state appear: it keeps serving, reports, writes nothing.
+    let store = InMemoryStore::new();
+    let running = driver(store.clone()).start().await.unwrap();
+    let served = running.current();
+    let mut status = running.status();
+    store.set(Some(newer.clone()));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| {
+            s.error
+                .as_deref()
+                .is_some_and(|e| e.contains("newer release"))
+        }),
+    )
+    .await
+    .expect("the newer state was not reported")
+    .unwrap();
+    assert_eq!(*running.current(), *served);
+    assert_eq!(store.snapshot().unwrap(), newer);
+    running.shutdown().await;
+}
+
+/// A parse error of the state never quotes what was in it (serde quotes offending values).
+#[test]
+fn state_errors_do_not_quote_the_material() {
+    let json = r#"{"version": 1, "stage": "stable", "authorities": [{"certificate": 7, "key": "-----BEGIN PRIVATE KEY-----SECRET", "addedAt": "SECRET"}]}"#;
+    let err = RotationState::from_json(json).unwrap_err();
+    let report = snafu::Report::from_error(&err).to_string();
+    assert!(!report.contains("SECRET"), "{report}");
+    assert!(report.contains("line 1"), "{report}");
+}
+
+/// The Secret lost while replicas run: the replica that repairs it writes back the state it
+/// holds, so the CA keeps its identity (never a fresh CA while a replica holds one).
+#[tokio::test]
+async fn lost_store_is_restored_with_the_same_ca() {
+    let store = InMemoryStore::new();
+    let a = driver(store.clone()).start().await.unwrap();
+    let b = driver(store.clone()).start().await.unwrap();
+    let bundle = a.current().ca_bundle().clone();
+    assert_eq!(b.current().ca_bundle(), &bundle);
+    for loss in [
+        None,
+        Some(StoredData::new()),
+        Some(StoredData::from([(
+            STATE_KEY.to_string(),
+            b"garbage".to_vec(),
+        )])),
+    ] {
+        store.set(loss.clone());
+        let restored = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(data) = store.snapshot()
+                    && data.get(CA_CRT_KEY).map(|v| v.as_slice())
+                        == Some(bundle.to_pem().as_bytes())
+                {
+                    break data;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{loss:?} was not restored with the same CA"));
+        assert!(restored.contains_key(STATE_KEY));
+        assert_eq!(a.current().ca_bundle(), &bundle);
+        assert_eq!(b.current().ca_bundle(), &bundle);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn provided_ca_is_adopted() {
     let ca = CertificateAuthority::new(&CaOptions::new("provided CA")).unwrap();
@@ -251,7 +415,8 @@ async fn provided_ca_is_adopted() {
     assert!(m.leaf().is_issued_by(ca.certificate()));
     assert_eq!(m.ca_bundle().certificates(), [ca.certificate().clone()]);
     let stored = store.snapshot().unwrap();
-    assert!(stored.contains_key(STATE_KEY) && stored.contains_key(TLS_CRT_KEY));
+    // The shared state is stored; the leaf is this replica's own and is not.
+    assert!(stored.contains_key(STATE_KEY) && !stored.contains_key(TLS_CRT_KEY));
     running.shutdown().await;
 }
 
@@ -383,13 +548,15 @@ async fn driver_restart_mid_rotation_resumes() {
     assert!(staged.leaf().is_issued_by(&first_ca));
     running.shutdown().await;
 
-    // Restart: same bundle, same leaf, no third CA.
+    // Restart: same bundle, a leaf from the same CA (each replica issues its own), no third
+    // CA.
     let restarted = start().await.unwrap();
     assert_eq!(
-        *restarted.current(),
-        *staged,
-        "restart changed the material"
+        restarted.current().ca_bundle(),
+        staged.ca_bundle(),
+        "restart changed the bundle"
     );
+    assert!(restarted.current().leaf().is_issued_by(&first_ca));
     let mut rx = restarted.subscribe();
     // The rotation continues: leaf from the new CA, then the old CA leaves the bundle.
     let second_ca = staged.ca_bundle().certificates()[1].clone();

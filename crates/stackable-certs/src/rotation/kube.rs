@@ -1,26 +1,38 @@
 //! A [`Store`] backed by a Kubernetes Secret (feature `kube`).
 //!
-//! The Secret has type `kubernetes.io/tls`
-//! (<https://kubernetes.io/docs/concepts/configuration/secret/#tls-secrets>) and the keys
-//! listed in [`super::store`]. Creation uses `create` (fails with 409 if the Secret exists),
-//! updates use `replace` with the `resourceVersion` read before, so a concurrent writer
-//! makes the write fail with 409 Conflict
+//! The Secret (type `Opaque` when this store creates it) holds the keys listed in
+//! [`super::store`]; other keys of an existing Secret are kept. Creation uses `create` (fails
+//! with 409 if the Secret exists), updates use `replace` with the `resourceVersion` read
+//! before, so a concurrent writer makes the write fail with 409 Conflict
 //! (<https://kubernetes.io/docs/reference/using-api/api-concepts/#concurrency-control-and-consistency>);
-//! the driver then re-reads and adopts what the winner wrote.
+//! the driver then re-reads and adopts what the winner wrote. The Secret is watched (by name),
+//! so every replica notices a change, a deletion or a hand edit at once.
 //!
-//! The service account needs `get`, `create` and `update` on this Secret.
+//! RBAC, in the Secret's namespace: `get`, `update`, `list` and `watch` on this Secret by name
+//! (`resourceNames`; the watch selects `metadata.name`, which the API server authorizes
+//! against `resourceNames`), and `create` on Secrets (a create cannot be restricted by name).
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
+use futures::StreamExt as _;
 use k8s_openapi::{
     ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use kube::{Api, Client, api::PostParams};
+use kube::{
+    Api, Client,
+    api::PostParams,
+    runtime::{WatchStreamExt as _, watcher},
+};
+use tokio::sync::watch;
 
-use super::store::{Store, StoreError, StoredData, StoredObject, WriteOutcome};
+use super::store::{Store, StoreChanges, StoreError, StoredData, StoredObject, WriteOutcome};
 
-/// The Secret type written for new Secrets.
-pub const SECRET_TYPE: &str = "kubernetes.io/tls";
+/// The Secret type written for new Secrets. (Releases before 0.2 wrote `kubernetes.io/tls`;
+/// such Secrets keep their type and their `tls.crt`/`tls.key`.)
+pub const SECRET_TYPE: &str = "Opaque";
 
 /// Field manager name used for writes.
 pub const FIELD_MANAGER: &str = "stackable-certs";
@@ -32,8 +44,17 @@ pub struct SecretStore {
     name: String,
     labels: BTreeMap<String, String>,
     /// Metadata and type of the Secret as last read, reused when replacing so that labels,
-    /// annotations, owner references and the (immutable) type survive.
-    last: Mutex<Option<(ObjectMeta, Option<String>)>>,
+    /// annotations, owner references and the (immutable) type survive. (Keys this crate does
+    /// not write are kept by the driver, see `store::encode_onto`.)
+    last: Mutex<Option<Last>>,
+    /// The watch of the Secret, started on the first [`Store::changes`].
+    changes: Mutex<Option<Arc<watch::Sender<u64>>>>,
+}
+
+#[derive(Clone, Default)]
+struct Last {
+    metadata: ObjectMeta,
+    type_: Option<String>,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -55,6 +76,7 @@ impl SecretStore {
             name: name.into(),
             labels: BTreeMap::new(),
             last: Mutex::new(None),
+            changes: Mutex::new(None),
         }
     }
 
@@ -65,10 +87,13 @@ impl SecretStore {
     }
 
     fn remember(&self, secret: &Secret) {
-        let mut meta = secret.metadata.clone();
-        meta.managed_fields = None;
+        let mut metadata = secret.metadata.clone();
+        metadata.managed_fields = None;
         let mut guard = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        *guard = Some((meta, secret.type_.clone()));
+        *guard = Some(Last {
+            metadata,
+            type_: secret.type_.clone(),
+        });
     }
 
     fn to_object(secret: &Secret) -> StoredObject {
@@ -148,7 +173,11 @@ impl Store for SecretStore {
         data: StoredData,
         expected_version: &str,
     ) -> Result<WriteOutcome, StoreError> {
-        let (mut metadata, type_) = self
+        let Last {
+            mut metadata,
+            type_,
+            ..
+        } = self
             .last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -178,5 +207,40 @@ impl Store for SecretStore {
             Err(e) if is_status(&e, 409) || is_status(&e, 404) => Ok(WriteOutcome::Conflict),
             Err(e) => Err(self.error("replace", e)),
         }
+    }
+
+    fn changes(&self) -> Option<StoreChanges> {
+        let mut guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = guard.as_ref()
+            && !tx.is_closed()
+        {
+            return Some(tx.subscribe());
+        }
+        let (tx, rx) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        *guard = Some(tx.clone());
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+        let mut events = watcher::watcher(self.api.clone(), config)
+            .default_backoff()
+            .boxed();
+        let describe = self.describe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) => {
+                            tx.send_modify(|n| *n = n.wrapping_add(1));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => {
+                            tracing::debug!(store = %describe, %error, "watching the Secret failed; retrying");
+                        }
+                        None => break,
+                    },
+                    () = tx.closed() => break,
+                }
+            }
+        });
+        Some(rx)
     }
 }

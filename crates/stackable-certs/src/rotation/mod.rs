@@ -6,7 +6,10 @@
 //! never see a leaf they cannot verify.
 //!
 //! - [`RotationPolicy`]: when to renew, how to pace a CA rotation,
-//! - [`state`]: the pure state machine ([`advance`]),
+//! - [`state`]: the pure state machine ([`advance`] for one process, [`advance_cas`] for the
+//!   CA stages shared by replicas, [`serving_authority`] for a replica's own leaf),
+//! - [`PublishedTrust`]: which CAs every target's `caBundle` holds, read back from the API
+//!   server, which gates a rotation,
 //! - [`store`]: where the state lives ([`InMemoryStore`], a Kubernetes Secret with the
 //!   `kube` feature) and how replicas converge,
 //! - [`RotationDriver`]: the tokio task publishing [`MaterialReceiver`].
@@ -15,14 +18,16 @@ mod driver;
 #[cfg(feature = "kube")]
 pub mod kube;
 mod policy;
+mod published;
 pub mod state;
 pub mod store;
 
 use snafu::Snafu;
 
-pub use driver::{Clock, MaterialReceiver, RotationDriver, RunningRotation};
-pub use policy::{MIN_RENEW_WINDOW, PolicyError, RotationPolicy};
-pub use state::{Advance, RotationState, Stage, Step, advance};
+pub use driver::{Clock, MaterialReceiver, RotationDriver, RotationStatus, RunningRotation};
+pub use policy::{MIN_PROPAGATION_DELAY, MIN_RENEW_WINDOW, PolicyError, RotationPolicy};
+pub use published::PublishedTrust;
+pub use state::{Advance, RotationState, Stage, Step, advance, advance_cas, serving_authority};
 pub use store::{InMemoryStore, Store, StoreError};
 
 /// Errors of the rotation machinery.
@@ -66,6 +71,27 @@ pub enum Error {
         store: String,
         /// What is wrong.
         reason: String,
+    },
+
+    /// The store holds rotation state written by a newer release; it is left untouched.
+    #[snafu(display(
+        "{store} holds rotation state of format version {version}, written by a newer release; it is left untouched (this replica keeps what it serves, or waits)"
+    ))]
+    NewerState {
+        /// The store.
+        store: String,
+        /// The format version found.
+        version: u32,
+    },
+
+    /// The store held nothing usable and the published bundle holds CAs: another replica
+    /// probably holds the state and is about to restore it.
+    #[snafu(display(
+        "{store} holds no usable state while the published caBundle trusts CAs: waiting for a replica that holds them to restore it"
+    ))]
+    WaitingForRestore {
+        /// The store.
+        store: String,
     },
 
     /// Other writers kept winning.

@@ -90,7 +90,32 @@ pub enum PolicyError {
     /// The wake-up cap is zero.
     #[snafu(display("max_sleep must be positive"))]
     ZeroMaxSleep,
+
+    /// The propagation delay is shorter than [`MIN_PROPAGATION_DELAY`].
+    #[snafu(display(
+        "propagation_delay {delay:?} is shorter than {minimum:?}: a new CA must be in every caBundle before leaves come from it, and the API server needs a moment to pick up a changed caBundle; use at least {minimum:?} (default 10 min)"
+    ))]
+    PropagationTooShort {
+        /// The delay given.
+        delay: Duration,
+        /// The shortest delay accepted.
+        minimum: Duration,
+    },
+
+    /// The overlap is shorter than the time replicas may take to notice a change.
+    #[snafu(display(
+        "overlap {overlap:?} is shorter than max_sleep {max_sleep:?}: a replica notices a new stage within max_sleep (sooner when it watches the store), so the old CA could leave the bundle while a replica still serves a leaf from it; make overlap at least max_sleep"
+    ))]
+    OverlapShorterThanNotice {
+        /// The overlap given.
+        overlap: Duration,
+        /// The wake-up cap.
+        max_sleep: Duration,
+    },
 }
+
+/// The shortest propagation delay a policy may have.
+pub const MIN_PROPAGATION_DELAY: Duration = Duration::from_secs(1);
 
 /// The shortest renewal window a policy may have: certificate times have a resolution of one
 /// second, and the driver wakes at deadlines rounded up to a whole second and at least a
@@ -114,7 +139,12 @@ pub const MIN_RENEW_WINDOW: Duration = Duration::from_secs(1);
 /// | `leaf_renew_before` / `ca_renew_before` | none | absolute windows that replace the fraction |
 /// | `propagation_delay` | 10 min | time between adding a new CA to the bundle and issuing leaves from it |
 /// | `overlap` | 10 min | time the old CA stays in the bundle after the leaf switched to the new CA |
-/// | `max_sleep` | 60 s | the driver re-checks the wall clock at least this often |
+/// | `max_sleep` | 60 s | the driver re-checks the wall clock and re-reads the store at least this often |
+///
+/// Replicas sharing a store notice a new stage within `max_sleep` (at once when the store is
+/// watched), so `overlap` must be at least `max_sleep`, and `propagation_delay` at least
+/// [`MIN_PROPAGATION_DELAY`]. Beyond the delays, a new CA signs leaves only once it is observed
+/// in every target's `caBundle` when a [`super::PublishedTrust`] is given to the driver.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RotationPolicy {
@@ -217,6 +247,20 @@ impl RotationPolicy {
         );
         ensure!(!self.max_sleep.is_zero(), ZeroMaxSleepSnafu);
         ensure!(
+            self.propagation_delay >= MIN_PROPAGATION_DELAY,
+            PropagationTooShortSnafu {
+                delay: self.propagation_delay,
+                minimum: MIN_PROPAGATION_DELAY
+            }
+        );
+        ensure!(
+            self.overlap >= self.max_sleep,
+            OverlapShorterThanNoticeSnafu {
+                overlap: self.overlap,
+                max_sleep: self.max_sleep
+            }
+        );
+        ensure!(
             self.ca_validity <= crate::ca::MAX_VALIDITY,
             TooLongSnafu {
                 validity: self.ca_validity
@@ -277,6 +321,14 @@ mod tests {
             },
             RotationPolicy {
                 max_sleep: Duration::ZERO,
+                ..Default::default()
+            },
+            RotationPolicy {
+                propagation_delay: Duration::ZERO,
+                ..Default::default()
+            },
+            RotationPolicy {
+                overlap: Duration::from_secs(59),
                 ..Default::default()
             },
             RotationPolicy {

@@ -35,13 +35,17 @@ pub fn leaf() -> LeafOptions {
 
 /// The default policy with other lifetimes, all in seconds: CA and leaf validity, how long
 /// a new CA is published before leaves from it are served, and how long the old CA stays.
+/// `max_sleep` is capped at the overlap (a policy whose overlap is shorter than the time a
+/// replica may take to notice a change is refused).
 pub fn lifetimes(ca: u64, leaf: u64, propagation_delay: u64, overlap: u64) -> RotationPolicy {
+    let default = RotationPolicy::default();
     RotationPolicy {
         ca_validity: Duration::from_secs(ca),
         leaf_validity: Duration::from_secs(leaf),
         propagation_delay: Duration::from_secs(propagation_delay),
         overlap: Duration::from_secs(overlap),
-        ..RotationPolicy::default()
+        max_sleep: default.max_sleep.min(Duration::from_secs(overlap)),
+        ..default
     }
 }
 
