@@ -10,7 +10,11 @@
 //! Several replicas may run it at once without leader election: they apply the same content
 //! with the same field manager, and nothing is written when the object already carries it.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::{StreamExt, future::Either};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -23,6 +27,7 @@ use kube::{
         watcher::{self, Event},
     },
 };
+use stackable_certs::{Certificate, rotation::PublishedTrust};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
 use crate::{
@@ -166,6 +171,8 @@ impl CaInjector {
         };
         let (status_tx, status_rx) = watch::channel(initial);
         let status_tx = Arc::new(status_tx);
+        let observed = Observed::new(self.targets.iter().map(ToString::to_string));
+        let published = observed.subscribe();
         let (bundle_tx, bundle_rx) = watch::channel::<Option<Arc<TrustBundle>>>(None);
         let recorder = self
             .reporter
@@ -187,6 +194,7 @@ impl CaInjector {
                     target,
                     bundles: bundle_rx.clone(),
                     status: status_tx.clone(),
+                    observed: observed.clone(),
                     recorder: recorder.clone(),
                     retry_after_failure: self.retry_after_failure,
                 }
@@ -195,15 +203,112 @@ impl CaInjector {
         }
         InjectorHandle {
             status: status_rx,
+            published,
+            listed: observed.listed.subscribe(),
             tasks,
         }
     }
+}
+
+/// What each target carries, as last seen by its watch: `None` until the watch listed it,
+/// then the certificates present in **every** field the target covers (empty when the object
+/// does not exist or a field holds no bundle).
+#[derive(Clone)]
+struct Observed {
+    targets: Arc<Mutex<BTreeMap<String, Option<Vec<Certificate>>>>>,
+    published: Arc<watch::Sender<PublishedTrust>>,
+    listed: Arc<watch::Sender<bool>>,
+}
+
+impl Observed {
+    fn new(targets: impl IntoIterator<Item = String>) -> Self {
+        Observed {
+            targets: Arc::new(Mutex::new(
+                targets.into_iter().map(|t| (t, None)).collect(),
+            )),
+            published: Arc::new(watch::channel(PublishedTrust::observed([])).0),
+            listed: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<PublishedTrust> {
+        self.published.subscribe()
+    }
+
+    /// Records what `target` carries and republishes the certificates every target carries.
+    fn set(&self, target: &str, certificates: Vec<Certificate>) {
+        let (common, listed) = {
+            let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            targets.insert(target.to_owned(), Some(certificates));
+            (
+                intersection(targets.values()),
+                targets.values().all(Option::is_some),
+            )
+        };
+        self.listed.send_if_modified(|current| {
+            let changed = *current != listed;
+            *current = listed;
+            changed
+        });
+        self.published.send_if_modified(|current| {
+            if *current == common {
+                false
+            } else {
+                *current = common;
+                true
+            }
+        });
+    }
+}
+
+/// The certificates present in every target; nothing while a target was not observed yet.
+fn intersection<'a>(
+    targets: impl IntoIterator<Item = &'a Option<Vec<Certificate>>>,
+) -> PublishedTrust {
+    let mut common: Option<Vec<Certificate>> = None;
+    for target in targets {
+        let Some(certificates) = target else {
+            return PublishedTrust::observed([]);
+        };
+        common = Some(match common {
+            None => certificates.clone(),
+            Some(common) => common
+                .into_iter()
+                .filter(|c| certificates.contains(c))
+                .collect(),
+        });
+    }
+    PublishedTrust::observed(common.unwrap_or_default())
+}
+
+/// The certificates in every field of `object` that `target` covers.
+fn carried(target: &Target, object: Option<&serde_json::Value>) -> Vec<Certificate> {
+    let Some(object) = object else {
+        return Vec::new();
+    };
+    let fields = patch::published_bundles(target, object);
+    let mut common: Option<Vec<Certificate>> = None;
+    for field in fields {
+        let certificates = field
+            .and_then(|pem| Certificate::all_from_pem(&pem).ok())
+            .unwrap_or_default();
+        common = Some(match common {
+            None => certificates,
+            Some(common) => common
+                .into_iter()
+                .filter(|c| certificates.contains(c))
+                .collect(),
+        });
+    }
+    common.unwrap_or_default()
 }
 
 /// A running injector. Dropping it stops the injection tasks.
 #[derive(Debug)]
 pub struct InjectorHandle {
     status: watch::Receiver<InjectionStatus>,
+    published: watch::Receiver<PublishedTrust>,
+    listed: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -225,6 +330,24 @@ impl InjectorHandle {
     /// A watch of the per-target state, e.g. for a readiness probe.
     pub fn status(&self) -> watch::Receiver<InjectionStatus> {
         self.status.clone()
+    }
+
+    /// The CAs every target's `caBundle` holds, as read back from the API server by the
+    /// targets' watches (after each write too): what `stackable-certs`' rotation driver waits
+    /// for before leaves come from a new CA
+    /// ([`RotationDriver::with_published_trust`](stackable_certs::rotation::RotationDriver::with_published_trust)).
+    /// Holds no CA until every target was listed once.
+    pub fn published_trust(&self) -> watch::Receiver<PublishedTrust> {
+        self.published.clone()
+    }
+
+    /// Resolves once every target's watch has listed it once (whether it exists or not), so
+    /// that [`Self::published_trust`] says what the targets hold.
+    pub async fn listed(&self) {
+        let mut listed = self.listed.clone();
+        if listed.wait_for(|listed| *listed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Stops the injector.
@@ -328,11 +451,17 @@ struct TargetTask {
     target: Target,
     bundles: watch::Receiver<Option<Arc<TrustBundle>>>,
     status: Arc<watch::Sender<InjectionStatus>>,
+    observed: Observed,
     recorder: Option<Recorder>,
     retry_after_failure: Duration,
 }
 
 impl TargetTask {
+    fn observe(&self, object: Option<&serde_json::Value>) {
+        self.observed
+            .set(&self.target.to_string(), carried(&self.target, object));
+    }
+
     fn set_state(&self, state: TargetState) {
         let key = self.target.to_string();
         self.status.send_if_modified(|status| {
@@ -378,21 +507,32 @@ impl TargetTask {
                     }
                 }
                 event = events.next() => match event {
-                    Some(Ok(Event::Apply(object) | Event::InitApply(object))) => {
+                    Some(Ok(Event::Apply(object))) => {
+                        current = serde_json::to_value(&object).ok();
+                        self.observe(current.as_ref());
+                        dirty = true;
+                    }
+                    Some(Ok(Event::InitApply(object))) => {
                         current = serde_json::to_value(&object).ok();
                         dirty = true;
                     }
                     Some(Ok(Event::Delete(_))) => {
                         current = None;
+                        self.observe(None);
                         self.set_state(TargetState::Failed(format!("{} does not exist", self.target)));
                     }
                     Some(Ok(Event::InitDone)) if current.is_none() => {
+                        self.observe(None);
                         self.set_state(TargetState::Failed(format!(
                             "{} does not exist (waiting for it to be created)",
                             self.target
                         )));
                     }
-                    Some(Ok(Event::Init | Event::InitDone)) => {}
+                    Some(Ok(Event::InitDone)) => {
+                        self.observe(current.as_ref());
+                    }
+                    // A (re-)list starts: what was seen before may be gone.
+                    Some(Ok(Event::Init)) => current = None,
                     Some(Err(error)) => {
                         tracing::warn!(target = %self.target, %error, "watching the target failed; retrying");
                     }

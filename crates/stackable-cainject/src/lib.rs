@@ -27,9 +27,13 @@ pub mod bundle;
 pub mod index;
 pub mod injector;
 pub mod patch;
+pub mod serving;
 pub mod target;
 
 pub use apply::{ApplyError, Outcome, Writer};
 pub use bundle::{BundleError, TrustBundle};
 pub use injector::{BundleSource, CaInjector, InjectionStatus, InjectorHandle, TargetState};
+pub use serving::{CertificatesStatus, RunningCertificates, ServingCertificates};
+#[cfg(feature = "clap")]
+pub use serving::ServingCertificatesArgs;
 pub use target::{Target, TargetKind, WebhookSelection};

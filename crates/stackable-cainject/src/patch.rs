@@ -209,9 +209,68 @@ pub fn apply_body(
     }
 }
 
+/// The PEM bundles `current` carries in every field the target covers (one per selected
+/// webhook entry; `None` for a field without a bundle). Empty when the object has no field to
+/// inject into.
+pub fn published_bundles(target: &Target, current: &Value) -> Vec<Option<String>> {
+    let decode = |b64: Option<&str>| -> Option<String> {
+        let bytes = STANDARD.decode(b64?).ok()?;
+        String::from_utf8(bytes).ok()
+    };
+    match target.kind() {
+        TargetKind::CustomResourceDefinition => vec![decode(str_at(
+            current,
+            "/spec/conversion/webhook/clientConfig/caBundle",
+        ))],
+        TargetKind::ValidatingWebhookConfiguration | TargetKind::MutatingWebhookConfiguration => {
+            selected_webhooks(target, current, target.webhooks())
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|(_, bundle)| decode(bundle.as_deref()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        TargetKind::ApiService => vec![decode(str_at(current, "/spec/caBundle"))],
+        TargetKind::ConfigMap => vec![
+            str_at(current, &format!("/data/{CONFIG_MAP_KEY}")).map(str::to_owned),
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_bundles_are_read_from_every_selected_field() {
+        let encoded = encode_ca_bundle(PEM);
+        let crd_target = Target::crd("crontabs.example.com");
+        let with = crd(json!({
+            "strategy": "Webhook",
+            "webhook": { "clientConfig": { "caBundle": encoded } }
+        }));
+        assert_eq!(
+            published_bundles(&crd_target, &with),
+            vec![Some(PEM.to_owned())]
+        );
+        let without = crd(json!({ "strategy": "Webhook", "webhook": { "clientConfig": {} } }));
+        assert_eq!(published_bundles(&crd_target, &without), vec![None]);
+
+        let hooks = Target::validating_webhook("v");
+        let config = json!({
+            "webhooks": [
+                { "name": "a", "clientConfig": { "caBundle": encoded } },
+                { "name": "b", "clientConfig": {} },
+            ]
+        });
+        assert_eq!(
+            published_bundles(&hooks, &config),
+            vec![Some(PEM.to_owned()), None]
+        );
+        assert!(published_bundles(&hooks, &json!({})).is_empty());
+    }
 
     const PEM: &str = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
 

@@ -36,7 +36,7 @@ async fn api_server_calls_the_webhook_after_injection() {
     let server = WebhookServer::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .handle_signals(false)
-        .certificates(CertSource::generated(leaf))
+        .certificates(CertSource::in_memory(leaf))
         .validating("/validate", |request: AdmissionRequest<Pod>| async move {
             match request.object.and_then(|p| p.metadata.name) {
                 Some(name) if name.starts_with("forbidden") => {

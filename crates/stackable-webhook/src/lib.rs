@@ -42,6 +42,7 @@
 pub mod admission;
 pub mod conversion;
 pub mod metrics;
+pub mod readiness;
 pub mod router;
 pub mod server;
 pub mod source;
@@ -50,6 +51,7 @@ pub mod tls;
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
 pub use conversion::Converter;
 pub use metrics::Metrics;
+pub use readiness::{Readiness, ReadinessCheck};
 pub use router::{ExtraService, ResponseBody};
 pub use server::{Limits, RunningServer, ServerError, WebhookServer, WebhookServerBuilder};
 pub use source::{CertSource, FileSource, SourceError};

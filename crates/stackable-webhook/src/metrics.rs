@@ -33,6 +33,13 @@ pub(crate) struct RouteLabels {
     pub(crate) route: String,
 }
 
+/// Labels of the readiness gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CheckLabels {
+    /// The readiness check (`certificate`, `not-draining`, or a named check).
+    pub(crate) check: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~4 s: webhook calls time out after 10 s at most in the API server.
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -48,6 +55,7 @@ pub struct Metrics {
     pub(crate) cert_reload_errors: Counter,
     pub(crate) cert_expiry: Gauge<i64>,
     pub(crate) tls_handshake_failures: Counter,
+    pub(crate) ready: Family<CheckLabels, Gauge>,
     registry: Arc<Mutex<Registry>>,
 }
 
@@ -70,6 +78,12 @@ impl Metrics {
         let cert_reload_errors = Counter::default();
         let cert_expiry = Gauge::<i64>::default();
         let tls_handshake_failures = Counter::default();
+        let ready = Family::<CheckLabels, Gauge>::default();
+        registry.register(
+            "ready",
+            "Readiness checks of /readyz (1 passing, 0 failing), as last evaluated",
+            ready.clone(),
+        );
         registry.register(
             "requests",
             "Webhook requests by route and outcome",
@@ -113,6 +127,7 @@ impl Metrics {
             cert_reload_errors,
             cert_expiry,
             tls_handshake_failures,
+            ready,
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -142,6 +157,14 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    pub(crate) fn set_ready(&self, check: &str, ready: bool) {
+        self.ready
+            .get_or_create(&CheckLabels {
+                check: check.to_owned(),
+            })
+            .set(i64::from(ready));
     }
 
     /// Number of certificate swaps so far.

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
 
-use crate::{metrics::Metrics, tls::CertResolver};
+use crate::{metrics::Metrics, readiness::Readiness, tls::CertResolver};
 
 /// The error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -134,6 +134,7 @@ pub(crate) struct Router {
     pub(crate) services: Arc<Vec<(String, ExtraService)>>,
     pub(crate) resolver: Arc<CertResolver>,
     pub(crate) metrics: Metrics,
+    pub(crate) readiness: Readiness,
     pub(crate) max_body_bytes: usize,
     pub(crate) body_timeout: Duration,
     /// Serve /livez, /readyz and /metrics on this listener.
@@ -164,23 +165,37 @@ fn is_json(request: &Request<Incoming>) -> bool {
 }
 
 impl Router {
-    /// Answers one request. Never fails: every error becomes a JSON response.
+    /// Answers one request. Never fails: every error becomes a JSON response. While the
+    /// server drains, every response asks the client to close the connection, so that no
+    /// idle keep-alive connection is left to be cut when the server stops.
     pub(crate) async fn handle(
         self,
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, Infallible> {
+        let readiness = self.readiness.clone();
+        let mut response = self.route(request).await?;
+        if readiness.is_draining() {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(response)
+    }
+
+    async fn route(self, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
         let path = request.uri().path().to_owned();
         if self.serve_health {
             match path.as_str() {
                 "/livez" => return Ok(text(200, "ok")),
                 "/readyz" => {
-                    return Ok(if self.resolver.is_ready() {
-                        text(200, "ok")
-                    } else {
-                        text(503, "no serving certificate yet")
+                    return Ok(match self.readiness.check(&self.resolver, &self.metrics) {
+                        Ok(()) => text(200, "ok"),
+                        Err(reasons) => text(503, reasons),
                     });
                 }
                 "/metrics" => {
+                    // Refresh the readiness gauges.
+                    let _ = self.readiness.check(&self.resolver, &self.metrics);
                     let mut response = text(200, self.metrics.encode());
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,

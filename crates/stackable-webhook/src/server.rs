@@ -21,6 +21,7 @@ use crate::{
     admission::{MutatingHandler, ValidatingHandler, mutating_route, validating_route},
     conversion::{Converter, conversion_route},
     metrics::Metrics,
+    readiness::{Readiness, ReadinessCheck},
     router::{ExtraService, ResponseBody, RouteKind, Router, WebhookRoute},
     source::{CertSource, SourceError},
     tls::{CertResolver, TlsError, server_config},
@@ -89,6 +90,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time in-flight requests get to finish after shutdown starts (default 10 s).
     pub shutdown_grace: Duration,
+    /// After SIGTERM (or [`RunningServer::drain_and_shutdown`]): how long `/readyz` answers
+    /// 503 while the HTTPS listener still accepts connections, so that the endpoints
+    /// controller takes the Pod out of the Service before it stops accepting (default 5 s).
+    /// Responses in that time carry `Connection: close`. Then in-flight requests get
+    /// [`Limits::shutdown_grace`].
+    pub drain_period: Duration,
 }
 
 impl Default for Limits {
@@ -99,6 +106,7 @@ impl Default for Limits {
             max_body_bytes: 6 * 1024 * 1024,
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
+            drain_period: Duration::from_secs(5),
         }
     }
 }
@@ -116,6 +124,7 @@ pub struct WebhookServerBuilder {
     services: Vec<(String, ExtraService)>,
     duplicate: Option<String>,
     metrics: Metrics,
+    readiness: Readiness,
 }
 
 impl std::fmt::Debug for WebhookServerBuilder {
@@ -145,6 +154,7 @@ impl Default for WebhookServerBuilder {
             services: Vec::new(),
             duplicate: None,
             metrics: Metrics::new(),
+            readiness: Readiness::default(),
         }
     }
 }
@@ -180,10 +190,24 @@ impl WebhookServerBuilder {
         self
     }
 
-    /// Where the serving certificate comes from.
+    /// Where the serving certificate comes from (a [`CertSource`], or with the `cainject`
+    /// feature stackable-cainject's `ServingCertificates`).
     #[must_use]
-    pub fn certificates(mut self, source: CertSource) -> Self {
-        self.certificates = Some(source);
+    pub fn certificates(mut self, source: impl Into<CertSource>) -> Self {
+        self.certificates = Some(source.into());
+        self
+    }
+
+    /// Adds a readiness check: `/readyz` answers 503, naming it and its reason, while the
+    /// check returns an error (for example: the operator's caches are not synced yet).
+    #[must_use]
+    pub fn readiness_check(
+        self,
+        name: impl Into<String>,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        let check: ReadinessCheck = Arc::new(check);
+        self.readiness.add_check(name, check);
         self
     }
 
@@ -287,6 +311,7 @@ impl WebhookServerBuilder {
             webhooks: Arc::new(self.webhooks),
             services: Arc::new(self.services),
             metrics: self.metrics,
+            readiness: self.readiness,
         })
     }
 }
@@ -303,6 +328,7 @@ pub struct WebhookServer {
     webhooks: Arc<BTreeMap<String, WebhookRoute>>,
     services: Arc<Vec<(String, ExtraService)>>,
     metrics: Metrics,
+    readiness: Readiness,
 }
 
 impl std::fmt::Debug for WebhookServer {
@@ -324,6 +350,8 @@ pub struct RunningServer {
     token: CancellationToken,
     resolver: Arc<CertResolver>,
     metrics: Metrics,
+    readiness: Readiness,
+    drain_period: Duration,
     task: JoinHandle<()>,
 }
 
@@ -354,9 +382,25 @@ impl RunningServer {
         self.resolver.ca_bundle_pem()
     }
 
-    /// Starts a graceful shutdown (returns at once; see [`RunningServer::wait`]).
+    /// The server's readiness (checks, draining).
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// Starts a graceful shutdown at once, without draining (returns at once; see
+    /// [`RunningServer::wait`]).
     pub fn shutdown(&self) {
         self.token.cancel();
+    }
+
+    /// What SIGTERM does: `/readyz` answers 503 at once, connections are still accepted for
+    /// [`Limits::drain_period`], then the graceful shutdown starts (returns at once).
+    pub fn drain_and_shutdown(&self) {
+        tokio::spawn(drain_then_cancel(
+            self.readiness.clone(),
+            self.token.clone(),
+            self.drain_period,
+        ));
     }
 
     /// Waits until the server stopped (after a shutdown finished in-flight requests).
@@ -395,7 +439,12 @@ impl WebhookServer {
             _ => Arc::new(CertResolver::with_metrics(self.metrics.clone())),
         };
         self.certificates
-            .start(resolver.clone(), self.metrics.clone(), self.token.clone())
+            .start(
+                resolver.clone(),
+                self.metrics.clone(),
+                &self.readiness,
+                self.token.clone(),
+            )
             .await
             .context(CertificateSnafu)?;
         let config = server_config(resolver.clone(), self.http2).context(TlsSnafu)?;
@@ -420,10 +469,11 @@ impl WebhookServer {
 
         if self.handle_signals {
             let token = self.token.clone();
+            let readiness = self.readiness.clone();
+            let drain = self.limits.drain_period;
             tokio::spawn(async move {
                 wait_for_signal().await;
-                tracing::info!("shutdown signal received");
-                token.cancel();
+                drain_then_cancel(readiness, token, drain).await;
             });
         }
 
@@ -432,6 +482,7 @@ impl WebhookServer {
             services: self.services,
             resolver: resolver.clone(),
             metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
             max_body_bytes: self.limits.max_body_bytes,
             body_timeout: self.limits.header_read_timeout,
             serve_health: health.is_none(),
@@ -487,6 +538,8 @@ impl WebhookServer {
             token: self.token,
             resolver,
             metrics: self.metrics,
+            readiness: self.readiness,
+            drain_period: self.limits.drain_period,
             task,
         })
     }
@@ -495,6 +548,21 @@ impl WebhookServer {
     pub async fn run(self) -> Result<(), ServerError> {
         self.start().await?.wait().await
     }
+}
+
+/// Reports not ready, keeps serving for `drain`, then starts the graceful shutdown. A
+/// shutdown started elsewhere in the meantime ends the wait.
+async fn drain_then_cancel(readiness: Readiness, token: CancellationToken, drain: Duration) {
+    tracing::info!(
+        ?drain,
+        "shutting down: /readyz answers 503 and connections are still accepted while endpoints are updated"
+    );
+    readiness.start_draining();
+    tokio::select! {
+        _ = tokio::time::sleep(drain) => {}
+        _ = token.cancelled() => {}
+    }
+    token.cancel();
 }
 
 async fn wait_for_signal() {

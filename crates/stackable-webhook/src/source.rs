@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     metrics::Metrics,
+    readiness::Readiness,
     tls::{CertResolver, TlsError, certified_key_from_pem},
 };
 
@@ -77,6 +78,14 @@ pub enum SourceError {
         /// The stackable-certs rotation error.
         #[snafu(source(from(stackable_certs::rotation::Error, Box::new)))]
         source: Box<stackable_certs::rotation::Error>,
+    },
+
+    /// The shared serving certificates could not start (an invalid policy).
+    #[cfg(feature = "cainject")]
+    #[snafu(display("failed to start the shared serving certificates"))]
+    StartShared {
+        /// The stackable-cainject error.
+        source: stackable_cainject::serving::Error,
     },
 }
 
@@ -164,23 +173,42 @@ pub enum CertSource {
     /// A running stackable-certs rotation (any store, e.g. the Kubernetes Secret store so all
     /// replicas share one CA); it is shut down with the server.
     Rotation(RunningRotation),
-    /// Generated in memory by a stackable-certs rotation driver: a CA and a leaf, renewed and
-    /// rotated in the background, no files. Serving starts as soon as the first leaf exists.
-    Generated {
+    /// A CA and leaf held in this process's memory by a stackable-certs rotation driver,
+    /// renewed and rotated in the background, no files. Every process gets a CA of its own
+    /// and a restart starts with a new one: for tests, demos and a single process. Replicas
+    /// use [`CertSource::Shared`].
+    InMemory {
         /// Validity and renewal policy.
         policy: RotationPolicy,
         /// Names of the leaf (e.g. `LeafOptions::for_service("my-webhook", "my-namespace")`).
         leaf: LeafOptions,
     },
+    /// The safe path for operators with replicas (feature `cainject`): stackable-cainject's
+    /// [`ServingCertificates`](stackable_cainject::ServingCertificates), started with the
+    /// server. The CA lives in a Secret every replica shares, each replica serves its own
+    /// leaf, the bundle is injected into the configured targets, and `/readyz` answers 200
+    /// only while the served leaf's CA is in every target's `caBundle`. The server starts
+    /// listening (health included) before the first certificate exists, and stops the
+    /// certificates when it stops.
+    #[cfg(feature = "cainject")]
+    Shared(stackable_cainject::ServingCertificates),
 }
 
 impl CertSource {
-    /// In-memory generated certificates for `leaf` with the default rotation policy.
-    pub fn generated(leaf: LeafOptions) -> Self {
-        Self::Generated {
+    /// A CA and leaf in this process's memory with the default rotation policy: for tests,
+    /// demos and a single process (see [`CertSource::InMemory`]).
+    pub fn in_memory(leaf: LeafOptions) -> Self {
+        Self::InMemory {
             policy: RotationPolicy::default(),
             leaf,
         }
+    }
+}
+
+#[cfg(feature = "cainject")]
+impl From<stackable_cainject::ServingCertificates> for CertSource {
+    fn from(certificates: stackable_cainject::ServingCertificates) -> Self {
+        Self::Shared(certificates)
     }
 }
 
@@ -194,10 +222,15 @@ impl fmt::Debug for CertSource {
             Self::Resolver(_) => f.write_str("CertSource::Resolver(..)"),
             Self::Material(_) => f.write_str("CertSource::Material(..)"),
             Self::Rotation(_) => f.write_str("CertSource::Rotation(..)"),
-            Self::Generated { leaf, .. } => f
-                .debug_struct("CertSource::Generated")
+            Self::InMemory { leaf, .. } => f
+                .debug_struct("CertSource::InMemory")
                 .field("leaf", leaf)
                 .finish_non_exhaustive(),
+            #[cfg(feature = "cainject")]
+            Self::Shared(certificates) => f
+                .debug_tuple("CertSource::Shared")
+                .field(certificates)
+                .finish(),
         }
     }
 }
@@ -208,8 +241,12 @@ impl CertSource {
         self,
         resolver: Arc<CertResolver>,
         metrics: Metrics,
+        readiness: &Readiness,
         token: CancellationToken,
     ) -> Result<(), SourceError> {
+        // Only the shared source adds a readiness check.
+        #[cfg(not(feature = "cainject"))]
+        let _ = readiness;
         match self {
             Self::Static(key) => {
                 resolver.swap(key);
@@ -237,19 +274,86 @@ impl CertSource {
                 Ok(())
             }
             Self::Files(files) => start_file_source(files, resolver, metrics, token).await,
-            Self::Material(receiver) => start_material(receiver, None, resolver, metrics, token),
+            Self::Material(receiver) => {
+                start_material(receiver, present, Owned::Nothing, resolver, metrics, token)
+            }
             Self::Rotation(running) => {
                 let receiver = running.subscribe();
-                start_material(receiver, Some(running), resolver, metrics, token)
+                start_material(
+                    receiver,
+                    present,
+                    Owned::Rotation(running),
+                    resolver,
+                    metrics,
+                    token,
+                )
             }
-            Self::Generated { policy, leaf } => {
+            Self::InMemory { policy, leaf } => {
                 let running = RotationDriver::new(policy, leaf)
                     .start()
                     .await
                     .context(StartRotationSnafu)?;
                 let receiver = running.subscribe();
-                start_material(receiver, Some(running), resolver, metrics, token)
+                start_material(
+                    receiver,
+                    present,
+                    Owned::Rotation(running),
+                    resolver,
+                    metrics,
+                    token,
+                )
             }
+            #[cfg(feature = "cainject")]
+            Self::Shared(certificates) => {
+                let running = certificates.start().context(StartSharedSnafu)?;
+                let status = running.status();
+                readiness.add_check(
+                    "certificates",
+                    Arc::new(move || {
+                        let status = status.borrow();
+                        if status.ready {
+                            Ok(())
+                        } else {
+                            Err(status
+                                .reason
+                                .clone()
+                                .unwrap_or_else(|| "not ready".to_owned()))
+                        }
+                    }),
+                );
+                let receiver = running.material();
+                start_material(
+                    receiver,
+                    Clone::clone,
+                    Owned::Shared(running),
+                    resolver,
+                    metrics,
+                    token,
+                )
+            }
+        }
+    }
+}
+
+fn present(material: &Arc<ServingMaterial>) -> Option<Arc<ServingMaterial>> {
+    Some(material.clone())
+}
+
+/// What a material source owns and stops with the server.
+enum Owned {
+    Nothing,
+    Rotation(RunningRotation),
+    #[cfg(feature = "cainject")]
+    Shared(stackable_cainject::RunningCertificates),
+}
+
+impl Owned {
+    async fn shutdown(self) {
+        match self {
+            Owned::Nothing => {}
+            Owned::Rotation(running) => running.shutdown().await,
+            #[cfg(feature = "cainject")]
+            Owned::Shared(running) => running.shutdown(),
         }
     }
 }
@@ -261,15 +365,24 @@ fn swap_material(resolver: &CertResolver, material: &ServingMaterial) -> Result<
     Ok(())
 }
 
-fn start_material(
-    mut receiver: MaterialReceiver,
-    rotation: Option<RunningRotation>,
+/// Swaps in the first material (an error when it is unusable), then every new one. `get`
+/// reads the material out of what the channel holds (`None`: nothing to serve yet).
+fn start_material<T, F>(
+    mut receiver: watch::Receiver<T>,
+    get: F,
+    owned: Owned,
     resolver: Arc<CertResolver>,
     metrics: Metrics,
     token: CancellationToken,
-) -> Result<(), SourceError> {
-    let first = receiver.borrow_and_update().clone();
-    swap_material(&resolver, &first)?;
+) -> Result<(), SourceError>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Option<Arc<ServingMaterial>> + Send + 'static,
+{
+    let first = get(&receiver.borrow_and_update());
+    if let Some(first) = first {
+        swap_material(&resolver, &first)?;
+    }
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -278,7 +391,9 @@ fn start_material(
                         tracing::warn!("serving material channel closed; keeping the last certificate");
                         break;
                     }
-                    let next = receiver.borrow_and_update().clone();
+                    let Some(next) = get(&receiver.borrow_and_update()) else {
+                        continue;
+                    };
                     if let Err(error) = swap_material(&resolver, &next) {
                         metrics.cert_reload_errors.inc();
                         tracing::warn!(
@@ -290,9 +405,7 @@ fn start_material(
                 _ = token.cancelled() => break,
             }
         }
-        if let Some(rotation) = rotation {
-            rotation.shutdown().await;
-        }
+        owned.shutdown().await;
     });
     Ok(())
 }

@@ -66,7 +66,7 @@ async fn api_server_calls_our_webhooks() {
         counted(&calls),
     );
     let builder = local_builder()
-        .certificates(CertSource::generated(leaf))
+        .certificates(CertSource::in_memory(leaf))
         .validating("/validate-url", move |request: AdmissionRequest<Pod>| {
             c1();
             async move {

@@ -157,7 +157,7 @@ async fn swaps_under_load_fail_no_request() {
 #[tokio::test]
 async fn generated_source_serves_and_publishes_its_ca() {
     let started = Instant::now();
-    let server = start_local(CertSource::generated(localhost())).await;
+    let server = start_local(CertSource::in_memory(localhost())).await;
     let ready_after = started.elapsed();
     let client = client_config(&server.ca_bundle_pem().unwrap());
     let answer = post_json(&client, server.local_addr(), "/nowhere", &json!({})).await;
@@ -182,7 +182,7 @@ async fn staged_rotation_of_leaf_and_ca_fails_no_request() {
         max_sleep: Duration::from_millis(100),
         ..RotationPolicy::default()
     };
-    let server = start_local(CertSource::Generated {
+    let server = start_local(CertSource::InMemory {
         policy,
         leaf: localhost(),
     })

@@ -1,20 +1,28 @@
-//! The CronTab operator binary: serves the CronTab conversion webhook over HTTPS with
-//! certificates it generates and rotates itself, and `/livez`, `/readyz`, `/metrics` over HTTP.
+//! The CronTab operator binary: serves the CronTab conversion webhook over HTTPS, and
+//! `/livez`, `/readyz` and `/metrics` over HTTP.
+//!
+//! Every replica shares one CA through a Secret and serves a leaf of its own; with
+//! `--inject-ca-bundle` the CA bundle is kept in the CRD's `caBundle`, and a replica reports
+//! ready only while its leaf's CA is there. On SIGTERM `/readyz` turns 503 at once, connections
+//! are still accepted for `--drain-period`, then in-flight requests get a grace period.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use clap::Parser;
 use crontab_operator::server::{self, ServerOptions, webhook_server};
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::{CaInjector, InjectionStatus, Target};
-use stackable_certs::{
-    LeafOptions,
-    rotation::{RotationDriver, RotationPolicy},
-};
-use stackable_webhook::CertSource;
+use stackable_cainject::{ServingCertificates, ServingCertificatesArgs, Target};
+use stackable_certs::LeafOptions;
+use stackable_webhook::Limits;
 use tracing_subscriber::EnvFilter;
+
+/// The Secret holding the shared CA when `--ca-secret` is not given.
+const DEFAULT_CA_SECRET: &str = "crontab-operator-webhook-ca";
 
 /// Serves the CronTab conversion webhook.
 #[derive(Debug, Parser)]
@@ -29,16 +37,26 @@ struct Cli {
     /// Name of the Service in front of this operator (goes into the certificate).
     #[arg(long, env = "SERVICE_NAME", default_value = "crontab-operator")]
     service_name: String,
-    /// Namespace of that Service (the Pod's namespace).
+    /// Namespace of that Service and of the CA Secret (the Pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "crontab-operator")]
     namespace: String,
     /// Extra IP addresses for the certificate (e.g. when the API server calls a URL).
     #[arg(long = "ip-address")]
     ip_addresses: Vec<IpAddr>,
-    /// Inject the CA bundle into the CRD `crontabs.example.com` in-process (stackable-cainject),
-    /// instead of leaving it to an external injector. Needs RBAC `patch` on that CRD.
+    /// Keep the CA bundle in the `caBundle` of the CRD `crontabs.example.com` in-process
+    /// (stackable-cainject), instead of leaving it to an external injector (which can read
+    /// `ca.crt` of the CA Secret). Needs RBAC `get`, `watch`, `patch` on that CRD.
     #[arg(long, env = "INJECT_CA_BUNDLE")]
     inject_ca_bundle: bool,
+    /// Keep the CA in this process's memory instead of the shared Secret: for one process
+    /// only (a demo, a test); two processes would fight over the caBundle.
+    #[arg(long, env = "SINGLE_PROCESS")]
+    single_process: bool,
+    /// How long `/readyz` answers 503 after SIGTERM while connections are still accepted.
+    #[arg(long, env = "DRAIN_PERIOD", value_parser = humantime::parse_duration, default_value = "5s")]
+    drain_period: Duration,
+    #[command(flatten)]
+    certificates: ServingCertificatesArgs,
 }
 
 /// Why the operator stopped.
@@ -47,13 +65,8 @@ enum Error {
     /// Setting up the server failed.
     #[snafu(display("could not set up the webhook server"))]
     Setup { source: server::Error },
-    /// Generating the certificates failed.
-    #[snafu(display("could not generate the serving certificates"))]
-    Certificates {
-        source: stackable_certs::rotation::Error,
-    },
     /// No Kubernetes client could be configured (KUBECONFIG or in-cluster).
-    #[snafu(display("could not configure a Kubernetes client for CA injection"))]
+    #[snafu(display("could not configure a Kubernetes client (KUBECONFIG or in-cluster)"))]
     KubeClient { source: kube::Error },
     /// Serving failed.
     #[snafu(display("the webhook server failed"))]
@@ -71,35 +84,34 @@ async fn main() -> Result<(), Error> {
         )
         .init();
     let cli = Cli::parse();
-    let mut options = ServerOptions::generated(
+    let leaf = cli.ip_addresses.iter().fold(
+        LeafOptions::for_service(&cli.service_name, &cli.namespace),
+        |leaf, ip| leaf.ip_address(*ip),
+    );
+    let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
+    let ca_secret = cli.certificates.ca_secret_or(DEFAULT_CA_SECRET);
+    let mut certificates = if cli.single_process {
+        ServingCertificates::single_process(client, leaf)
+    } else {
+        ServingCertificates::shared(client, &cli.namespace, ca_secret, leaf)
+    }
+    .policy(cli.certificates.policy())
+    .field_manager("crontab-operator");
+    if cli.inject_ca_bundle {
+        certificates = certificates.inject_into([Target::crd(crontab_operator::CRD_NAME)]);
+    }
+    let mut options = ServerOptions::in_memory(
         cli.bind,
         &cli.service_name,
         &cli.namespace,
         &cli.ip_addresses,
     );
     options.health_bind = Some(cli.health_bind);
-    let mut injector = None;
-    if cli.inject_ca_bundle {
-        // One rotation driver feeds both the server (serving certificate) and the injector
-        // (the CRD's caBundle), so a CA rotation reaches both from the same event.
-        let leaf = cli.ip_addresses.iter().fold(
-            LeafOptions::for_service(&cli.service_name, &cli.namespace),
-            |leaf, ip| leaf.ip_address(*ip),
-        );
-        let rotation = RotationDriver::new(RotationPolicy::default(), leaf)
-            .start()
-            .await
-            .context(CertificatesSnafu)?;
-        let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
-        let handle = CaInjector::new(
-            client,
-            "crontab-operator",
-            [Target::crd(crontab_operator::CRD_NAME)],
-        )
-        .start(rotation.subscribe());
-        options.certificates = CertSource::Rotation(rotation);
-        injector = Some(handle);
-    }
+    options.certificates = certificates.into();
+    options.limits = Limits {
+        drain_period: cli.drain_period,
+        ..Limits::default()
+    };
     let running = webhook_server(options)
         .context(SetupSnafu)?
         .start()
@@ -109,19 +121,9 @@ async fn main() -> Result<(), Error> {
         address = %running.local_addr(),
         health = ?running.health_addr(),
         service = %format!("{}.{}", cli.service_name, cli.namespace),
+        ca_secret = %if cli.single_process { "(in memory)" } else { ca_secret },
         inject_ca_bundle = cli.inject_ca_bundle,
         "serving CronTab conversions"
     );
-    if let Some(handle) = &injector {
-        let mut status = handle.status();
-        tokio::spawn(async move {
-            if status.wait_for(InjectionStatus::is_ready).await.is_ok() {
-                tracing::info!("caBundle injected into the CRD");
-            }
-        });
-    }
-    let result = running.wait().await.context(ServeSnafu);
-    // The injector stops with the server (dropping its handle stops it).
-    drop(injector);
-    result
+    running.wait().await.context(ServeSnafu)
 }

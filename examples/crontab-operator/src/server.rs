@@ -1,6 +1,7 @@
 //! The conversion webhook server of the CronTab operator: the [`router`](crate::router) mounted
-//! on [`CONVERT_PATH`](crate::crd::CONVERT_PATH) of a `stackable-webhook` HTTPS server, with
-//! certificates generated in process by the `stackable-certs` rotation driver.
+//! on [`CONVERT_PATH`](crate::crd::CONVERT_PATH) of a `stackable-webhook` HTTPS server. The binary
+//! shares its CA with every replica through a Secret (`stackable-cainject`'s
+//! `ServingCertificates`); tests use an in-memory CA.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#configure-customresourcedefinition-to-use-conversion-webhooks>.
 
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use snafu::{ResultExt, Snafu};
 use stackable_certs::LeafOptions;
 use stackable_conversion::BuildError;
-use stackable_webhook::{CertSource, ServerError, WebhookServer};
+use stackable_webhook::{CertSource, Limits, ServerError, WebhookServer};
 
 use crate::crd::CONVERT_PATH;
 
@@ -39,13 +40,16 @@ pub struct ServerOptions {
     pub health_bind: Option<SocketAddr>,
     /// Where the serving certificate comes from.
     pub certificates: CertSource,
-    /// Stop on SIGTERM/SIGINT.
+    /// Stop on SIGTERM/SIGINT (after draining, see [`Limits::drain_period`]).
     pub handle_signals: bool,
+    /// Timeouts, body limit, drain period.
+    pub limits: Limits,
 }
 
 impl ServerOptions {
-    /// Certificates generated in memory for the Service `name.namespace` (and the extra IPs).
-    pub fn generated(
+    /// Certificates in this process's memory for the Service `name.namespace` (and the extra
+    /// IPs): for tests and a single process; the binary shares its CA through a Secret.
+    pub fn in_memory(
         bind: SocketAddr,
         service_name: &str,
         namespace: &str,
@@ -58,8 +62,9 @@ impl ServerOptions {
         Self {
             bind,
             health_bind: None,
-            certificates: CertSource::generated(leaf),
+            certificates: CertSource::in_memory(leaf),
             handle_signals: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -71,6 +76,7 @@ pub fn webhook_server(options: ServerOptions) -> Result<WebhookServer, Error> {
         .bind(options.bind)
         .certificates(options.certificates)
         .handle_signals(options.handle_signals)
+        .limits(options.limits)
         // With stackable-conversion's `webhook` feature the router is a `Converter` itself.
         .conversion(CONVERT_PATH, router);
     if let Some(health) = options.health_bind {

@@ -51,7 +51,7 @@ where
 #[tokio::test]
 async fn crontab_conversion_through_a_real_api_server() {
     // The webhook, on a free port, with a certificate for 127.0.0.1.
-    let mut options = ServerOptions::generated(
+    let mut options = ServerOptions::in_memory(
         "127.0.0.1:0".parse().unwrap(),
         "crontab-operator",
         "e2e",

@@ -134,7 +134,7 @@ async fn main() -> Result<(), Error> {
             );
             CertSource::Rotation(rotation)
         }
-        None => CertSource::generated(leaf),
+        None => CertSource::in_memory(leaf),
     };
     let mut builder = WebhookServer::builder()
         .bind(args.bind)

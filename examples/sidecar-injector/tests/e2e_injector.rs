@@ -48,7 +48,7 @@ async fn injects_and_validates_through_the_api_server() {
     let builder = WebhookServer::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .handle_signals(false)
-        .certificates(CertSource::generated(leaf));
+        .certificates(CertSource::in_memory(leaf));
     let server = sidecar_injector::mount(
         builder,
         InjectorConfig {
