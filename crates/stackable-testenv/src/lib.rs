@@ -27,6 +27,7 @@
 pub mod assets;
 pub mod build;
 pub mod env;
+pub mod forwarder;
 pub mod pki;
 pub mod ports;
 mod process;
