@@ -29,6 +29,8 @@ use tokio::net::TcpStream;
 
 use crate::{assets, assets::Binaries, pki, ports::free_port, process::ManagedProcess};
 
+mod faults;
+
 /// The field manager used for server-side apply.
 pub const FIELD_MANAGER: &str = "stackable-testenv";
 
@@ -158,6 +160,13 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// [`TestEnv::start_apiserver`] was called while kube-apiserver runs.
+    #[snafu(display("kube-apiserver is already running (pid {pid}); stop it first"))]
+    ApiserverRunning {
+        /// Its process id.
+        pid: u32,
+    },
+
     /// A CRD without a name was given.
     #[snafu(display("a CRD has no metadata.name"))]
     CrdWithoutName,
@@ -280,6 +289,8 @@ impl TestEnvBuilder {
         let env = TestEnv {
             apiserver,
             etcd,
+            apiserver_args,
+            startup_timeout: self.startup_timeout,
             binaries,
             config,
             server_url,
@@ -302,6 +313,9 @@ pub struct TestEnv {
     // Drop order matters: the processes are stopped in `Drop`, then the folder is removed.
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
+    /// The flags kube-apiserver was started with, for a restart.
+    apiserver_args: Vec<String>,
+    startup_timeout: Duration,
     binaries: Binaries,
     config: Config,
     server_url: String,
@@ -366,7 +380,8 @@ impl TestEnv {
         self.dir.path()
     }
 
-    /// The process ids of kube-apiserver and etcd.
+    /// The process ids of kube-apiserver and etcd (the apiserver's last one while it is
+    /// stopped, see [`Self::stop_apiserver`]).
     pub fn pids(&self) -> [u32; 2] {
         [self.apiserver.id(), self.etcd.id()]
     }

@@ -27,9 +27,11 @@
 pub mod assets;
 pub mod build;
 pub mod env;
+pub mod forwarder;
 pub mod pki;
 pub mod ports;
 mod process;
+pub mod replicas;
 pub mod webhooks;
 
 pub use assets::Binaries;
@@ -37,3 +39,13 @@ pub use env::{Error, TestEnv, TestEnvBuilder, webhook_service_dns_names};
 
 /// The Kubernetes release this crate builds and tests against.
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
+
+/// The README's example, compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// The guide's examples, compiled as doctests.
+#[doc = include_str!("../../../docs/testenv.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;

@@ -7,7 +7,7 @@
 //! `go/internal/watchdog`), and is killed and reaped on drop.
 
 use std::{
-    fs::File,
+    fs::OpenOptions,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
@@ -28,14 +28,15 @@ pub(crate) struct ManagedProcess {
 }
 
 impl ManagedProcess {
-    /// Starts `program` with `args`, output appended to `log`.
+    /// Starts `program` with `args`, output appended to `log` (created if missing, so a
+    /// restarted process adds to the log of the one before).
     pub(crate) fn spawn(
         name: &'static str,
         program: &Path,
         args: &[String],
         log: PathBuf,
     ) -> std::io::Result<Self> {
-        let out = File::create(&log)?;
+        let out = OpenOptions::new().create(true).append(true).open(&log)?;
         let err = out.try_clone()?;
         let mut child = Command::new(program)
             .args(args)
