@@ -223,9 +223,7 @@ struct Observed {
 impl Observed {
     fn new(targets: impl IntoIterator<Item = String>) -> Self {
         Observed {
-            targets: Arc::new(Mutex::new(
-                targets.into_iter().map(|t| (t, None)).collect(),
-            )),
+            targets: Arc::new(Mutex::new(targets.into_iter().map(|t| (t, None)).collect())),
             published: Arc::new(watch::channel(PublishedTrust::observed([])).0),
             listed: Arc::new(watch::channel(false).0),
         }

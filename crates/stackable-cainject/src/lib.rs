@@ -33,7 +33,7 @@ pub mod target;
 pub use apply::{ApplyError, Outcome, Writer};
 pub use bundle::{BundleError, TrustBundle};
 pub use injector::{BundleSource, CaInjector, InjectionStatus, InjectorHandle, TargetState};
-pub use serving::{CertificatesStatus, RunningCertificates, ServingCertificates};
 #[cfg(feature = "clap")]
 pub use serving::ServingCertificatesArgs;
+pub use serving::{CertificatesStatus, RunningCertificates, ServingCertificates};
 pub use target::{Target, TargetKind, WebhookSelection};

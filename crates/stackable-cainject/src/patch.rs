@@ -233,9 +233,9 @@ pub fn published_bundles(target: &Target, current: &Value) -> Vec<Option<String>
                 .unwrap_or_default()
         }
         TargetKind::ApiService => vec![decode(str_at(current, "/spec/caBundle"))],
-        TargetKind::ConfigMap => vec![
-            str_at(current, &format!("/data/{CONFIG_MAP_KEY}")).map(str::to_owned),
-        ],
+        TargetKind::ConfigMap => {
+            vec![str_at(current, &format!("/data/{CONFIG_MAP_KEY}")).map(str::to_owned)]
+        }
     }
 }
 

@@ -36,8 +36,8 @@ use snafu::{ResultExt as _, Snafu};
 use stackable_certs::{
     LeafOptions, ServingMaterial,
     rotation::{
-        InMemoryStore, PolicyError, PublishedTrust, RotationDriver, RotationPolicy,
-        RotationStatus, RunningRotation, Store, kube::SecretStore,
+        InMemoryStore, PolicyError, PublishedTrust, RotationDriver, RotationPolicy, RotationStatus,
+        RunningRotation, Store, kube::SecretStore,
     },
 };
 use tokio::{sync::watch, task::JoinHandle};
@@ -180,8 +180,11 @@ impl ServingCertificates {
         let (material_tx, material) = watch::channel::<Option<Arc<ServingMaterial>>>(None);
         let (status_tx, status) = watch::channel(CertificatesStatus::starting(&self.targets));
         let injector = (!self.targets.is_empty()).then(|| {
-            let mut injector =
-                CaInjector::new(self.client.clone(), &self.field_manager, self.targets.clone());
+            let mut injector = CaInjector::new(
+                self.client.clone(),
+                &self.field_manager,
+                self.targets.clone(),
+            );
             if let Some(reporter) = self.reporter.clone() {
                 injector = injector.with_events(reporter);
             }

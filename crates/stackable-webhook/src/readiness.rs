@@ -133,12 +133,23 @@ mod tests {
             }),
         );
         let error = readiness.check(&resolver, &metrics).unwrap_err();
-        assert!(error.contains("bundle: CA not in every caBundle"), "{error}");
-        assert!(metrics.encode().contains("webhook_ready{check=\"bundle\"} 0"));
+        assert!(
+            error.contains("bundle: CA not in every caBundle"),
+            "{error}"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains("webhook_ready{check=\"bundle\"} 0")
+        );
         flag.store(true, Ordering::SeqCst);
         let error = readiness.check(&resolver, &metrics).unwrap_err();
         assert!(!error.contains("bundle"), "{error}");
-        assert!(metrics.encode().contains("webhook_ready{check=\"bundle\"} 1"));
+        assert!(
+            metrics
+                .encode()
+                .contains("webhook_ready{check=\"bundle\"} 1")
+        );
 
         readiness.start_draining();
         assert!(readiness.is_draining());
