@@ -9,12 +9,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use sidecar_injector::InjectorConfig;
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::{CaInjector, InjectionStatus, Target};
-use stackable_certs::{
-    LeafOptions,
-    rotation::{RotationDriver, RotationPolicy},
-};
+use stackable_cainject::{ServingCertificates, ServingCertificatesArgs, Target};
+use stackable_certs::LeafOptions;
 use stackable_webhook::{CertSource, FileSource, Limits, WebhookServer};
+
+/// The Secret holding the shared CA when `--ca-secret` is not given.
+const DEFAULT_CA_SECRET: &str = "sidecar-injector-webhook-ca";
 
 #[derive(Debug, Snafu)]
 enum Error {
@@ -28,12 +28,7 @@ enum Error {
         source: stackable_webhook::ServerError,
     },
 
-    #[snafu(display("could not generate the serving certificates"))]
-    Certificates {
-        source: stackable_certs::rotation::Error,
-    },
-
-    #[snafu(display("could not configure a Kubernetes client for CA injection"))]
+    #[snafu(display("could not configure a Kubernetes client (KUBECONFIG or in-cluster)"))]
     KubeClient { source: kube::Error },
 
     #[snafu(display("failed to write the CA bundle to {}", path.display()))]
@@ -55,20 +50,27 @@ struct Args {
     #[arg(long, env = "HEALTH_BIND")]
     health_bind: Option<SocketAddr>,
 
-    /// Directory with tls.crt and tls.key (a cert-manager Secret mount). Without it an
-    /// in-memory CA and leaf are generated.
-    #[arg(long, env = "CERT_DIR")]
+    /// Directory with tls.crt and tls.key (a cert-manager Secret mount) instead of the shared
+    /// CA Secret; whoever writes the files owns the caBundle.
+    #[arg(long, env = "CERT_DIR", conflicts_with_all = ["in_memory", "inject_ca_bundle"])]
     cert_dir: Option<PathBuf>,
 
-    /// Service name for the generated leaf certificate.
+    /// A CA in this process's memory, no Kubernetes API access at all: for a local run of one
+    /// process (with `--ca-bundle-out`). Replicas share a CA through `--ca-secret` (the
+    /// default).
+    #[arg(long, env = "IN_MEMORY", conflicts_with = "inject_ca_bundle")]
+    in_memory: bool,
+
+    /// Service name for the leaf certificate.
     #[arg(long, env = "SERVICE_NAME", default_value = "sidecar-injector")]
     service_name: String,
 
-    /// Namespace for the generated leaf certificate.
+    /// Namespace of that Service and of the CA Secret (the Pod's namespace).
     #[arg(long, env = "NAMESPACE", default_value = "default")]
     namespace: String,
 
-    /// Write the generated CA bundle (PEM) here, for the webhook configurations' caBundle.
+    /// Write the CA bundle (PEM) here once it is known, for the webhook configurations'
+    /// caBundle (with `--in-memory`).
     #[arg(long, env = "CA_BUNDLE_OUT")]
     ca_bundle_out: Option<PathBuf>,
 
@@ -80,10 +82,10 @@ struct Args {
     )]
     sidecar_image: String,
 
-    /// Inject the generated CA bundle in-process (stackable-cainject) into the Mutating- and
-    /// ValidatingWebhookConfiguration named by `--webhook-configuration`. Needs RBAC `patch`
-    /// on both; not possible with `--cert-dir` (whoever writes the files owns the bundle).
-    #[arg(long, env = "INJECT_CA_BUNDLE", conflicts_with = "cert_dir")]
+    /// Keep the CA bundle in the caBundle of the Mutating- and ValidatingWebhookConfiguration
+    /// named by `--webhook-configuration` (stackable-cainject, in-process). Needs RBAC `get`,
+    /// `watch`, `patch` on both.
+    #[arg(long, env = "INJECT_CA_BUNDLE")]
     inject_ca_bundle: bool,
 
     /// Name of both webhook configurations (for `--inject-ca-bundle`).
@@ -97,6 +99,13 @@ struct Args {
     /// Offer HTTP/2 (off by default, see the HTTP/2 Rapid Reset CVEs).
     #[arg(long, env = "HTTP2")]
     http2: bool,
+
+    /// How long `/readyz` answers 503 after SIGTERM while connections are still accepted.
+    #[arg(long, env = "DRAIN_PERIOD", value_parser = humantime::parse_duration, default_value = "5s")]
+    drain_period: Duration,
+
+    #[command(flatten)]
+    certificates: ServingCertificatesArgs,
 }
 
 #[tokio::main]
@@ -114,33 +123,36 @@ async fn main() -> Result<(), Error> {
     };
 
     let leaf = LeafOptions::for_service(args.service_name.as_str(), args.namespace.as_str());
-    let mut injector = None;
     let certificates = match &args.cert_dir {
         Some(dir) => CertSource::Files(FileSource::dir(dir)),
-        None if args.inject_ca_bundle => {
-            // One rotation driver feeds the server and the injector: a CA rotation reaches
-            // the serving certificate and both webhook configurations from the same event.
-            let rotation = RotationDriver::new(RotationPolicy::default(), leaf)
-                .start()
-                .await
-                .context(CertificatesSnafu)?;
+        None if args.in_memory => CertSource::in_memory(leaf),
+        None => {
+            // Every replica shares the CA in one Secret and serves a leaf of its own; the
+            // server reports ready only while that CA is in both configurations' caBundle.
             let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
-            let targets = [
-                Target::mutating_webhook(args.webhook_configuration.as_str()),
-                Target::validating_webhook(args.webhook_configuration.as_str()),
-            ];
-            injector = Some(
-                CaInjector::new(client, "sidecar-injector", targets).start(rotation.subscribe()),
-            );
-            CertSource::Rotation(rotation)
+            let mut shared = ServingCertificates::shared(
+                client,
+                &args.namespace,
+                args.certificates.ca_secret_or(DEFAULT_CA_SECRET),
+                leaf,
+            )
+            .policy(args.certificates.policy())
+            .field_manager("sidecar-injector");
+            if args.inject_ca_bundle {
+                shared = shared.inject_into([
+                    Target::mutating_webhook(args.webhook_configuration.as_str()),
+                    Target::validating_webhook(args.webhook_configuration.as_str()),
+                ]);
+            }
+            shared.into()
         }
-        None => CertSource::in_memory(leaf),
     };
     let mut builder = WebhookServer::builder()
         .bind(args.bind)
         .http2(args.http2)
         .limits(Limits {
             shutdown_grace: Duration::from_secs(20),
+            drain_period: args.drain_period,
             ..Limits::default()
         })
         .certificates(certificates);
@@ -158,16 +170,5 @@ async fn main() -> Result<(), Error> {
         std::fs::write(path, bundle).context(WriteCaBundleSnafu { path: path.clone() })?;
         tracing::info!(path = %path.display(), "wrote the CA bundle");
     }
-    if let Some(handle) = &injector {
-        let mut status = handle.status();
-        tokio::spawn(async move {
-            if status.wait_for(InjectionStatus::is_ready).await.is_ok() {
-                tracing::info!("caBundle injected into both webhook configurations");
-            }
-        });
-    }
-    let result = server.wait().await.context(ServeSnafu);
-    // The injector stops with the server (dropping its handle stops it).
-    drop(injector);
-    result
+    server.wait().await.context(ServeSnafu)
 }
