@@ -94,7 +94,7 @@ async fn demo(args: Args) -> Result {
 
     step(
         3,
-        "CronTab operator: own CA, caBundle injected into its CRD, conversion webhook served",
+        "CronTab operator: CA in a Secret its replicas share, caBundle injected into its CRD, conversion webhook served",
     );
     let crontab = Operator::start(
         &env,
@@ -128,6 +128,18 @@ async fn demo(args: Args) -> Result {
         "caBundle injected: {} bytes of PEM",
         bundle.0.len()
     ));
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let secret = secrets.get("crontab-operator-webhook-ca").await?;
+    let keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
+    show(&format!(
+        "the CA lives in Secret {NAMESPACE}/crontab-operator-webhook-ca ({}): every replica serves a leaf from it",
+        keys.join(", ")
+    ));
+    check(
+        keys.iter().any(|k| k == "ca.crt") && keys.iter().any(|k| k == "rotation-state.json"),
+        "the shared CA Secret holds ca.crt and the rotation state",
+    )?;
     crontab.wait_ready().await?;
 
     step(

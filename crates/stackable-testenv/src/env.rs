@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use crate::{assets, assets::Binaries, pki, ports::free_port, process::ManagedProcess};
 
 mod faults;
+mod identity;
 
 /// The field manager used for server-side apply.
 pub const FIELD_MANAGER: &str = "stackable-testenv";
@@ -165,6 +166,28 @@ pub enum Error {
     ApiserverRunning {
         /// Its process id.
         pid: u32,
+    },
+
+    /// A file could not be read (or kubectl could not be run).
+    #[snafu(display("cannot read {path:?}"))]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// The binaries have no kubectl.
+    #[snafu(display("the test control plane has no kubectl (see stackable_testenv::build)"))]
+    NoKubectl,
+
+    /// `kubectl apply` failed.
+    #[snafu(display("kubectl apply -f {path:?} failed: {stderr}"))]
+    KubectlFailed {
+        /// The manifest.
+        path: PathBuf,
+        /// What kubectl printed on stderr.
+        stderr: String,
     },
 
     /// A CRD without a name was given.

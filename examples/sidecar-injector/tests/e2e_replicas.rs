@@ -3,6 +3,8 @@
 //! webhook configurations, while labelled Pods are created in a loop and the replicas are
 //! rolled (a new one started and ready, then the old one SIGTERMed) twice over. Every Pod must
 //! be admitted and carry the sidecar: 0 refused for webhook errors (`failurePolicy: Fail`).
+//! The replicas run as the ServiceAccount of `deploy/rbac.yaml` (impersonated), in its
+//! namespace, so the deploy RBAC is shown to be enough.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,7 +28,10 @@ use stackable_testenv::{
 };
 
 const SERVICE: &str = "sidecar-injector";
-const CONFIGURATION: &str = "sidecar-injector-replicas";
+/// The names of `deploy/`: namespace, configurations, ServiceAccount.
+const NAMESPACE: &str = "sidecar-injector";
+const CONFIGURATION: &str = "sidecar-injector";
+const SERVICE_ACCOUNT: &str = "system:serviceaccount:sidecar-injector:sidecar-injector";
 
 fn pod(name: &str, limits: bool) -> Pod {
     let resources = if limits {
@@ -46,8 +51,14 @@ fn pod(name: &str, limits: bool) -> Pod {
 async fn pods_are_admitted_while_two_replicas_are_rolled() {
     let env = TestEnv::start().await.unwrap();
     let client = env.client().unwrap();
-    let namespace = env.create_namespace("injector-replicas").await.unwrap();
-    env.create_external_name_service(&namespace, SERVICE)
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+    env.kubectl_apply(format!("{deploy}/namespace.yaml"))
+        .unwrap();
+    env.kubectl_apply(format!("{deploy}/rbac.yaml")).unwrap();
+    let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
+    // The webhooks exclude their own namespace (as deploy/webhooks.yaml does): Pods elsewhere.
+    let namespace = env.create_namespace("apps").await.unwrap();
+    env.create_external_name_service(NAMESPACE, SERVICE)
         .await
         .unwrap();
     let forwarder = Forwarder::builder()
@@ -57,7 +68,7 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
         .unwrap();
     let port = forwarder.local_addr().port();
     let hook = |name: &str, path: &str| {
-        LocalWebhook::service(name, &namespace, SERVICE, port, path)
+        LocalWebhook::service(name, NAMESPACE, SERVICE, port, path)
             .rule("", "v1", "pods", &["CREATE"])
             .in_namespace(&namespace)
             .object_label(INJECT_LABEL, "true")
@@ -83,9 +94,9 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
         .await
         .unwrap();
 
-    let ns = namespace.clone();
     let mut replicas = Replicas::builder(env!("CARGO_BIN_EXE_sidecar-injector"))
         .test_env(&env)
+        .kubeconfig(kubeconfig)
         .name_prefix("sidecar-injector")
         .behind(&forwarder)
         .readiness_path("/readyz")
@@ -97,7 +108,7 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
                 format!("--bind={}", r.https),
                 format!("--health-bind={}", r.health),
                 format!("--service-name={SERVICE}"),
-                format!("--namespace={ns}"),
+                format!("--namespace={NAMESPACE}"),
                 "--inject-ca-bundle".to_owned(),
                 format!("--webhook-configuration={CONFIGURATION}"),
                 "--drain-period=2s".to_owned(),

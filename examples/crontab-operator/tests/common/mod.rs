@@ -47,6 +47,10 @@ use tokio::task::JoinHandle;
 
 /// The Service the CRD's conversion webhook points at.
 pub const SERVICE: &str = "crontab-operator";
+/// The namespace of `deploy/rbac.yaml`.
+pub const NAMESPACE: &str = "crontab-operator";
+/// The ServiceAccount of `deploy/rbac.yaml`; the replicas run as it.
+pub const SERVICE_ACCOUNT: &str = "system:serviceaccount:crontab-operator:crontab-operator";
 /// The Secret the replicas share.
 pub const CA_SECRET: &str = "crontab-operator-webhook-ca";
 /// CronTabs created for the readers.
@@ -63,12 +67,17 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Starts the control plane, the Service, the forwarder, the CRD (empty caBundle) and
-    /// `replicas` processes of the operator at the same moment, each with `extra_args`.
+    /// Starts the control plane, applies `deploy/rbac.yaml`, creates the Service, the
+    /// forwarder, the CRD (empty caBundle) and `replicas` processes of the operator at the
+    /// same moment, each with `extra_args`, running as the deploy ServiceAccount (so its RBAC
+    /// is shown to be enough).
     pub async fn start(replicas: usize, extra_args: &[&str]) -> Harness {
         let env = TestEnv::start().await.expect("control plane");
         let client = env.client().unwrap();
-        let namespace = env.create_namespace("replicas").await.unwrap();
+        env.kubectl_apply(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
+            .unwrap();
+        let namespace = NAMESPACE.to_owned();
+        let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
         env.create_external_name_service(&namespace, SERVICE)
             .await
             .unwrap();
@@ -111,6 +120,7 @@ impl Harness {
         let ns = namespace.clone();
         let replicas = Replicas::builder(env!("CARGO_BIN_EXE_crontab-operator"))
             .test_env(&env)
+            .kubeconfig(kubeconfig)
             .name_prefix("crontab-operator")
             .behind(&forwarder)
             .readiness_path("/readyz")
