@@ -43,7 +43,7 @@ use stackable_certs::{
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    injector::{CaInjector, InjectionStatus, InjectorHandle},
+    injector::{CaInjector, InjectionStatus, InjectorHandle, TargetState},
     target::Target,
 };
 
@@ -362,9 +362,13 @@ fn compose(rotation: RotationStatus, injection: Option<InjectionStatus>) -> Cert
             .map(|i| {
                 i.targets
                     .iter()
-                    .map(|(target, state)| format!("{target}: {state:?}"))
+                    .map(|(target, state)| match state {
+                        TargetState::Pending => format!("{target}: not injected yet"),
+                        TargetState::Injected => format!("{target}: injected"),
+                        TargetState::Failed(reason) => format!("{target}: {reason}"),
+                    })
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join("; ")
             })
             .unwrap_or_default();
         Some(format!(
