@@ -16,9 +16,9 @@ use kube::{
 };
 use serde_json::Value;
 use snafu::{ResultExt, Snafu};
+use stackable_certs::CaBundle;
 
 use crate::{
-    bundle::TrustBundle,
     patch::{self, PatchError},
     target::Target,
 };
@@ -237,11 +237,7 @@ impl Writer {
     }
 
     /// Writes `bundle` into `target` unless it is already there.
-    pub async fn inject(
-        &self,
-        target: &Target,
-        bundle: &TrustBundle,
-    ) -> Result<Outcome, ApplyError> {
+    pub async fn inject(&self, target: &Target, bundle: &CaBundle) -> Result<Outcome, ApplyError> {
         let current = self.get(target).await?;
         self.inject_into(target, &current, bundle).await
     }
@@ -252,7 +248,7 @@ impl Writer {
         &self,
         target: &Target,
         current: &Value,
-        bundle: &TrustBundle,
+        bundle: &CaBundle,
     ) -> Result<Outcome, ApplyError> {
         let pem = bundle.to_pem();
         let body = patch::apply_body(target, current, &pem).context(InvalidTargetSnafu {
@@ -333,8 +329,8 @@ mod tests {
                             "metadata": { "name": "v1.x.io", "resourceVersion": "1" }, "spec": spec })
     }
 
-    fn ca() -> TrustBundle {
-        TrustBundle::from_pem(crate::bundle::tests::CA_A).unwrap()
+    fn ca() -> CaBundle {
+        CaBundle::from_pem(include_str!("../tests/fixtures/ca-a.pem")).unwrap()
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,12 +27,11 @@ use kube::{
         watcher::{self, Event},
     },
 };
-use stackable_certs::{Certificate, rotation::PublishedTrust};
+use stackable_certs::{CaBundle, Certificate, rotation::PublishedTrust};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
 use crate::{
     apply::{ApplyError, Outcome, Writer},
-    bundle::TrustBundle,
     patch,
     target::Target,
 };
@@ -69,13 +68,7 @@ impl BundleSource for stackable_certs::ServingMaterial {
     }
 }
 
-impl BundleSource for stackable_certs::CaBundle {
-    fn bundle_pem(&self) -> Option<String> {
-        Some(self.to_pem())
-    }
-}
-
-impl BundleSource for TrustBundle {
+impl BundleSource for CaBundle {
     fn bundle_pem(&self) -> Option<String> {
         Some(self.to_pem())
     }
@@ -173,7 +166,7 @@ impl CaInjector {
         let status_tx = Arc::new(status_tx);
         let observed = Observed::new(self.targets.iter().map(ToString::to_string));
         let published = observed.subscribe();
-        let (bundle_tx, bundle_rx) = watch::channel::<Option<Arc<TrustBundle>>>(None);
+        let (bundle_tx, bundle_rx) = watch::channel::<Option<Arc<CaBundle>>>(None);
         let recorder = self
             .reporter
             .clone()
@@ -399,7 +392,7 @@ pub(crate) async fn publish_event(
 
 async fn validate_source<S: BundleSource>(
     mut source: watch::Receiver<S>,
-    bundle_tx: watch::Sender<Option<Arc<TrustBundle>>>,
+    bundle_tx: watch::Sender<Option<Arc<CaBundle>>>,
     status: Arc<watch::Sender<InjectionStatus>>,
     recorder: Option<Recorder>,
     targets: Vec<Target>,
@@ -407,7 +400,7 @@ async fn validate_source<S: BundleSource>(
     loop {
         let pem = source.borrow_and_update().bundle_pem();
         if let Some(pem) = pem {
-            match TrustBundle::from_pem(&pem) {
+            match CaBundle::from_pem(&pem) {
                 Ok(bundle) => {
                     status.send_modify(|s| s.refused = None);
                     bundle_tx.send_if_modified(|current| {
@@ -447,7 +440,7 @@ async fn validate_source<S: BundleSource>(
 struct TargetTask {
     writer: Writer,
     target: Target,
-    bundles: watch::Receiver<Option<Arc<TrustBundle>>>,
+    bundles: watch::Receiver<Option<Arc<CaBundle>>>,
     status: Arc<watch::Sender<InjectionStatus>>,
     observed: Observed,
     recorder: Option<Recorder>,
@@ -482,7 +475,7 @@ impl TargetTask {
             watcher::Config::default().fields(&format!("metadata.name={}", self.target.name()));
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
 
-        let mut bundle: Option<Arc<TrustBundle>> = self.bundles.borrow_and_update().clone();
+        let mut bundle: Option<Arc<CaBundle>> = self.bundles.borrow_and_update().clone();
         // The object as last seen by the watch; `None` until seen.
         let mut current: Option<serde_json::Value> = None;
         let mut retry_at: Option<Instant> = None;

@@ -21,17 +21,13 @@
 //! # }
 //! ```
 
-pub mod annotations;
 pub mod apply;
-pub mod bundle;
-pub mod index;
 pub mod injector;
 pub mod patch;
 pub mod serving;
 pub mod target;
 
 pub use apply::{ApplyError, Outcome, Writer};
-pub use bundle::{BundleError, TrustBundle};
 pub use injector::{BundleSource, CaInjector, InjectionStatus, InjectorHandle, TargetState};
 #[cfg(feature = "clap")]
 pub use serving::ServingCertificatesArgs;

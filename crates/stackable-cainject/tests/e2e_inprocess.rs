@@ -13,7 +13,7 @@ use kube::{
     api::{DynamicObject, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use stackable_cainject::{CaInjector, Target, TargetKind, TargetState, TrustBundle};
+use stackable_cainject::{CaInjector, Target, TargetKind, TargetState};
 use stackable_certs::{
     CaBundle, LeafOptions, ServingMaterial,
     ca::{CaOptions, CertificateAuthority},
@@ -104,7 +104,7 @@ fn bundles(object: &Value) -> Vec<Option<String>> {
 
 /// The bundle as the injector writes it: the same certificates in the same order, LF PEM.
 fn canonical(pem: &str) -> String {
-    TrustBundle::from_pem(pem).unwrap().to_pem()
+    stackable_certs::CaBundle::from_pem(pem).unwrap().to_pem()
 }
 
 fn resource_version(object: &Value) -> String {
@@ -264,7 +264,12 @@ async fn injects_rotates_repairs_and_stays_idle() {
     let new_ca = CertificateAuthority::new(&CaOptions::new("new-ca")).unwrap();
     let rotated = material(&[&old_ca, &new_ca], &new_ca);
     let rotated_pem = canonical(&rotated.ca_bundle_pem());
-    assert_eq!(TrustBundle::from_pem(&rotated_pem).unwrap().len(), 2);
+    assert_eq!(
+        stackable_certs::CaBundle::from_pem(&rotated_pem)
+            .unwrap()
+            .len(),
+        2
+    );
     assert_ne!(rotated_pem, first_pem);
     tx.send_replace(rotated);
     for (kind, name) in targets {

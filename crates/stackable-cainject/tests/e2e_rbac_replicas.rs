@@ -10,7 +10,7 @@ use kube::{
     api::{DynamicObject, PostParams},
 };
 use serde_json::{Value, json};
-use stackable_cainject::{CaInjector, Target, TargetKind, TargetState, TrustBundle, Writer};
+use stackable_cainject::{CaInjector, Target, TargetKind, TargetState, Writer};
 use stackable_certs::ca::{CaOptions, CertificateAuthority};
 use stackable_testenv::TestEnv;
 use tokio::sync::watch;
@@ -95,7 +95,7 @@ async fn forbidden_names_the_missing_rule_and_replicas_do_not_fight() {
     let reader = Client::try_from(config).unwrap();
 
     let ca = CertificateAuthority::new(&CaOptions::new("rbac-ca")).unwrap();
-    let bundle = TrustBundle::from_pem(ca.certificate().to_pem()).unwrap();
+    let bundle = stackable_certs::CaBundle::from_pem(&ca.certificate().to_pem()).unwrap();
     let target = Target::crd(CRD_NAME);
     // RBAC caches may need a moment: retry until the answer is a 403 on patch.
     let mut message = String::new();

@@ -1,13 +1,18 @@
 //! `stackable-cainjector`: the standalone caBundle injector (see the crate README).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use kube::runtime::events::Reporter;
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::annotations::ObjectKey;
-use stackable_cainjector::{Config, Metrics, ServiceCa, controller};
+use stackable_cainjector::{
+    ApiServerCa, Config, Metrics, ServiceCa, annotations::ObjectKey, controller, http,
+};
 use tracing_subscriber::EnvFilter;
+
+/// Where a Pod's service account CA is mounted (the kubelet updates it when the cluster CA
+/// rotates).
+const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
 /// Injects caBundle into objects annotated for cert-manager's cainjector or OpenShift's
 /// service CA operator.
@@ -32,9 +37,36 @@ struct Cli {
     namespaces: Vec<String>,
 
     /// `<namespace>/<secret>` whose `ca.crt` is injected for
-    /// `service.beta.openshift.io/inject-cabundle`; the API server CA when absent.
+    /// `service.beta.openshift.io/inject-cabundle`. Without it (or
+    /// `--service-ca-from-api-server`) that annotation is refused.
     #[arg(long, env = "CAINJECTOR_SERVICE_CA_SECRET")]
     service_ca_secret: Option<String>,
+
+    /// Inject the API server CA for `service.beta.openshift.io/inject-cabundle`.
+    #[arg(
+        long,
+        env = "CAINJECTOR_SERVICE_CA_FROM_API_SERVER",
+        conflicts_with = "service_ca_secret"
+    )]
+    service_ca_from_api_server: bool,
+
+    /// Also inject into ConfigMaps (`data["service-ca.crt"]`). Needs the RBAC of
+    /// `deploy/rbac-configmaps.yaml`. A ConfigMap only gets a CA from its own namespace.
+    #[arg(long, env = "CAINJECTOR_CONFIG_MAPS")]
+    config_maps: bool,
+
+    /// Every target is checked again this often (with jitter), even without a change.
+    #[arg(long, env = "CAINJECTOR_RESYNC_PERIOD", value_parser = humantime::parse_duration, default_value = "10m")]
+    resync_period: Duration,
+
+    /// Reconciliations running at once.
+    #[arg(long, env = "CAINJECTOR_CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+
+    /// The API server CA file for `cert-manager.io/inject-apiserver-ca` (re-read when it
+    /// changes). Default: the service account's CA in a Pod, else the kubeconfig's CA.
+    #[arg(long, env = "CAINJECTOR_API_SERVER_CA_FILE")]
+    api_server_ca_file: Option<PathBuf>,
 
     /// Address of the metrics endpoint (`GET /metrics`); empty disables it.
     #[arg(
@@ -70,6 +102,9 @@ enum Error {
 
     #[snafu(display("the controller stopped"))]
     Controller { source: controller::Error },
+
+    #[snafu(display("cannot start the metrics endpoint"))]
+    Metrics { source: http::Error },
 }
 
 #[tokio::main]
@@ -83,7 +118,8 @@ async fn main() -> Result<(), Error> {
     let cli = Cli::parse();
 
     let service_ca = match &cli.service_ca_secret {
-        None => ServiceCa::ApiServerCa,
+        None if cli.service_ca_from_api_server => ServiceCa::ApiServerCa,
+        None => ServiceCa::None,
         Some(value) => match value.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
                 ServiceCa::Secret(ObjectKey::new(ns, name))
@@ -93,7 +129,13 @@ async fn main() -> Result<(), Error> {
     };
 
     let kube_config = kube::Config::infer().await.context(KubeConfigSnafu)?;
-    let api_server_ca = kube_config.root_cert.as_deref().map(controller::der_to_pem);
+    let in_cluster = PathBuf::from(IN_CLUSTER_CA);
+    let api_server_ca = match (&cli.api_server_ca_file, &kube_config.root_cert) {
+        (Some(path), _) => ApiServerCa::File(path.clone()),
+        (None, _) if in_cluster.exists() => ApiServerCa::File(in_cluster),
+        (None, Some(der)) => ApiServerCa::Pem(stackable_certs::CaBundle::der_to_pem(der)),
+        (None, None) => ApiServerCa::Unknown,
+    };
     let client = kube::Client::try_from(kube_config).context(KubeClientSnafu)?;
 
     let metrics = Metrics::new();
@@ -101,24 +143,25 @@ async fn main() -> Result<(), Error> {
         let address: SocketAddr = cli.metrics_address.parse().context(MetricsAddressSnafu {
             value: cli.metrics_address.clone(),
         })?;
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(error) = metrics.serve(address).await {
-                tracing::error!(%error, "the metrics endpoint stopped");
-            }
-        });
+        let endpoint = http::Endpoint::bind(address, metrics.clone())
+            .await
+            .context(MetricsSnafu)?;
+        tokio::spawn(endpoint.serve());
     }
 
-    let config = Config {
-        field_manager: cli.field_manager,
-        namespaces: cli.namespaces,
-        api_server_ca,
-        service_ca,
-        reporter: Reporter {
+    let mut config = Config::new(
+        cli.field_manager,
+        Reporter {
             controller: "stackable-cainjector".to_owned(),
             instance: cli.pod_name,
         },
-    };
+    );
+    config.namespaces = cli.namespaces;
+    config.api_server_ca = api_server_ca;
+    config.service_ca = service_ca;
+    config.config_maps = cli.config_maps;
+    config.resync_period = cli.resync_period;
+    config.concurrency = cli.concurrency;
     tokio::select! {
         result = controller::run(client, config, metrics) => result.context(ControllerSnafu),
         _ = tokio::signal::ctrl_c() => {

@@ -1,19 +1,12 @@
-//! Prometheus metrics of the standalone injector, served as text on a small HTTP port.
-//!
-//! The format is Prometheus' text exposition format
-//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>); `GET /metrics` returns
-//! it and any other path returns `ok`, which serves as a liveness probe.
+//! Prometheus metrics of the standalone injector (served by [`crate::http`] in the
+//! OpenMetrics text format, <https://prometheus.io/docs/instrumenting/exposition_formats/>).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
 };
 
 type Labels = Vec<(String, String)>;
@@ -97,32 +90,6 @@ impl Metrics {
             out.clear();
         }
         out
-    }
-
-    /// Serves `GET /metrics` (and `ok` on other paths) on `address` until the task is dropped.
-    pub async fn serve(self, address: SocketAddr) -> std::io::Result<()> {
-        let listener = TcpListener::bind(address).await?;
-        tracing::info!(%address, "serving metrics");
-        loop {
-            let (mut stream, _) = listener.accept().await?;
-            let metrics = self.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let body = if request.starts_with("GET /metrics") {
-                    metrics.render()
-                } else {
-                    "ok\n".to_owned()
-                };
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{Api, Client, api::DeleteParams};
 use serde_json::json;
 use stackable_cainject::TargetKind;
-use stackable_cainjector::controller::CERTIFICATE_CRD;
+use stackable_cainjector::cert_manager::CERTIFICATE_CRD;
 use stackable_testenv::TestEnv;
 
 /// The kind of every target here.

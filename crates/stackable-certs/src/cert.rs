@@ -157,9 +157,10 @@ impl Certificate {
         &self.der
     }
 
-    /// The PEM encoding (one `CERTIFICATE` block).
+    /// The PEM encoding (one `CERTIFICATE` block, LF line endings as Kubernetes and Go
+    /// write them).
     pub fn to_pem(&self) -> String {
-        pem::encode(&pem::Pem::new(CERT_LABEL, self.der.clone()))
+        crate::encode_pem(CERT_LABEL, self.der.clone())
     }
 
     /// The certificate in the form rustls takes.

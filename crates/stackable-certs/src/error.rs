@@ -120,6 +120,23 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// Every certificate of a trust bundle has expired.
+    #[snafu(display("every certificate of the bundle has expired ({count} expired)"))]
+    AllExpired {
+        /// How many certificates there were.
+        count: usize,
+    },
+
+    /// A certificate of a bundle does not parse.
+    #[snafu(display("certificate {index} of the bundle is not a valid X.509 certificate"))]
+    BundleCertificate {
+        /// Zero-based position of the PEM block.
+        index: usize,
+        /// The parse error.
+        #[snafu(source(from(Error, Box::new)))]
+        source: Box<Error>,
+    },
+
     /// The CA has expired (or expires before the leaf could be valid).
     #[snafu(display("CA {subject:?} is not valid at {at} (valid until {not_after})"))]
     CaExpired {
@@ -154,6 +171,22 @@ pub enum Error {
         subject: String,
         /// The underlying error.
         source: rcgen::Error,
+    },
+
+    /// A PEM certificate chain or key could not be read for rustls.
+    #[snafu(display("failed to parse the {what} PEM"))]
+    RustlsPem {
+        /// `certificate chain` or `private key`.
+        what: &'static str,
+        /// The PEM error (never quotes the input).
+        source: rustls_pki_types::pem::Error,
+    },
+
+    /// The key was parsed but the provider refused it, or it does not belong to the leaf.
+    #[snafu(display("the private key is unusable or does not match the leaf certificate"))]
+    UnusableKeyPair {
+        /// The rustls error.
+        source: rustls::Error,
     },
 
     /// rustls did not accept the key.

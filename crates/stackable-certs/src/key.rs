@@ -290,9 +290,9 @@ impl PrivateKey {
         &self.pkcs8
     }
 
-    /// The key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    /// The key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, LF line endings).
     pub fn to_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PRIVATE KEY", self.pkcs8.to_vec()))
+        crate::encode_pem("PRIVATE KEY", self.pkcs8.to_vec())
     }
 
     /// The key in the form rustls takes.

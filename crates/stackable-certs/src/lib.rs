@@ -42,6 +42,14 @@ pub use leaf::LeafOptions;
 pub use rotation::MaterialReceiver;
 pub use serving::ServingMaterial;
 
+/// PEM with LF line endings (the `pem` crate defaults to CRLF), as Kubernetes and Go write it.
+pub(crate) fn encode_pem(tag: &str, contents: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, contents),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -8,11 +8,47 @@ use rustls::sign::CertifiedKey;
 use snafu::{ResultExt as _, ensure};
 use time::OffsetDateTime;
 
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
 use crate::{
     CaBundle, Certificate, IssuedCertificate, LeafOptions, PrivateKey,
     ca::{CaOptions, CertificateAuthority},
-    error::{KeyMismatchSnafu, NoCertificateSnafu, Result, RustlsKeySnafu},
+    error::{
+        KeyMismatchSnafu, NoCertificateSnafu, Result, RustlsKeySnafu, RustlsPemSnafu,
+        UnusableKeyPairSnafu,
+    },
 };
+
+/// Loads a PEM certificate chain (leaf first) and a PEM private key into what a rustls server
+/// serves, with the workspace's one crypto provider (aws-lc-rs): any key form and size it
+/// accepts (PKCS#8, PKCS#1, SEC1; RSA of any size, ECDSA, Ed25519), as cert-manager and OLM
+/// write them. Refused: no certificate, unparseable PEM, a key the provider cannot use, a key
+/// that does not belong to the leaf. Errors never quote the input.
+pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context(RustlsPemSnafu {
+            what: "certificate chain",
+        })?;
+    if chain.is_empty() {
+        return NoCertificateSnafu {
+            what: "the certificate PEM holds no CERTIFICATE block",
+        }
+        .fail();
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).context(RustlsPemSnafu {
+        what: "private key",
+    })?;
+    let signing_key = rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .context(UnusableKeyPairSnafu)?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    // Unlike `CertifiedKey::from_der`, an unknown consistency is an error here: every
+    // aws-lc-rs key can report its public key, so "unknown" means something is wrong.
+    certified.keys_match().context(UnusableKeyPairSnafu)?;
+    Ok(certified)
+}
 
 /// A leaf chain (leaf first), its key and the bundle of CAs clients should trust.
 #[derive(Clone, PartialEq, Eq)]

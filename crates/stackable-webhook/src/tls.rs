@@ -17,7 +17,6 @@ use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use snafu::{ResultExt, Snafu};
 
 use crate::metrics::Metrics;
@@ -26,42 +25,14 @@ use crate::metrics::Metrics;
 #[derive(Debug, Snafu)]
 #[snafu(visibility(pub(crate)))]
 pub enum TlsError {
-    /// The certificate PEM contained no usable certificate.
-    #[snafu(display("no certificate found in the certificate PEM of {source_name}"))]
-    NoCertificate {
+    /// The certificate chain and key could not be loaded (see
+    /// [`stackable_certs::serving::certified_key_from_pem`]).
+    #[snafu(display("the certificate and key in {source_name} are unusable"))]
+    LoadKeyPair {
         /// Where the PEM came from (a path or "memory").
         source_name: String,
-    },
-
-    /// A certificate block could not be parsed.
-    #[snafu(display("failed to parse a certificate in {source_name}"))]
-    ParseCertificate {
-        /// Where the PEM came from.
-        source_name: String,
-        /// The PEM error.
-        source: rustls_pki_types::pem::Error,
-    },
-
-    /// The private key could not be parsed (PKCS#8, PKCS#1 and SEC1 are accepted).
-    #[snafu(display(
-        "failed to parse the private key in {source_name} (PKCS#8, PKCS#1 and SEC1 PEM are accepted)"
-    ))]
-    ParsePrivateKey {
-        /// Where the PEM came from.
-        source_name: String,
-        /// The PEM error.
-        source: rustls_pki_types::pem::Error,
-    },
-
-    /// The key was parsed but the provider refused it, or it does not match the certificate.
-    #[snafu(display(
-        "the private key in {source_name} is unusable or does not match its certificate"
-    ))]
-    KeyMismatch {
-        /// Where the PEM came from.
-        source_name: String,
-        /// The rustls error.
-        source: rustls::Error,
+        /// What is wrong.
+        source: stackable_certs::Error,
     },
 
     /// The rustls server configuration could not be built.
@@ -193,7 +164,8 @@ pub fn server_config(
 }
 
 /// Parses a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or SEC1)
-/// into a [`CertifiedKey`], refusing a key that does not match the leaf certificate.
+/// into a [`CertifiedKey`], refusing a key that does not match the leaf certificate (the
+/// loading itself is stackable-certs', the one X.509/PEM layer of the workspace).
 ///
 /// `source_name` names where the PEM came from in error messages.
 pub fn certified_key_from_pem(
@@ -201,37 +173,20 @@ pub fn certified_key_from_pem(
     key_pem: &[u8],
     source_name: &str,
 ) -> Result<CertifiedKey, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .context(ParseCertificateSnafu { source_name })?;
-    if chain.is_empty() {
-        return NoCertificateSnafu { source_name }.fail();
-    }
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).context(ParsePrivateKeySnafu { source_name })?;
-    let provider = provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .context(KeyMismatchSnafu { source_name })?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    // Unlike `CertifiedKey::from_der`, an unknown consistency is an error here: every
-    // aws-lc-rs key can report its public key, so "unknown" means something is wrong.
-    certified
-        .keys_match()
-        .context(KeyMismatchSnafu { source_name })?;
-    Ok(certified)
+    stackable_certs::serving::certified_key_from_pem(cert_pem, key_pem)
+        .context(LoadKeyPairSnafu { source_name })
 }
 
 /// The `notAfter` of a DER certificate as Unix seconds, if it parses.
 pub(crate) fn not_after_unix(der: &[u8]) -> Option<i64> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(cert.validity().not_after.timestamp())
+    let cert = stackable_certs::Certificate::from_der(der).ok()?;
+    Some(cert.info().not_after.unix_timestamp())
 }
 
-/// The serial number (big-endian bytes) of the leaf certificate of `key`.
-pub fn leaf_serial(key: &CertifiedKey) -> Option<Vec<u8>> {
+/// The serial number (hex, as `openssl x509 -serial` without colons) of the leaf certificate
+/// of `key`.
+pub fn leaf_serial(key: &CertifiedKey) -> Option<String> {
     let der = key.end_entity_cert().ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    Some(cert.raw_serial().to_vec())
+    let cert = stackable_certs::Certificate::from_der(der.as_ref()).ok()?;
+    Some(cert.info().serial_hex())
 }

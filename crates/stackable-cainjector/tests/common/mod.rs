@@ -27,11 +27,9 @@ use kube::{
     runtime::events::Reporter,
 };
 use serde_json::{Value, json};
-use stackable_cainject::{TargetKind, TrustBundle};
+use stackable_cainject::TargetKind;
 use stackable_cainjector::{
-    Config, Metrics, ServiceCa,
-    controller::{self, CERTIFICATE_CRD},
-    run,
+    ApiServerCa, Config, Metrics, ServiceCa, cert_manager::CERTIFICATE_CRD, run,
 };
 use stackable_certs::ca::{CaOptions, CertificateAuthority};
 use stackable_testenv::TestEnv;
@@ -41,18 +39,23 @@ use tokio::task::JoinHandle;
 pub const ALLOW_DIRECT_INJECTION: (&str, &str) = ("cert-manager.io/allow-direct-injection", "true");
 
 /// The injector's configuration in a test: `field_manager` also names the Event reporter,
-/// the service CA is the API server CA.
+/// the service CA is the API server CA (explicitly chosen), ConfigMaps are targets.
 pub fn config(field_manager: &str, namespaces: Vec<String>, api_server_ca: Option<&str>) -> Config {
-    Config {
-        field_manager: field_manager.to_owned(),
-        namespaces,
-        api_server_ca: api_server_ca.map(str::to_owned),
-        service_ca: ServiceCa::ApiServerCa,
-        reporter: Reporter {
+    let mut config = Config::new(
+        field_manager,
+        Reporter {
             controller: field_manager.to_owned(),
             instance: None,
         },
-    }
+    );
+    config.namespaces = namespaces;
+    config.api_server_ca = match api_server_ca {
+        Some(pem) => ApiServerCa::Pem(pem.to_owned()),
+        None => ApiServerCa::Unknown,
+    };
+    config.service_ca = ServiceCa::ApiServerCa;
+    config.config_maps = true;
+    config
 }
 
 /// Runs the injector in this process against the test API server as `e2e-cainjector`,
@@ -60,7 +63,10 @@ pub fn config(field_manager: &str, namespaces: Vec<String>, api_server_ca: Optio
 pub fn spawn_injector(
     env: &TestEnv,
     namespaces: Vec<String>,
-) -> (Metrics, JoinHandle<Result<(), controller::Error>>) {
+) -> (
+    Metrics,
+    JoinHandle<Result<(), stackable_cainjector::controller::Error>>,
+) {
     let metrics = Metrics::new();
     let task = tokio::spawn(run(
         env.client().unwrap(),
@@ -95,7 +101,7 @@ pub async fn put_direct_secret(client: &Client, ns: &str, name: &str, ca: &str) 
 
 /// `pem` as the injector writes it (parsed and re-encoded).
 pub fn canonical(pem: &str) -> String {
-    TrustBundle::from_pem(pem).unwrap().to_pem()
+    stackable_certs::CaBundle::from_pem(pem).unwrap().to_pem()
 }
 
 /// The canonical PEM of a new CA named `name`.

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::{annotations::ObjectKey, target::Target};
+use stackable_cainject::Target;
+
+use crate::annotations::ObjectKey;
 
 /// What a target's bundle is read from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,7 +28,7 @@ pub struct ReferenceIndex {
 }
 
 /// A sortable identity of a target.
-type TargetKey = (crate::target::TargetKind, Option<String>, String);
+type TargetKey = (stackable_cainject::TargetKind, Option<String>, String);
 
 fn key_of(target: &Target) -> TargetKey {
     (

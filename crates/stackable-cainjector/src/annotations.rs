@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt};
 
 use snafu::{Snafu, ensure};
 
-use crate::target::TargetKind;
+use stackable_cainject::TargetKind;
 
 /// `cert-manager.io/inject-ca-from: <namespace>/<certificate>`.
 pub const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";

@@ -1,0 +1,135 @@
+//! One reconciliation of one target: read it, find its source, resolve the bundle, write it
+//! (server-side apply of the caBundle fields only, nothing when it already carries it).
+//!
+//! Outcomes: written or already in place → checked again at the next resync; refused (bad
+//! source data, anti-hijack rules, a missing source) → an Event, the old bundle stays, checked
+//! again when the source changes and at the next resync; failed in a way that may pass (a 429,
+//! a 5xx, a timeout, a 403 while RBAC is being fixed) → retried with backoff (1 s doubling to
+//! 5 minutes) by the applier's error policy.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::{
+    Resource,
+    core::PartialObjectMeta,
+    runtime::{controller::Action, events::EventType},
+};
+use snafu::Snafu;
+use stackable_cainject::{ApplyError, Outcome, Target, TargetKind};
+
+use crate::{annotations, context::Context, sources::Failure};
+
+/// A reconciliation that will be retried with backoff.
+#[derive(Debug, Snafu)]
+#[snafu(display("{message}"))]
+pub struct Retry {
+    message: String,
+}
+
+fn target_of<K: Resource>(kind: TargetKind, object: &PartialObjectMeta<K>) -> Option<Target> {
+    Some(Target::new(
+        kind,
+        object.metadata.namespace.clone(),
+        object.metadata.name.clone()?,
+    ))
+}
+
+/// The applier's reconciler for targets of `kind`.
+pub(crate) async fn reconcile<K: Resource>(
+    kind: TargetKind,
+    object: Arc<PartialObjectMeta<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Retry> {
+    let Some(target) = target_of(kind, &object) else {
+        return Ok(Action::await_change());
+    };
+    match reconcile_target(&target, &ctx).await {
+        Ok(action) => {
+            ctx.succeeded(&target);
+            Ok(action)
+        }
+        Err(Failure::Refused(reason)) => {
+            ctx.succeeded(&target);
+            tracing::warn!(%target, %reason, "refused to inject; the previous caBundle stays");
+            ctx.metrics.refused(kind.kind());
+            ctx.event(&target, EventType::Warning, "CABundleRefused", reason)
+                .await;
+            Ok(Action::requeue(ctx.resync()))
+        }
+        Err(Failure::Retry(message)) => {
+            tracing::warn!(%target, error = %message, "caBundle injection failed; retrying with backoff");
+            ctx.metrics.error(kind.kind());
+            ctx.event(
+                &target,
+                EventType::Warning,
+                "CABundleInjectionFailed",
+                message.clone(),
+            )
+            .await;
+            Err(Retry { message })
+        }
+    }
+}
+
+/// The applier's error policy: retry with a per-target exponential backoff.
+pub(crate) fn error_policy<K: Resource>(
+    kind: TargetKind,
+    object: Arc<PartialObjectMeta<K>>,
+    _error: &Retry,
+    ctx: Arc<Context>,
+) -> Action {
+    match target_of(kind, &object) {
+        Some(target) => Action::requeue(ctx.next_retry(&target)),
+        None => Action::await_change(),
+    }
+}
+
+fn apply_failure(error: ApplyError) -> Failure {
+    let message = snafu::Report::from_error(&error).to_string();
+    match error {
+        ApplyError::Transient { .. } | ApplyError::Forbidden { .. } => Failure::Retry(message),
+        _ => Failure::Refused(message),
+    }
+}
+
+async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Failure> {
+    let current = match ctx.writer.get(target).await {
+        Ok(current) => current,
+        Err(ApplyError::NotFound { .. }) => {
+            ctx.untrack(target);
+            return Ok(Action::await_change());
+        }
+        Err(error) => return Err(apply_failure(error)),
+    };
+    let annotations: BTreeMap<String, String> = current
+        .pointer("/metadata/annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok())
+        .unwrap_or_default();
+    let source = match annotations::parse_source(target.kind(), target.namespace(), &annotations) {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            ctx.untrack(target);
+            return Ok(Action::await_change());
+        }
+        Err(error) => {
+            ctx.untrack(target);
+            return Err(Failure::Refused(error.to_string()));
+        }
+    };
+    let bundle = ctx.resolve(target, &source).await?;
+    match ctx.writer.inject_into(target, &current, &bundle).await {
+        Ok(Outcome::Written) => {
+            ctx.metrics.injected(target.kind().kind());
+            ctx.event(
+                target,
+                EventType::Normal,
+                "CABundleInjected",
+                format!("injected {} certificate(s) from {source}", bundle.len()),
+            )
+            .await;
+        }
+        Ok(Outcome::Unchanged) => {}
+        Err(error) => return Err(apply_failure(error)),
+    }
+    Ok(Action::requeue(ctx.resync()))
+}
