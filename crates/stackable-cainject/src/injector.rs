@@ -473,7 +473,9 @@ impl TargetTask {
         };
         let config =
             watcher::Config::default().fields(&format!("metadata.name={}", self.target.name()));
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut events = watcher::watcher(api, config)
+            .backoff(stackable_certs::rotation::kube::watch_backoff())
+            .boxed();
 
         let mut bundle: Option<Arc<CaBundle>> = self.bundles.borrow_and_update().clone();
         // The object as last seen by the watch; `None` until seen.

@@ -93,7 +93,9 @@ pub(crate) async fn follow(ctx: Arc<Context>, namespaces: Vec<Option<String>>) {
     let client = ctx.client().clone();
     let api: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("metadata.name={CERTIFICATE_CRD}"));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = watcher::watcher(api, config)
+        .backoff(stackable_certs::rotation::kube::watch_backoff())
+        .boxed();
     let mut presence = CrdPresence::default();
     let mut watches: Vec<JoinHandle<()>> = Vec::new();
     let mut probe: Option<JoinHandle<Option<ApiResource>>> = None;
@@ -192,7 +194,7 @@ async fn watch_certificates(ctx: Arc<Context>, kind: ApiResource, namespace: Opt
         None => Api::all_with(ctx.client().clone(), &kind),
     };
     let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(stackable_certs::rotation::kube::watch_backoff())
         .boxed();
     while let Some(event) = events.next().await {
         let object = match event {

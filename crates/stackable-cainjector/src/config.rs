@@ -54,6 +54,8 @@ pub struct Config {
     pub resync_period: Duration,
     /// Reconciliations running at once (default 4).
     pub concurrency: u16,
+    /// How often an API server CA file is compared with what was last read (default 30 s).
+    pub api_server_ca_poll: Duration,
     /// Who publishes the Events.
     pub reporter: Reporter,
 }
@@ -69,6 +71,7 @@ impl Config {
             config_maps: false,
             resync_period: Duration::from_secs(600),
             concurrency: 4,
+            api_server_ca_poll: Duration::from_secs(30),
             reporter,
         }
     }

@@ -207,7 +207,7 @@ async fn run_kinds<K>(
     let (store, writer) = reflector::store::<PartialObjectMeta<K>>();
     let watches = stream::select_all(apis.into_iter().map(|api| {
         watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(stackable_certs::rotation::kube::watch_backoff())
             .boxed()
     }));
     // Only annotated objects are stored; one that loses its annotation leaves the store.

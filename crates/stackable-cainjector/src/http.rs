@@ -1,5 +1,6 @@
-//! The injector's HTTP endpoint, on hyper: `GET /metrics` (OpenMetrics text), `/livez` and
-//! `/readyz` (plain `ok`; the injector has nothing that makes it unready once it runs).
+//! The injector's HTTP endpoint, on hyper: `GET /metrics` (OpenMetrics text), `/livez`,
+//! `/readyz` and `/healthz` (plain `ok`; the injector has nothing that makes it unready once it
+//! runs), 404 for anything else.
 //!
 //! Bounded like any listener facing a network: a connection limit (further clients wait in the
 //! accept backlog), a header read timeout, a time limit per connection; an accept error (for

@@ -2,7 +2,7 @@
 //! watch: Secret data is read with one GET per referenced Secret and never cached, so 20,000
 //! unrelated Secrets cost next to nothing), and the API server CA file changing.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -17,9 +17,6 @@ use kube::{
 
 use crate::{annotations::ObjectKey, context::Context, index::Reference};
 
-/// How often the API server CA file is compared with what was last read.
-const API_SERVER_CA_POLL: Duration = Duration::from_secs(30);
-
 /// Watches the metadata of Secrets (in `namespace`, or all) and reconciles the targets that
 /// read a changed, created or deleted one.
 pub(crate) async fn watch_secrets(ctx: Arc<Context>, namespace: Option<String>) {
@@ -28,7 +25,7 @@ pub(crate) async fn watch_secrets(ctx: Arc<Context>, namespace: Option<String>) 
         None => Api::all(ctx.client().clone()),
     };
     let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(stackable_certs::rotation::kube::watch_backoff())
         .boxed();
     while let Some(event) = events.next().await {
         let object = match event {
@@ -61,6 +58,6 @@ pub(crate) async fn follow_api_server_ca(ctx: Arc<Context>, path: PathBuf) {
             }
             Err(_) => {}
         }
-        tokio::time::sleep(API_SERVER_CA_POLL).await;
+        tokio::time::sleep(ctx.config.api_server_ca_poll).await;
     }
 }
