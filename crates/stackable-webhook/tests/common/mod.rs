@@ -140,8 +140,10 @@ pub async fn request(
             .1
             .peer_certificates()
             .ok_or("no peer certificate")?;
-        let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref())?;
-        cert.raw_serial().to_vec()
+        stackable_certs::Certificate::from_der(certs[0].as_ref())?
+            .info()
+            .serial
+            .clone()
     };
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
