@@ -242,6 +242,25 @@ impl Writer {
         self.inject_into(target, &current, bundle).await
     }
 
+    /// Writes `bundle` and the annotations this writer owns (`annotations` set, other keys of
+    /// `owned` removed) into `target`, unless `current` already carries exactly that (see
+    /// [`patch::apply_body_with_annotations`]).
+    pub async fn inject_with_annotations(
+        &self,
+        target: &Target,
+        current: &Value,
+        bundle: &CaBundle,
+        annotations: &std::collections::BTreeMap<String, String>,
+        owned: &[&str],
+    ) -> Result<Outcome, ApplyError> {
+        let pem = bundle.to_pem();
+        let body = patch::apply_body_with_annotations(target, current, &pem, annotations, owned)
+            .context(InvalidTargetSnafu {
+                target: target.to_string(),
+            })?;
+        self.apply(target, body, bundle.len()).await
+    }
+
     /// Writes `bundle` into `target` unless `current` (the object as last read) already
     /// carries it.
     pub async fn inject_into(
@@ -254,6 +273,15 @@ impl Writer {
         let body = patch::apply_body(target, current, &pem).context(InvalidTargetSnafu {
             target: target.to_string(),
         })?;
+        self.apply(target, body, bundle.len()).await
+    }
+
+    async fn apply(
+        &self,
+        target: &Target,
+        body: Option<Value>,
+        certificates: usize,
+    ) -> Result<Outcome, ApplyError> {
         let Some(body) = body else {
             return Ok(Outcome::Unchanged);
         };
@@ -264,7 +292,7 @@ impl Writer {
             api.patch(target.name(), &params, &patch)
         })
         .await?;
-        tracing::info!(%target, field_manager = %self.field_manager, certificates = bundle.len(), "injected caBundle");
+        tracing::info!(%target, field_manager = %self.field_manager, certificates, "injected caBundle");
         Ok(Outcome::Written)
     }
 }

@@ -7,6 +7,8 @@
 //! owning everything else. Webhook entries are addressed by `name`, the key of the
 //! `webhooks` map-list in the API server's apply schema.
 
+use std::collections::BTreeMap;
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use snafu::{Snafu, ensure};
@@ -138,6 +140,47 @@ pub fn apply_body(
     current: &Value,
     bundle_pem: &str,
 ) -> Result<Option<Value>, PatchError> {
+    body(target, current, bundle_pem, false)
+}
+
+/// Like [`apply_body`], and the annotations this writer owns: `annotations` are set, any other
+/// key of `owned` is left out (so server-side apply removes it, when this field manager owned
+/// it). `None` when the object already carries the bundle and exactly these annotations.
+///
+/// The body always holds the caBundle fields as well: a server-side apply that left them out
+/// would remove them.
+pub fn apply_body_with_annotations(
+    target: &Target,
+    current: &Value,
+    bundle_pem: &str,
+    annotations: &BTreeMap<String, String>,
+    owned: &[&str],
+) -> Result<Option<Value>, PatchError> {
+    let current_annotations = current.pointer("/metadata/annotations");
+    let annotations_match = owned.iter().all(|key| {
+        current_annotations
+            .and_then(|a| a.get(*key))
+            .and_then(Value::as_str)
+            == annotations.get(*key).map(String::as_str)
+    });
+    if annotations_match && body(target, current, bundle_pem, false)?.is_none() {
+        return Ok(None);
+    }
+    let mut full = body(target, current, bundle_pem, true)?.unwrap_or(Value::Null);
+    if !annotations.is_empty()
+        && let Some(meta) = full.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert("annotations".to_owned(), json!(annotations));
+    }
+    Ok(Some(full))
+}
+
+fn body(
+    target: &Target,
+    current: &Value,
+    bundle_pem: &str,
+    always: bool,
+) -> Result<Option<Value>, PatchError> {
     let encoded = encode_ca_bundle(bundle_pem);
     let head = |rest: Value| -> Value {
         let mut body = json!({
@@ -168,8 +211,9 @@ pub fn apply_body(
                     target: target.to_string()
                 }
             );
-            if str_at(current, "/spec/conversion/webhook/clientConfig/caBundle")
-                == Some(encoded.as_str())
+            if !always
+                && str_at(current, "/spec/conversion/webhook/clientConfig/caBundle")
+                    == Some(encoded.as_str())
             {
                 return Ok(None);
             }
@@ -179,9 +223,10 @@ pub fn apply_body(
         }
         TargetKind::ValidatingWebhookConfiguration | TargetKind::MutatingWebhookConfiguration => {
             let entries = selected_webhooks(target, current, target.webhooks())?;
-            if entries
-                .iter()
-                .all(|(_, bundle)| bundle.as_deref() == Some(encoded.as_str()))
+            if !always
+                && entries
+                    .iter()
+                    .all(|(_, bundle)| bundle.as_deref() == Some(encoded.as_str()))
             {
                 return Ok(None);
             }
@@ -192,14 +237,14 @@ pub fn apply_body(
             Ok(Some(head(json!({ "webhooks": webhooks }))))
         }
         TargetKind::ApiService => {
-            if str_at(current, "/spec/caBundle") == Some(encoded.as_str()) {
+            if !always && str_at(current, "/spec/caBundle") == Some(encoded.as_str()) {
                 return Ok(None);
             }
             Ok(Some(head(json!({ "spec": { "caBundle": encoded } }))))
         }
         TargetKind::ConfigMap => {
             let key_pointer = format!("/data/{CONFIG_MAP_KEY}");
-            if str_at(current, &key_pointer) == Some(bundle_pem) {
+            if !always && str_at(current, &key_pointer) == Some(bundle_pem) {
                 return Ok(None);
             }
             Ok(Some(head(
@@ -242,6 +287,45 @@ pub fn published_bundles(target: &Target, current: &Value) -> Vec<Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_are_applied_with_the_bundle_and_compared() {
+        let target = Target::crd("crontabs.example.com");
+        let current = crd(json!({
+            "strategy": "Webhook",
+            "webhook": { "clientConfig": { "caBundle": encode_ca_bundle(PEM) } }
+        }));
+        let owned = ["x.example.com/retired"];
+        // Bundle in place, no annotation wanted, none there: nothing to write.
+        assert_eq!(
+            apply_body_with_annotations(&target, &current, PEM, &BTreeMap::new(), &owned).unwrap(),
+            None
+        );
+        // An annotation wanted: the body carries it and the caBundle (ownership kept).
+        let wanted = BTreeMap::from([("x.example.com/retired".to_owned(), "{}".to_owned())]);
+        let body = apply_body_with_annotations(&target, &current, PEM, &wanted, &owned)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            body["metadata"]["annotations"]["x.example.com/retired"],
+            "{}"
+        );
+        assert_eq!(
+            body.pointer("/spec/conversion/webhook/clientConfig/caBundle"),
+            Some(&json!(encode_ca_bundle(PEM)))
+        );
+        // The object carries it: nothing to write; it carries one no longer wanted: written.
+        let mut with = current.clone();
+        with["metadata"]["annotations"] = json!({"x.example.com/retired": "{}"});
+        assert_eq!(
+            apply_body_with_annotations(&target, &with, PEM, &wanted, &owned).unwrap(),
+            None
+        );
+        let body = apply_body_with_annotations(&target, &with, PEM, &BTreeMap::new(), &owned)
+            .unwrap()
+            .unwrap();
+        assert!(body["metadata"].get("annotations").is_none());
+    }
 
     #[test]
     fn published_bundles_are_read_from_every_selected_field() {

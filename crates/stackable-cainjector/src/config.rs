@@ -56,6 +56,10 @@ pub struct Config {
     pub concurrency: u16,
     /// How often an API server CA file is compared with what was last read (default 30 s).
     pub api_server_ca_poll: Duration,
+    /// How long a certificate that left the source stays in the bundle, so that Pods still
+    /// serving a certificate it signed are trusted until their Secret volume refreshes
+    /// (default 1 h; zero replaces the bundle at once). See [`crate::grace`].
+    pub grace_period: Duration,
     /// Who publishes the Events.
     pub reporter: Reporter,
 }
@@ -72,6 +76,7 @@ impl Config {
             resync_period: Duration::from_secs(600),
             concurrency: 4,
             api_server_ca_poll: Duration::from_secs(30),
+            grace_period: Duration::from_secs(3600),
             reporter,
         }
     }

@@ -14,6 +14,7 @@ pub mod cert_manager;
 mod config;
 mod context;
 pub mod controller;
+pub mod grace;
 pub mod http;
 pub mod index;
 pub mod metrics;

@@ -59,6 +59,12 @@ struct Cli {
     #[arg(long, env = "CAINJECTOR_RESYNC_PERIOD", value_parser = humantime::parse_duration, default_value = "10m")]
     resync_period: Duration,
 
+    /// How long a certificate that left its source stays in the injected bundle (so Pods
+    /// still serving a certificate it signed stay trusted until their volume refreshes); 0
+    /// replaces the bundle at once.
+    #[arg(long, env = "CAINJECTOR_GRACE_PERIOD", value_parser = humantime::parse_duration, default_value = "1h")]
+    grace_period: Duration,
+
     /// Reconciliations running at once.
     #[arg(long, env = "CAINJECTOR_CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
@@ -162,6 +168,7 @@ async fn main() -> Result<(), Error> {
     config.config_maps = cli.config_maps;
     config.resync_period = cli.resync_period;
     config.concurrency = cli.concurrency;
+    config.grace_period = cli.grace_period;
     tokio::select! {
         result = controller::run(client, config, metrics) => result.context(ControllerSnafu),
         _ = tokio::signal::ctrl_c() => {

@@ -17,7 +17,10 @@ use kube::{
 use snafu::Snafu;
 use stackable_cainject::{ApplyError, Outcome, Target, TargetKind};
 
-use crate::{annotations, context::Context, sources::Failure};
+use stackable_certs::Certificate;
+use time::OffsetDateTime;
+
+use crate::{annotations, context::Context, grace, sources::Failure};
 
 /// A reconciliation that will be retried with backoff.
 #[derive(Debug, Snafu)]
@@ -116,20 +119,83 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Fail
             return Err(Failure::Refused(error.to_string()));
         }
     };
-    let bundle = ctx.resolve(target, &source).await?;
-    match ctx.writer.inject_into(target, &current, &bundle).await {
+    let source_bundle = ctx.resolve(target, &source).await?;
+    // Certificates the target trusts that left the source stay for the grace period.
+    let now = OffsetDateTime::now_utc();
+    let carried = carried_certificates(target, &current);
+    let retired = grace::parse_retired(
+        annotations
+            .get(grace::RETIRED_ANNOTATION)
+            .map(String::as_str),
+    );
+    let merged = grace::merge(
+        &source_bundle,
+        &carried,
+        &retired,
+        ctx.config.grace_period,
+        now,
+    );
+    let owned: BTreeMap<String, String> = merged
+        .annotation
+        .iter()
+        .map(|value| (grace::RETIRED_ANNOTATION.to_owned(), value.clone()))
+        .collect();
+    match ctx
+        .writer
+        .inject_with_annotations(
+            target,
+            &current,
+            &merged.bundle,
+            &owned,
+            &[grace::RETIRED_ANNOTATION],
+        )
+        .await
+    {
         Ok(Outcome::Written) => {
             ctx.metrics.injected(target.kind().kind());
+            let retained = merged.bundle.len() - source_bundle.len();
             ctx.event(
                 target,
                 EventType::Normal,
                 "CABundleInjected",
-                format!("injected {} certificate(s) from {source}", bundle.len()),
+                if retained == 0 {
+                    format!("injected {} certificate(s) from {source}", source_bundle.len())
+                } else {
+                    format!(
+                        "injected {} certificate(s) from {source}, and kept {retained} that left it within the grace period",
+                        source_bundle.len()
+                    )
+                },
             )
             .await;
         }
         Ok(Outcome::Unchanged) => {}
         Err(error) => return Err(apply_failure(error)),
     }
-    Ok(Action::requeue(ctx.resync()))
+    // Come back when a retained certificate's grace ends, or at the resync.
+    let resync = ctx.resync();
+    let until_change = merged.next_change.map(|at| {
+        std::time::Duration::try_from(at - now).unwrap_or_default()
+            + std::time::Duration::from_secs(1)
+    });
+    Ok(Action::requeue(
+        until_change.map_or(resync, |d| d.min(resync)),
+    ))
+}
+
+/// Every certificate the target's bundle fields carry now (any certificate: a retained
+/// self-signed leaf is not a CA); nothing from a field that does not parse.
+fn carried_certificates(target: &Target, current: &serde_json::Value) -> Vec<Certificate> {
+    let mut all: Vec<Certificate> = Vec::new();
+    for pem in stackable_cainject::patch::published_bundles(target, current)
+        .into_iter()
+        .flatten()
+    {
+        for certificate in Certificate::all_from_pem(&pem).unwrap_or_default() {
+            if !all.contains(&certificate) {
+                all.push(certificate);
+            }
+        }
+    }
+    all
 }

@@ -114,6 +114,16 @@ impl CaBundle {
         Ok(bundle)
     }
 
+    /// Adds any certificate, a CA or not (as [`CaBundle::from_injection_source`] does);
+    /// returns `false` if it was already present.
+    pub fn push_any(&mut self, certificate: Certificate) -> bool {
+        if self.contains(&certificate) {
+            return false;
+        }
+        self.certificates.push(certificate);
+        true
+    }
+
     /// Whether the bundle holds this exact certificate.
     pub fn contains(&self, certificate: &Certificate) -> bool {
         self.certificates

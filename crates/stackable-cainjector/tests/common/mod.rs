@@ -39,7 +39,8 @@ use tokio::task::JoinHandle;
 pub const ALLOW_DIRECT_INJECTION: (&str, &str) = ("cert-manager.io/allow-direct-injection", "true");
 
 /// The injector's configuration in a test: `field_manager` also names the Event reporter,
-/// the service CA is the API server CA (explicitly chosen), ConfigMaps are targets.
+/// the service CA is the API server CA (explicitly chosen), ConfigMaps are targets, no grace
+/// period (a changed source replaces the bundle at once; `e2e_grace.rs` tests the grace).
 pub fn config(field_manager: &str, namespaces: Vec<String>, api_server_ca: Option<&str>) -> Config {
     let mut config = Config::new(
         field_manager,
@@ -55,6 +56,7 @@ pub fn config(field_manager: &str, namespaces: Vec<String>, api_server_ca: Optio
     };
     config.service_ca = ServiceCa::ApiServerCa;
     config.config_maps = true;
+    config.grace_period = std::time::Duration::ZERO;
     config
 }
 
