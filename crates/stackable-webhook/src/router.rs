@@ -135,6 +135,8 @@ pub(crate) struct Router {
     pub(crate) resolver: Arc<CertResolver>,
     pub(crate) metrics: Metrics,
     pub(crate) max_body_bytes: usize,
+    /// The body limit of conversion routes (`ConversionReview`s of whole lists).
+    pub(crate) max_conversion_body_bytes: usize,
     pub(crate) body_timeout: Duration,
     /// Serve /livez, /readyz and /metrics on this listener.
     pub(crate) serve_health: bool,
@@ -264,11 +266,15 @@ impl Router {
                 "bad_content_type",
             );
         }
+        let max_body_bytes = match route.kind {
+            RouteKind::Conversion => self.max_conversion_body_bytes,
+            RouteKind::Validating | RouteKind::Mutating => self.max_body_bytes,
+        };
         let too_large = || {
             Reply::status(
                 413,
                 "RequestEntityTooLarge",
-                format!("request body exceeds {} bytes", self.max_body_bytes),
+                format!("request body exceeds {max_body_bytes} bytes"),
                 "too_large",
             )
         };
@@ -277,10 +283,10 @@ impl Router {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
+        if declared.is_some_and(|length| length > max_body_bytes as u64) {
             return too_large();
         }
-        let body = Limited::new(request.into_body(), self.max_body_bytes);
+        let body = Limited::new(request.into_body(), max_body_bytes);
         let collected = match tokio::time::timeout(self.body_timeout, body.collect()).await {
             Err(_) => {
                 return Reply::status(
