@@ -120,3 +120,91 @@ fn default_limits_fit_100k_crontabs_and_keep_admission_tight() {
         limits.max_conversion_body_bytes
     );
 }
+
+/// While a review of 10,000 objects is being converted, the same server answers `/readyz`
+/// over a new TLS connection (handshake included) within 50 ms. The runtime has a single
+/// async worker: a conversion running on it would hold every probe until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn probes_and_handshakes_are_answered_during_a_big_conversion() {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+
+    let started = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    // Converts like `relabel_converter`, then keeps its thread busy until the test has probed
+    // (at most 20 s): a stand-in for a slow conversion of a whole LIST.
+    let converter = {
+        let (started, release) = (started.clone(), release.clone());
+        move |request| {
+            started.store(true, Ordering::SeqCst);
+            let response = relabel_converter(request);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            response
+        }
+    };
+    let ca = TestCa::new("ca");
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .conversion("/convert", converter),
+    )
+    .await;
+    let client = client_config(&ca.pem);
+    let addr = server.local_addr();
+
+    let body = crontab_review("busy", 10_000);
+    let conversion = tokio::spawn({
+        let client = client.clone();
+        async move { post(&client, addr, "/convert", "application/json", body).await }
+    });
+    let wait = Instant::now();
+    while !started.load(Ordering::SeqCst) {
+        assert!(
+            wait.elapsed() < Duration::from_secs(60),
+            "the conversion never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let mut probes = Vec::new();
+    for _ in 0..5 {
+        let probe = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            common::get(&client, addr, "/readyz"),
+        )
+        .await
+        .expect("/readyz was not answered while the conversion ran")
+        .unwrap();
+        assert_eq!(answer.status, 200);
+        probes.push(probe.elapsed());
+    }
+    assert!(
+        !conversion.is_finished(),
+        "the probes must run while the conversion is busy"
+    );
+    release.store(true, Ordering::SeqCst);
+    let answer = conversion.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json()["response"]["convertedObjects"]
+            .as_array()
+            .map(Vec::len),
+        Some(10_000)
+    );
+    println!("new TLS connection + /readyz during the conversion: {probes:?}");
+    let slowest = probes.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a probe took {slowest:?} during the conversion: {probes:?}"
+    );
+    stop(server).await;
+}
