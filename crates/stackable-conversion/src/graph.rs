@@ -20,7 +20,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use snafu::{ResultExt, Snafu};
 
-use crate::stash;
+use crate::stash::{self, Stash};
 
 /// A boxed error, what a user's `TryFrom` error is turned into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -519,34 +519,62 @@ impl KindConverter {
         format!("{}{version}", self.stash_prefix)
     }
 
-    /// Converts one object (its `metadata` reduced to what conversions may see) along `path`,
-    /// stashing and restoring fields that a version cannot hold. The caller restores the full
-    /// metadata afterwards.
-    pub(crate) fn convert_along(
+    /// Converts one object (its `metadata` reduced to what conversions may see) from version
+    /// `from` to version `to`: restores the stash of `to` the object carries, converts along the
+    /// shortest path, and stashes the fields of `from` that the round trip back loses (see
+    /// [`stash`](crate::stash)). The caller restores the full metadata afterwards.
+    pub(crate) fn convert_between(
         &self,
         from: &str,
-        path: &[String],
+        to: &str,
         mut object: Value,
     ) -> Result<Value, StepError> {
-        let mut at = from.to_owned();
+        let (Some(path), Some(back_path)) = (self.path(from, to), self.path(to, from)) else {
+            // The router checks both versions before calling; nothing to do otherwise.
+            return Ok(object);
+        };
+        let key_from = self.stash_annotation_key(from);
+        let key_to = self.stash_annotation_key(to);
+        // A stash of `from` on an object in `from` describes nothing (e.g. a copy of an object
+        // read through another version): drop it.
+        stash::take_annotation(&mut object, &key_from);
+        let stash = stash::take_annotation(&mut object, &key_to)
+            .map(|text| Stash::parse(&key_to, &text))
+            .transpose()?;
+        let source = stash::body(&object);
+        let back = |object: Value| self.run(to, back_path, object);
+
+        let mut converted = self.run(from, path, object)?;
+        if let Some(stash) = stash {
+            converted = stash::restore(converted, stash, &source, &back);
+        }
+        let lost = match back(converted.clone()) {
+            Ok(round_trip) => Stash::of_round_trip(&source, &stash::body(&round_trip)),
+            Err(error) => {
+                // The way back fails: keep everything, to be safe.
+                tracing::debug!(%error, from, to, "the converted object does not convert back");
+                (!source.is_empty()).then_some(Stash {
+                    lost: source,
+                    status_digest: None,
+                })
+            }
+        };
+        if let Some(lost) = lost {
+            stash::set_annotation(&mut converted, &key_from, lost.to_annotation());
+        }
+        Ok(converted)
+    }
+
+    /// Runs the typed steps along `path`, starting at version `from`.
+    fn run(&self, from: &str, path: &[String], mut object: Value) -> Result<Value, StepError> {
+        let mut at = from;
         for next in path {
-            let (Some(forward), Some(backward)) = (
-                self.edges.get(&(at.clone(), next.clone())),
-                self.edges.get(&(next.clone(), at.clone())),
-            ) else {
+            let Some(step) = self.edges.get(&(at.to_owned(), next.clone())) else {
                 // Paths are computed from the edges at build time, so this cannot happen.
                 unreachable!("path {at} -> {next} without a step")
             };
-            let stash_key_next = self.stash_annotation_key(next);
-            let stash_key_at = self.stash_annotation_key(&at);
-            object = stash::hop(
-                object,
-                forward.as_ref(),
-                backward.as_ref(),
-                &stash_key_at,
-                &stash_key_next,
-            )?;
-            at.clone_from(next);
+            object = step(object)?;
+            at = next;
         }
         Ok(object)
     }

@@ -75,6 +75,7 @@ pub mod crd;
 pub mod graph;
 pub mod invariants;
 pub mod router;
+mod semantic;
 pub mod stash;
 #[cfg(feature = "testing")]
 pub mod testing;

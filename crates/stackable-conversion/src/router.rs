@@ -402,7 +402,7 @@ impl ConversionRouter {
         map.insert("metadata".to_owned(), Value::Object(visible));
 
         let mut converted = converter
-            .convert_along(version, path, Value::Object(map))
+            .convert_between(version, desired_version, Value::Object(map))
             .map_err(|source| ReviewError::Conversion {
                 object: name.clone(),
                 kind: kind.clone(),
