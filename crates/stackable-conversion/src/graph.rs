@@ -318,7 +318,7 @@ impl KindConverterBuilder {
         }
         for version in self.versions.iter().map(|id| &id.version) {
             let example = format!("{}{version}", self.stash_prefix);
-            if !crate::invariants::is_qualified_name(&example) {
+            if !crate::names::is_qualified_name(&example) {
                 return InvalidStashPrefixSnafu {
                     prefix: self.stash_prefix.clone(),
                     example,

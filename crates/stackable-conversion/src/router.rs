@@ -20,7 +20,7 @@ use snafu::Snafu;
 
 use crate::{
     graph::{KindConverter, StepError, api_version},
-    invariants::{MAX_ANNOTATIONS_SIZE, annotations_size},
+    names::{MAX_ANNOTATIONS_SIZE, annotations_size},
 };
 
 /// The `apiVersion` of the only `ConversionReview` version this crate answers.

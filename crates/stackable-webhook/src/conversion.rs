@@ -3,7 +3,8 @@
 //!
 //! The server decodes the `ConversionReview`, hands its request to a [`Converter`] and
 //! serialises the answer. It knows nothing of CRD versions: that is the converter's job
-//! (see the `stackable-conversion` crate). Reviews larger than
+//! (see the `stackable-conversion` crate). Only `apiextensions.k8s.io/v1` reviews are converted;
+//! another version gets a failed review saying so. Reviews larger than
 //! [`INLINE_CONVERSION_MAX_BYTES`] are converted on tokio's blocking pool, off the async workers.
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
@@ -55,6 +56,10 @@ fn failure(code: u16, reason: &str, message: String) -> Status {
     }
 }
 
+/// The `apiVersion` of the only `ConversionReview` version served: a review of another version
+/// is answered with a failed review (in that version) whose message says so.
+pub const CONVERSION_REVIEW_API_VERSION: &str = "apiextensions.k8s.io/v1";
+
 /// Reviews up to this size are converted on the async worker that read them; larger ones on
 /// tokio's blocking pool, so that a review of a whole LIST (megabytes, tens to hundreds of
 /// milliseconds of CPU) never delays health probes, TLS handshakes or admission requests served
@@ -97,6 +102,28 @@ fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
             "expected kind ConversionReview, got {}",
             review.types.kind
         ));
+    }
+    if review.types.api_version != CONVERSION_REVIEW_API_VERSION {
+        // The API server sends the first of the CRD's `conversionReviewVersions` it supports and
+        // expects an answer in that version: a failed review it passes on to the client.
+        let message = format!(
+            "ConversionReview {:?} is not supported; only {CONVERSION_REVIEW_API_VERSION} (set conversionReviewVersions: [\"v1\"] in the CRD)",
+            review.types.api_version
+        );
+        tracing::warn!(%message, "refusing a ConversionReview");
+        let response = ConversionResponse {
+            types: Some(review.types),
+            uid: review
+                .request
+                .map(|request| request.uid)
+                .unwrap_or_default(),
+            result: failure(400, "BadRequest", message),
+            converted_objects: Vec::new(),
+        };
+        return match serde_json::to_vec(&response.into_review()) {
+            Ok(body) => Reply::json(200, body, "failed"),
+            Err(error) => Reply::internal(format!("failed to serialise ConversionReview: {error}")),
+        };
     }
     let request = match ConversionRequest::from_review(review) {
         Ok(request) => request,

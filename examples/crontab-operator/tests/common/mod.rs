@@ -14,9 +14,10 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::Api;
+use stackable_certs::LeafOptions;
 use stackable_conversion::WebhookTarget;
 use stackable_testenv::TestEnv;
-use stackable_webhook::RunningServer;
+use stackable_webhook::{CertSource, Converter, RunningServer, WebhookServer};
 
 /// The webhook and the control plane using it.
 pub struct Cluster {
@@ -28,8 +29,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the webhook on a free port and a control plane with the CronTab CRD, and creates
-    /// a namespace `<prefix>-xxxxx`.
+    /// Starts the CronTab webhook on a free port and a control plane with the CronTab CRD, and
+    /// creates a namespace `<prefix>-xxxxx`.
     pub async fn start(prefix: &str) -> Self {
         let mut options = ServerOptions::generated(
             "127.0.0.1:0".parse().unwrap(),
@@ -39,6 +40,27 @@ impl Cluster {
         );
         options.handle_signals = false;
         let server = webhook_server(options).unwrap().start().await.unwrap();
+        Self::start_with(prefix, server).await
+    }
+
+    /// [`Cluster::start`] with another converter on the conversion path.
+    pub async fn start_serving(prefix: &str, converter: impl Converter) -> Self {
+        let leaf = LeafOptions::for_service("crontab-operator", "e2e")
+            .ip_address("127.0.0.1".parse().unwrap());
+        let server = WebhookServer::builder()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .handle_signals(false)
+            .certificates(CertSource::generated(leaf))
+            .conversion(crontab_operator::crd::CONVERT_PATH, converter)
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        Self::start_with(prefix, server).await
+    }
+
+    async fn start_with(prefix: &str, server: RunningServer) -> Self {
         let port = server.local_addr().port();
         let ca_bundle = server
             .ca_bundle_pem()
