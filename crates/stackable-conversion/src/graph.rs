@@ -17,10 +17,9 @@ use std::{
 
 use kube::core::Resource;
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::Value;
 use snafu::{ResultExt, Snafu};
 
-use crate::stash::{self, Stash};
+use crate::fingerprint::Fingerprint;
 
 /// A boxed error, what a user's `TryFrom` error is turned into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -174,8 +173,21 @@ pub enum BuildError {
     },
 }
 
-/// One typed step from a version to another, erased to JSON in, JSON out.
-pub(crate) type StepFn = Arc<dyn Fn(Value) -> Result<Value, StepError> + Send + Sync>;
+/// One typed step from a version to another, erased to JSON text in, JSON text out.
+pub(crate) type StepFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, StepError> + Send + Sync>;
+
+/// One typed step there and, from the typed result, back: the converted text, and the
+/// fingerprint of the body the round trip gives (`None` when the way back fails). Neither
+/// reads the converted object again nor writes the round trip as text.
+pub(crate) type RoundTripFn =
+    Arc<dyn Fn(&[u8]) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> + Send + Sync>;
+
+/// The conversions from one version to an adjacent one.
+#[derive(Clone)]
+pub(crate) struct Edge {
+    step: StepFn,
+    round_trip: RoundTripFn,
+}
 
 /// The identity of a version: its group, version and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +224,7 @@ pub(crate) fn api_version(group: &str, version: &str) -> String {
 pub struct KindConverterBuilder {
     versions: Vec<VersionId>,
     hubs: Vec<String>,
-    steps: Vec<(String, String, StepFn, StepFn)>,
+    steps: Vec<(String, String, Edge, Edge)>,
     stash_prefix: String,
 }
 
@@ -273,8 +285,15 @@ impl KindConverterBuilder {
     {
         let a = self.declare(VersionId::of::<A>());
         let b = self.declare(VersionId::of::<B>());
-        self.steps
-            .push((a, b, typed_step::<A, B>(), typed_step::<B, A>()));
+        let there = Edge {
+            step: typed_step::<A, B>(),
+            round_trip: typed_round_trip::<A, B>(),
+        };
+        let back = Edge {
+            step: typed_step::<B, A>(),
+            round_trip: typed_round_trip::<B, A>(),
+        };
+        self.steps.push((a, b, there, back));
         self
     }
 
@@ -327,7 +346,7 @@ impl KindConverterBuilder {
             }
         }
 
-        let mut edges: BTreeMap<(String, String), StepFn> = BTreeMap::new();
+        let mut edges: BTreeMap<(String, String), Edge> = BTreeMap::new();
         for (a, b, forward, backward) in self.steps {
             if a == b {
                 return SelfStepSnafu { version: av(&a) }.fail();
@@ -389,6 +408,10 @@ impl KindConverterBuilder {
             }
         }
 
+        let stash_keys = versions
+            .iter()
+            .map(|v| (v.clone(), format!("{}{v}", self.stash_prefix)))
+            .collect();
         Ok(KindConverter {
             group: first.group,
             kind: first.kind,
@@ -396,6 +419,7 @@ impl KindConverterBuilder {
             hub,
             edges,
             paths,
+            stash_keys,
             stash_prefix: self.stash_prefix,
         })
     }
@@ -405,7 +429,7 @@ impl KindConverterBuilder {
 /// version reachable from `from`. Ties are broken by version name, so paths are deterministic.
 fn shortest_paths(
     from: &str,
-    edges: &BTreeMap<(String, String), StepFn>,
+    edges: &BTreeMap<(String, String), Edge>,
 ) -> BTreeMap<String, Vec<String>> {
     let mut reached: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut seen = BTreeSet::from([from.to_owned()]);
@@ -431,17 +455,49 @@ where
 {
     let from = A::api_version(&()).into_owned();
     let to = B::api_version(&()).into_owned();
-    Arc::new(move |object: Value| {
-        let a: A = serde_json::from_value(object).context(DeserializeSnafu {
+    Arc::new(move |object: &[u8]| {
+        let a: A = serde_json::from_slice(object).context(DeserializeSnafu {
             api_version: from.clone(),
         })?;
         let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
             from: from.clone(),
             to: to.clone(),
         })?;
-        serde_json::to_value(b).context(SerializeSnafu {
+        serde_json::to_vec(&b).context(SerializeSnafu {
             api_version: to.clone(),
         })
+    })
+}
+
+fn typed_round_trip<A, B>() -> RoundTripFn
+where
+    A: Resource<DynamicType = ()> + Serialize + DeserializeOwned + TryFrom<B>,
+    B: Resource<DynamicType = ()> + Serialize + TryFrom<A>,
+    <A as TryFrom<B>>::Error: Into<BoxError>,
+    <B as TryFrom<A>>::Error: Into<BoxError>,
+{
+    let from = A::api_version(&()).into_owned();
+    let to = B::api_version(&()).into_owned();
+    Arc::new(move |object: &[u8]| {
+        let a: A = serde_json::from_slice(object).context(DeserializeSnafu {
+            api_version: from.clone(),
+        })?;
+        let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
+            from: from.clone(),
+            to: to.clone(),
+        })?;
+        let converted = serde_json::to_vec(&b).context(SerializeSnafu {
+            api_version: to.clone(),
+        })?;
+        let back = match A::try_from(b) {
+            Ok(a) => crate::fingerprint_ser::of_body(&a).ok(),
+            Err(error) => {
+                let error: BoxError = error.into();
+                tracing::debug!(%error, from = to.as_str(), to = from.as_str(), "the converted object does not convert back");
+                None
+            }
+        };
+        Ok((converted, back))
     })
 }
 
@@ -453,9 +509,11 @@ pub struct KindConverter {
     kind: String,
     versions: Vec<String>,
     hub: Option<String>,
-    edges: BTreeMap<(String, String), StepFn>,
+    edges: BTreeMap<(String, String), Edge>,
     paths: BTreeMap<(String, String), Vec<String>>,
     stash_prefix: String,
+    /// The stash annotation key of each version.
+    stash_keys: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for KindConverter {
@@ -519,63 +577,58 @@ impl KindConverter {
         format!("{}{version}", self.stash_prefix)
     }
 
-    /// Converts one object (its `metadata` reduced to what conversions may see) from version
-    /// `from` to version `to`: restores the stash of `to` the object carries, converts along the
-    /// shortest path, and stashes the fields of `from` that the round trip back loses (see
-    /// [`stash`](crate::stash)). The caller restores the full metadata afterwards.
-    pub(crate) fn convert_between(
-        &self,
-        from: &str,
-        to: &str,
-        mut object: Value,
-    ) -> Result<Value, StepError> {
-        let (Some(path), Some(back_path)) = (self.path(from, to), self.path(to, from)) else {
-            // The router checks both versions before calling; nothing to do otherwise.
-            return Ok(object);
-        };
-        let key_from = self.stash_annotation_key(from);
-        let key_to = self.stash_annotation_key(to);
-        // A stash of `from` on an object in `from` describes nothing (e.g. a copy of an object
-        // read through another version): drop it.
-        stash::take_annotation(&mut object, &key_from);
-        let stash = stash::take_annotation(&mut object, &key_to)
-            .map(|text| Stash::parse(&key_to, &text))
-            .transpose()?;
-        let source = stash::body(&object);
-        let back = |object: Value| self.run(to, back_path, object);
-
-        let mut converted = self.run(from, path, object)?;
-        if let Some(stash) = stash {
-            converted = stash::restore(converted, stash, &source, &back);
-        }
-        let lost = match back(converted.clone()) {
-            Ok(round_trip) => Stash::of_round_trip(&source, &stash::body(&round_trip)),
-            Err(error) => {
-                // The way back fails: keep everything, to be safe.
-                tracing::debug!(%error, from, to, "the converted object does not convert back");
-                (!source.is_empty()).then_some(Stash {
-                    lost: source,
-                    status_digest: None,
-                })
-            }
-        };
-        if let Some(lost) = lost {
-            stash::set_annotation(&mut converted, &key_from, lost.to_annotation());
-        }
-        Ok(converted)
+    /// The prefix of the stash annotation keys.
+    pub(crate) fn stash_prefix(&self) -> &str {
+        &self.stash_prefix
     }
 
-    /// Runs the typed steps along `path`, starting at version `from`.
-    fn run(&self, from: &str, path: &[String], mut object: Value) -> Result<Value, StepError> {
+    /// [`stash_annotation_key`](Self::stash_annotation_key), computed once per version.
+    pub(crate) fn stash_key(&self, version: &str) -> &str {
+        self.stash_keys.get(version).map_or("", String::as_str)
+    }
+
+    /// Converts along `path` and back along `back_path`: the converted text and the fingerprint
+    /// of the body the round trip gives (`None` when the way back fails). A single step does
+    /// both from the typed result; longer paths go through JSON text.
+    pub(crate) fn round_trip(
+        &self,
+        from: &str,
+        path: &[String],
+        back_path: &[String],
+        object: &[u8],
+    ) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> {
+        if let [to] = path
+            && let Some(edge) = self.edges.get(&(from.to_owned(), to.clone()))
+        {
+            return (edge.round_trip)(object);
+        }
+        let converted = self.run(from, path, object)?;
+        let to = path.last().map_or(from, String::as_str);
+        let back = self
+            .run(to, back_path, &converted)
+            .ok()
+            .and_then(|text| crate::fingerprint::of_body(&text));
+        Ok((converted, back))
+    }
+
+    /// Runs the typed steps along `path` (JSON text in, JSON text out), starting at version
+    /// `from`.
+    pub(crate) fn run(
+        &self,
+        from: &str,
+        path: &[String],
+        object: &[u8],
+    ) -> Result<Vec<u8>, StepError> {
         let mut at = from;
+        let mut text: Option<Vec<u8>> = None;
         for next in path {
-            let Some(step) = self.edges.get(&(at.to_owned(), next.clone())) else {
+            let Some(edge) = self.edges.get(&(at.to_owned(), next.clone())) else {
                 // Paths are computed from the edges at build time, so this cannot happen.
                 unreachable!("path {at} -> {next} without a step")
             };
-            object = step(object)?;
+            text = Some((edge.step)(text.as_deref().unwrap_or(object))?);
             at = next;
         }
-        Ok(object)
+        Ok(text.unwrap_or_else(|| object.to_vec()))
     }
 }

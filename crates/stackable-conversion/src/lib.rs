@@ -73,9 +73,13 @@
 //! ```
 
 pub mod crd;
+mod fingerprint;
+mod fingerprint_ser;
 pub mod graph;
 pub mod invariants;
 pub mod names;
+mod object;
+mod raw;
 pub mod router;
 mod semantic;
 pub mod stash;

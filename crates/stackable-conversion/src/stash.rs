@@ -110,55 +110,6 @@ fn set_body(object: &mut Value, new_body: Map<String, Value>) {
     }
 }
 
-fn annotations_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
-    object
-        .as_object_mut()?
-        .get_mut("metadata")?
-        .as_object_mut()?
-        .get_mut("annotations")?
-        .as_object_mut()
-}
-
-/// Removes an annotation (and `annotations` itself when it becomes empty); returns its value.
-pub(crate) fn take_annotation(object: &mut Value, key: &str) -> Option<String> {
-    let annotations = annotations_mut(object)?;
-    let value = annotations.remove(key)?;
-    if annotations.is_empty()
-        && let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
-    {
-        metadata.remove("annotations");
-    }
-    Some(match value {
-        Value::String(s) => s,
-        other => other.to_string(),
-    })
-}
-
-/// Sets an annotation, creating `metadata.annotations` as needed.
-pub(crate) fn set_annotation(object: &mut Value, key: &str, value: String) {
-    let Some(object) = object.as_object_mut() else {
-        return;
-    };
-    let metadata = object
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !metadata.is_object() {
-        *metadata = Value::Object(Map::new());
-    }
-    let Some(metadata) = metadata.as_object_mut() else {
-        return;
-    };
-    let annotations = metadata
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !annotations.is_object() {
-        *annotations = Value::Object(Map::new());
-    }
-    if let Some(annotations) = annotations.as_object_mut() {
-        annotations.insert(key.to_owned(), Value::String(value));
-    }
-}
-
 /// Puts the fields of `stash` back into `current` (the object converted from `source`, in the
 /// stash's version), where that does not contradict `source`; see the [module docs](self).
 /// `back` converts an object of the stash's version into the version of `source`.

@@ -7,17 +7,31 @@
 //! another version gets a failed review saying so. Reviews larger than
 //! [`INLINE_CONVERSION_MAX_BYTES`] are converted on tokio's blocking pool, off the async workers.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{borrow::Cow, panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use kube::core::{
     Status,
-    conversion::{ConversionRequest, ConversionResponse, ConversionReview},
+    conversion::{ConversionRequest, ConversionResponse},
     response::StatusSummary,
 };
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::router::{BoxHandler, Reply, panic_message};
+
+/// One `ConversionReview` request with its objects as raw JSON text, borrowed from the request
+/// body: nothing of the objects is parsed into trees.
+#[derive(Debug)]
+pub struct RawConversionRequest<'a> {
+    /// The request uid (the server echoes it in the answer).
+    pub uid: Cow<'a, str>,
+    /// The API version to convert to (`group/version`).
+    pub desired_api_version: Cow<'a, str>,
+    /// The objects, each exactly as received.
+    pub objects: Vec<&'a RawValue>,
+}
 
 /// Converts the objects of one `ConversionReview` request.
 ///
@@ -28,6 +42,46 @@ pub trait Converter: Send + Sync + 'static {
     /// Converts `request.objects` to `request.desired_api_version`. Build the answer with
     /// `ConversionResponse::for_request(request).success(objects)` or `.failure(status)`.
     fn convert(&self, request: ConversionRequest) -> ConversionResponse;
+
+    /// What the server calls: converts the objects of `request` and appends the JSON array of
+    /// the converted objects (as many, in the same order) to `out`, or returns the failure to
+    /// report (what was appended is then discarded). The server writes the rest of the
+    /// `ConversionReview`, with the request's uid.
+    ///
+    /// The default parses each object into a `serde_json::Value` and calls
+    /// [`convert`](Self::convert). Override it to convert without building those trees (the
+    /// `ConversionRouter` of `stackable-conversion` does: for a review of a whole LIST, most of
+    /// the bytes are `managedFields` that a converter only has to copy).
+    fn convert_raw(
+        &self,
+        request: &RawConversionRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<Status>> {
+        let objects = request
+            .objects
+            .iter()
+            .map(|object| serde_json::from_str(object.get()))
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .map_err(|error| {
+                failure(400, "BadRequest", format!("an object is not JSON: {error}"))
+            })?;
+        let response = self.convert(ConversionRequest {
+            types: None,
+            uid: request.uid.clone().into_owned(),
+            desired_api_version: request.desired_api_version.clone().into_owned(),
+            objects,
+        });
+        if response.result.status != Some(StatusSummary::Success) {
+            return Err(Box::new(response.result));
+        }
+        serde_json::to_writer(out, &response.converted_objects).map_err(|error| {
+            Box::new(failure(
+                500,
+                "InternalError",
+                format!("failed to serialise the converted objects: {error}"),
+            ))
+        })
+    }
 }
 
 impl<F> Converter for F
@@ -42,6 +96,14 @@ where
 impl<C: Converter + ?Sized> Converter for Arc<C> {
     fn convert(&self, request: ConversionRequest) -> ConversionResponse {
         (**self).convert(request)
+    }
+
+    fn convert_raw(
+        &self,
+        request: &RawConversionRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<Status>> {
+        (**self).convert_raw(request, out)
     }
 }
 
@@ -89,77 +151,128 @@ pub(crate) fn conversion_route<C: Converter>(converter: C) -> BoxHandler {
     })
 }
 
+/// A `ConversionReview` as received: the objects stay raw JSON borrowed from the body.
+#[derive(Deserialize)]
+struct ReviewIn<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(rename = "desiredAPIVersion", borrow)]
+    desired_api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    objects: Vec<&'a RawValue>,
+}
+
+/// Writes `{"apiVersion":…,"kind":"ConversionReview","response":{"uid":…,"result":` into `out`.
+fn write_head(out: &mut Vec<u8>, api_version: &str, uid: &str) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(br#"{"apiVersion":"#);
+    serde_json::to_writer(&mut *out, api_version)?;
+    out.extend_from_slice(br#","kind":"ConversionReview","response":{"uid":"#);
+    serde_json::to_writer(&mut *out, uid)?;
+    out.extend_from_slice(br#","result":"#);
+    Ok(())
+}
+
+/// A review answering `uid` with `result` and, on success, the objects `write` appends.
+fn encode(
+    capacity: usize,
+    api_version: &str,
+    uid: &str,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), Box<Status>>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(capacity);
+    write_head(&mut out, api_version, uid)?;
+    let head = out.len();
+    serde_json::to_writer(&mut out, &Status::success())?;
+    out.extend_from_slice(br#","convertedObjects":"#);
+    match write(&mut out) {
+        Ok(()) => {
+            out.extend_from_slice(b"}}");
+            Ok(out)
+        }
+        Err(status) => {
+            out.truncate(head);
+            serde_json::to_writer(&mut out, &status)?;
+            out.extend_from_slice(br#","convertedObjects":[]}}"#);
+            Ok(out)
+        }
+    }
+}
+
 /// Decodes the review, converts it (catching a panic) and encodes the answer.
 fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
-    let review: ConversionReview = match serde_json::from_slice(body) {
+    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) => {
             return Reply::bad_request(format!("malformed ConversionReview: {error}"));
         }
     };
-    if review.types.kind != "ConversionReview" {
+    if review.kind != "ConversionReview" {
         return Reply::bad_request(format!(
             "expected kind ConversionReview, got {}",
-            review.types.kind
+            review.kind
         ));
     }
-    if review.types.api_version != CONVERSION_REVIEW_API_VERSION {
+    let Some(request) = review.request else {
+        return Reply::bad_request("ConversionReview has no request".to_owned());
+    };
+    let span = tracing::Span::current();
+    span.record("uid", request.uid.as_ref());
+    span.record("kind", "ConversionReview");
+    span.record("operation", request.desired_api_version.as_ref());
+    let mut outcome = "converted";
+    let encoded = if review.api_version != CONVERSION_REVIEW_API_VERSION {
         // The API server sends the first of the CRD's `conversionReviewVersions` it supports and
         // expects an answer in that version: a failed review it passes on to the client.
         let message = format!(
             "ConversionReview {:?} is not supported; only {CONVERSION_REVIEW_API_VERSION} (set conversionReviewVersions: [\"v1\"] in the CRD)",
-            review.types.api_version
+            review.api_version
         );
         tracing::warn!(%message, "refusing a ConversionReview");
-        let response = ConversionResponse {
-            types: Some(review.types),
-            uid: review
-                .request
-                .map(|request| request.uid)
-                .unwrap_or_default(),
-            result: failure(400, "BadRequest", message),
-            converted_objects: Vec::new(),
+        outcome = "failed";
+        encode(512, &review.api_version, &request.uid, |_| {
+            Err(Box::new(failure(400, "BadRequest", message)))
+        })
+    } else {
+        let request = RawConversionRequest {
+            uid: request.uid,
+            desired_api_version: request.desired_api_version,
+            objects: request.objects,
         };
-        return match serde_json::to_vec(&response.into_review()) {
-            Ok(body) => Reply::json(200, body, "failed"),
-            Err(error) => Reply::internal(format!("failed to serialise ConversionReview: {error}")),
-        };
-    }
-    let request = match ConversionRequest::from_review(review) {
-        Ok(request) => request,
-        Err(_) => return Reply::bad_request("ConversionReview has no request".to_owned()),
+        // The answer is about as large as the review; reserve it once.
+        let capacity = body.len() + body.len() / 8 + 1024;
+        encode(capacity, &review.api_version, &request.uid, |out| {
+            let converted =
+                std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert_raw(&request, out)));
+            match converted {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(status)) => {
+                    outcome = "failed";
+                    Err(status)
+                }
+                Err(panic) => {
+                    let message = panic_message(&panic);
+                    tracing::error!(panic = %message, "converter panicked");
+                    outcome = "panic";
+                    Err(Box::new(failure(
+                        500,
+                        "InternalError",
+                        format!("converter panicked: {message}"),
+                    )))
+                }
+            }
+        })
     };
-    let span = tracing::Span::current();
-    span.record("uid", request.uid.as_str());
-    span.record("kind", "ConversionReview");
-    span.record("operation", request.desired_api_version.as_str());
-    // Only what the answer needs, not a copy of every object.
-    let fallback = ConversionResponse::for_request(ConversionRequest {
-        types: request.types.clone(),
-        uid: request.uid.clone(),
-        desired_api_version: request.desired_api_version.clone(),
-        objects: Vec::new(),
-    });
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert(request)));
-    let (response, outcome) = match outcome {
-        Ok(response) => {
-            let failed = response.result.status == Some(StatusSummary::Failure);
-            (response, if failed { "failed" } else { "converted" })
-        }
-        Err(panic) => {
-            let message = panic_message(&panic);
-            tracing::error!(panic = %message, "converter panicked");
-            (
-                fallback.failure(failure(
-                    500,
-                    "InternalError",
-                    format!("converter panicked: {message}"),
-                )),
-                "panic",
-            )
-        }
-    };
-    match serde_json::to_vec(&response.into_review()) {
+    match encoded {
         Ok(body) => Reply::json(200, body, outcome),
         Err(error) => Reply::internal(format!("failed to serialise ConversionReview: {error}")),
     }

@@ -48,7 +48,9 @@ pub mod source;
 pub mod tls;
 
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
-pub use conversion::{CONVERSION_REVIEW_API_VERSION, Converter, INLINE_CONVERSION_MAX_BYTES};
+pub use conversion::{
+    CONVERSION_REVIEW_API_VERSION, Converter, INLINE_CONVERSION_MAX_BYTES, RawConversionRequest,
+};
 pub use metrics::Metrics;
 pub use router::{ExtraService, ResponseBody};
 pub use server::{Limits, RunningServer, ServerError, WebhookServer, WebhookServerBuilder};
