@@ -32,6 +32,11 @@ impl Cluster {
     /// Starts the CronTab webhook on a free port and a control plane with the CronTab CRD, and
     /// creates a namespace `<prefix>-xxxxx`.
     pub async fn start(prefix: &str) -> Self {
+        Self::start_with_apiserver_flags(prefix, &[]).await
+    }
+
+    /// [`Cluster::start`] with extra kube-apiserver flags.
+    pub async fn start_with_apiserver_flags(prefix: &str, flags: &[&str]) -> Self {
         let mut options = ServerOptions::generated(
             "127.0.0.1:0".parse().unwrap(),
             "crontab-operator",
@@ -40,11 +45,20 @@ impl Cluster {
         );
         options.handle_signals = false;
         let server = webhook_server(options).unwrap().start().await.unwrap();
-        Self::start_with(prefix, server).await
+        Self::start_with(prefix, server, flags).await
     }
 
     /// [`Cluster::start`] with another converter on the conversion path.
     pub async fn start_serving(prefix: &str, converter: impl Converter) -> Self {
+        Self::start_serving_with_apiserver_flags(prefix, converter, &[]).await
+    }
+
+    /// [`Cluster::start_serving`] with extra kube-apiserver flags.
+    pub async fn start_serving_with_apiserver_flags(
+        prefix: &str,
+        converter: impl Converter,
+        flags: &[&str],
+    ) -> Self {
         let leaf = LeafOptions::for_service("crontab-operator", "e2e")
             .ip_address("127.0.0.1".parse().unwrap());
         let server = WebhookServer::builder()
@@ -57,10 +71,10 @@ impl Cluster {
             .start()
             .await
             .unwrap();
-        Self::start_with(prefix, server).await
+        Self::start_with(prefix, server, flags).await
     }
 
-    async fn start_with(prefix: &str, server: RunningServer) -> Self {
+    async fn start_with(prefix: &str, server: RunningServer, flags: &[&str]) -> Self {
         let port = server.local_addr().port();
         let ca_bundle = server
             .ca_bundle_pem()
@@ -81,7 +95,14 @@ impl Cluster {
             .unwrap();
         client_config.ca_bundle = Some(ByteString(ca_bundle.into_bytes()));
 
-        let env = TestEnv::builder().crds([crd]).start().await.unwrap();
+        let env = flags
+            .iter()
+            .fold(TestEnv::builder().crds([crd]), |builder, flag| {
+                builder.apiserver_flag(*flag)
+            })
+            .start()
+            .await
+            .unwrap();
         let namespace = env.create_namespace(prefix).await.unwrap();
         let client = env.client().unwrap();
         Self {
