@@ -177,8 +177,8 @@ impl<'de> Visitor<'de> for FingerprintVisitor {
 }
 
 /// The fingerprint of JSON text (`None` when it is not JSON).
-pub(crate) fn of(json: &[u8]) -> Option<Fingerprint> {
-    serde_json::from_slice(json).ok()
+pub(crate) fn of(json: &str) -> Option<Fingerprint> {
+    serde_json::from_str(json).ok()
 }
 
 /// The fingerprint of the *body* of the object in `json` (every member but `apiVersion`, `kind`
@@ -221,7 +221,7 @@ mod tests {
     use super::*;
 
     fn fp(json: &str) -> Fingerprint {
-        of(json.as_bytes()).unwrap()
+        of(json).unwrap()
     }
 
     #[test]

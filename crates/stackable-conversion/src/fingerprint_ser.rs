@@ -546,7 +546,7 @@ mod tests {
                 json!({"spec": {"host": "db", "port": 80, "ratio": 2, "tags": ["a"], "mode": "Fast",
                                 "extra": {"7": true}, "bytes": [1, 2]}})
                 .to_string()
-                .as_bytes()
+                .as_str()
             )
             .unwrap()
         );

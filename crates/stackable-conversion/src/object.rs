@@ -61,7 +61,7 @@ impl Source<'_> {
         let mut sum = 0u64;
         let mut any = false;
         for (key, value) in self.body() {
-            let value = fingerprint::of(value.get().as_bytes())?;
+            let value = fingerprint::of(value.get())?;
             if !value.empty {
                 sum = sum.wrapping_add(fingerprint::member(key, value));
                 any = true;

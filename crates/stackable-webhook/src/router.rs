@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
@@ -287,25 +287,40 @@ impl Router {
             return too_large();
         }
         let body = Limited::new(request.into_body(), max_body_bytes);
-        let collected = match tokio::time::timeout(self.body_timeout, body.collect()).await {
-            Err(_) => {
-                return Reply::status(
-                    408,
-                    "Timeout",
-                    "timed out reading the request body".to_owned(),
-                    "timeout",
-                );
-            }
-            Ok(Err(error)) => {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
+        let capacity = declared.map_or(0, |length| length.min(max_body_bytes as u64) as usize);
+        let collected =
+            match tokio::time::timeout(self.body_timeout, read_body(body, capacity)).await {
+                Err(_) => {
+                    return Reply::status(
+                        408,
+                        "Timeout",
+                        "timed out reading the request body".to_owned(),
+                        "timeout",
+                    );
                 }
-                return Reply::bad_request(format!("failed to read the request body: {error}"));
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
+                Ok(Err(error)) => {
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        return too_large();
+                    }
+                    return Reply::bad_request(format!("failed to read the request body: {error}"));
+                }
+                Ok(Ok(collected)) => collected,
+            };
         (route.handler)(collected).await
     }
+}
+
+/// Reads the whole body into one buffer sized up front from `Content-Length`, so that a body
+/// of many frames (a review of a LIST is megabytes) is not held twice while it is joined.
+async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
+    let mut body = std::pin::pin!(body);
+    let mut buffer = BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
 }
 
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
