@@ -12,14 +12,16 @@
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     fmt,
-    sync::Arc,
 };
 
 use kube::core::Resource;
 use serde::{Serialize, de::DeserializeOwned};
-use snafu::{ResultExt, Snafu};
+use snafu::Snafu;
 
-use crate::fingerprint::Fingerprint;
+use crate::{
+    fingerprint::Fingerprint,
+    step::{Edge, typed_round_trip, typed_step},
+};
 
 /// A boxed error, what a user's `TryFrom` error is turned into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -171,22 +173,6 @@ pub enum BuildError {
         /// A key it would produce.
         example: String,
     },
-}
-
-/// One typed step from a version to another, erased to JSON text in, JSON text out.
-pub(crate) type StepFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, StepError> + Send + Sync>;
-
-/// One typed step there and, from the typed result, back: the converted text, and the
-/// fingerprint of the body the round trip gives (`None` when the way back fails). Neither
-/// reads the converted object again nor writes the round trip as text.
-pub(crate) type RoundTripFn =
-    Arc<dyn Fn(&[u8]) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> + Send + Sync>;
-
-/// The conversions from one version to an adjacent one.
-#[derive(Clone)]
-pub(crate) struct Edge {
-    step: StepFn,
-    round_trip: RoundTripFn,
 }
 
 /// The identity of a version: its group, version and kind.
@@ -445,60 +431,6 @@ fn shortest_paths(
         }
     }
     reached
-}
-
-fn typed_step<A, B>() -> StepFn
-where
-    A: Resource<DynamicType = ()> + DeserializeOwned,
-    B: Resource<DynamicType = ()> + Serialize + TryFrom<A>,
-    <B as TryFrom<A>>::Error: Into<BoxError>,
-{
-    let from = A::api_version(&()).into_owned();
-    let to = B::api_version(&()).into_owned();
-    Arc::new(move |object: &[u8]| {
-        let a: A = serde_json::from_slice(object).context(DeserializeSnafu {
-            api_version: from.clone(),
-        })?;
-        let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
-            from: from.clone(),
-            to: to.clone(),
-        })?;
-        serde_json::to_vec(&b).context(SerializeSnafu {
-            api_version: to.clone(),
-        })
-    })
-}
-
-fn typed_round_trip<A, B>() -> RoundTripFn
-where
-    A: Resource<DynamicType = ()> + Serialize + DeserializeOwned + TryFrom<B>,
-    B: Resource<DynamicType = ()> + Serialize + TryFrom<A>,
-    <A as TryFrom<B>>::Error: Into<BoxError>,
-    <B as TryFrom<A>>::Error: Into<BoxError>,
-{
-    let from = A::api_version(&()).into_owned();
-    let to = B::api_version(&()).into_owned();
-    Arc::new(move |object: &[u8]| {
-        let a: A = serde_json::from_slice(object).context(DeserializeSnafu {
-            api_version: from.clone(),
-        })?;
-        let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
-            from: from.clone(),
-            to: to.clone(),
-        })?;
-        let converted = serde_json::to_vec(&b).context(SerializeSnafu {
-            api_version: to.clone(),
-        })?;
-        let back = match A::try_from(b) {
-            Ok(a) => crate::fingerprint_ser::of_body(&a).ok(),
-            Err(error) => {
-                let error: BoxError = error.into();
-                tracing::debug!(%error, from = to.as_str(), to = from.as_str(), "the converted object does not convert back");
-                None
-            }
-        };
-        Ok((converted, back))
-    })
 }
 
 /// The versions of one kind and the conversions between them; built by

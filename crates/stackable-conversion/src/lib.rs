@@ -83,6 +83,7 @@ mod raw;
 pub mod router;
 mod semantic;
 pub mod stash;
+mod step;
 #[cfg(feature = "testing")]
 pub mod testing;
 

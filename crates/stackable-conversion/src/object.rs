@@ -19,7 +19,7 @@ use crate::{
     fingerprint::{self, Fingerprint},
     graph::{DeserializeSnafu, KindConverter, StepError},
     names::{MAX_ANNOTATIONS_SIZE, annotations_size},
-    raw::{Members, ObjectWriter, is_blank_text},
+    raw::{Members, Object, ObjectWriter, is_blank_text},
     stash::{self, Stash},
 };
 
@@ -164,8 +164,7 @@ pub(crate) fn convert(
     let mut object = ObjectWriter::open(&mut input);
     object.string("apiVersion", route.from_api_version);
     object.raw("kind", source.kind.get());
-    let mut metadata = Vec::with_capacity(256);
-    let mut visible = ObjectWriter::open(&mut metadata);
+    let mut visible = object.nested("metadata");
     for (key, value) in &source.metadata.0 {
         match key.as_ref() {
             "annotations" => {
@@ -178,7 +177,6 @@ pub(crate) fn convert(
         }
     }
     visible.close();
-    object.raw("metadata", &metadata);
     for (key, value) in source.body() {
         object.raw(key, value.get());
     }
@@ -237,11 +235,8 @@ pub(crate) fn convert(
         None => everything(),
     };
 
-    let converted = Members::parse_bytes(&converted).unwrap_or_default();
-    let converted_metadata = converted
-        .get("metadata")
-        .and_then(Members::of)
-        .unwrap_or_default();
+    let converted = Object::parse_bytes(&converted).unwrap_or_default();
+    let converted_metadata = converted.metadata.unwrap_or_default();
     let labels = converted_metadata.get("labels").map(RawValue::get);
     let mut annotations: Option<Cow<'_, str>> = converted_metadata
         .get("annotations")
@@ -264,8 +259,7 @@ pub(crate) fn convert(
     object.string("apiVersion", route.to_api_version);
     object.raw("kind", source.kind.get());
     // The metadata as received, labels and annotations replaced only when they changed.
-    let mut metadata = Vec::with_capacity(1024);
-    let mut writer = ObjectWriter::open(&mut metadata);
+    let mut writer = object.nested("metadata");
     let put = |writer: &mut ObjectWriter<'_>, key: &str, value: Option<&str>| {
         if let Some(value) = value.filter(|v| !is_blank_text(v)) {
             writer.raw(key, value);
@@ -285,8 +279,7 @@ pub(crate) fn convert(
         put(&mut writer, "annotations", annotations.as_deref());
     }
     writer.close();
-    object.raw("metadata", &metadata);
-    for (key, value) in &converted.0 {
+    for (key, value) in &converted.members.0 {
         if !NON_BODY_KEYS.contains(&key.as_ref()) {
             object.raw(key, value.get());
         }

@@ -47,17 +47,7 @@ pub(crate) fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
 pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Members<'a> {
-    /// The members of `raw`, or `None` when it is not an object.
-    pub(crate) fn of(raw: &'a RawValue) -> Option<Self> {
-        Self::parse(raw.get())
-    }
-
     /// The members of the JSON object `json`, or `None` when it is not one.
-    pub(crate) fn parse(json: &'a str) -> Option<Self> {
-        serde_json::from_str(json).ok()
-    }
-
-    /// [`Members::parse`] of JSON bytes.
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
         serde_json::from_slice(json).ok()
     }
@@ -111,6 +101,11 @@ impl<'a> Object<'a> {
     /// Reads `raw`, or `None` when it is not an object.
     pub(crate) fn of(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
+    }
+
+    /// Reads the JSON object `json`, or `None` when it is not one.
+    pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
+        serde_json::from_slice(json).ok()
     }
 }
 
@@ -228,6 +223,13 @@ impl<'o> ObjectWriter<'o> {
         self.out.extend_from_slice(json.as_ref());
     }
 
+    /// A member whose value is an object, written with the returned writer (close it before
+    /// writing the next member here).
+    pub(crate) fn nested(&mut self, key: &str) -> ObjectWriter<'_> {
+        self.key(key);
+        ObjectWriter::open(self.out)
+    }
+
     /// A member whose value is a string.
     pub(crate) fn string(&mut self, key: &str, value: &str) {
         self.key(key);
@@ -253,7 +255,7 @@ mod tests {
     #[test]
     fn members_borrow_their_values_and_keys() {
         let json = r#"{"a": {"x": [1, 2]}, "b\n": "t\"x", "c": null}"#;
-        let members = Members::parse(json).unwrap();
+        let members = Members::parse_bytes(json.as_bytes()).unwrap();
         assert_eq!(members.0.len(), 3);
         assert!(matches!(members.0[0].0, Cow::Borrowed("a")));
         assert_eq!(members.get("a").unwrap().get(), r#"{"x": [1, 2]}"#);
@@ -264,8 +266,8 @@ mod tests {
         assert!(is_blank_text(" { } "));
         assert!(!is_blank_text("nulll"));
         assert!(!is_blank_text("\"\""));
-        assert!(Members::parse("[1]").is_none());
-        assert!(Members::parse("{\"a\": }").is_none());
+        assert!(Members::parse_bytes(b"[1]").is_none());
+        assert!(Members::parse_bytes(b"{\"a\": }").is_none());
     }
 
     #[test]
