@@ -499,14 +499,24 @@ impl KindConverter {
         if from == to {
             return self.versions.iter().any(|v| v == from).then_some(&[]);
         }
+        // A few entries: a scan compares borrowed strings, a map lookup would allocate the key.
         self.paths
-            .get(&(from.to_owned(), to.to_owned()))
-            .map(Vec::as_slice)
+            .iter()
+            .find(|((f, t), _)| f == from && t == to)
+            .map(|(_, path)| path.as_slice())
     }
 
     /// The annotation key that stashes the fields of `version` that another version cannot hold.
     pub fn stash_annotation_key(&self, version: &str) -> String {
         format!("{}{version}", self.stash_prefix)
+    }
+
+    /// The step from `from` to the adjacent `to`.
+    fn edge(&self, from: &str, to: &str) -> Option<&Edge> {
+        self.edges
+            .iter()
+            .find(|((f, t), _)| f == from && t == to)
+            .map(|(_, edge)| edge)
     }
 
     /// The prefix of the stash annotation keys.
@@ -530,7 +540,7 @@ impl KindConverter {
         object: &[u8],
     ) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> {
         if let [to] = path
-            && let Some(edge) = self.edges.get(&(from.to_owned(), to.clone()))
+            && let Some(edge) = self.edge(from, to)
         {
             return (edge.round_trip)(object);
         }
@@ -554,7 +564,7 @@ impl KindConverter {
         let mut at = from;
         let mut text: Option<Vec<u8>> = None;
         for next in path {
-            let Some(edge) = self.edges.get(&(at.to_owned(), next.clone())) else {
+            let Some(edge) = self.edge(at, next) else {
                 // Paths are computed from the edges at build time, so this cannot happen.
                 unreachable!("path {at} -> {next} without a step")
             };

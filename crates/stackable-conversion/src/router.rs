@@ -304,7 +304,8 @@ impl ConversionRouter {
             if index > 0 {
                 out.push(b',');
             }
-            let converted = self.convert_object(index, object, desired_group, desired_version, out);
+            let desired = (desired_api_version, desired_group, desired_version);
+            let converted = self.convert_object(index, object, desired, out);
             if let Err(error) = converted {
                 out.truncate(start);
                 return Err(error);
@@ -314,12 +315,12 @@ impl ConversionRouter {
         Ok(())
     }
 
+    /// Converts one object to `desired` (`group/version`, group, version).
     fn convert_object(
         &self,
         index: usize,
         raw: &RawValue,
-        desired_group: &str,
-        desired_version: &str,
+        (desired_api_version, desired_group, desired_version): (&str, &str, &str),
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
         let object = Object::of(raw).unwrap_or_default();
@@ -377,13 +378,14 @@ impl ConversionRouter {
             out.extend_from_slice(raw.get().as_bytes());
             return Ok(());
         }
-        let to_api_version = api_version(desired_group, desired_version);
+        // `desired_group/desired_version`, as checked by the caller.
+        let to_api_version = desired_api_version;
         let route = Route {
             converter,
             from: version,
             from_api_version: &from_api_version,
             to: desired_version,
-            to_api_version: &to_api_version,
+            to_api_version,
             path,
             back_path,
         };
@@ -400,7 +402,7 @@ impl ConversionRouter {
                 object: describe(&source.metadata),
                 kind: kind.to_string(),
                 from: from_api_version.to_string(),
-                to: to_api_version.clone(),
+                to: to_api_version.to_owned(),
                 source: Box::new(source_error),
             },
             ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
