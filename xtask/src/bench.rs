@@ -63,6 +63,10 @@ pub(crate) struct Args {
     /// so both use every available core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Pin both servers to this CPU (`taskset -c N`): every thread of a server, the blocking
+    /// pool's too, then shares one core.
+    #[arg(long, value_name = "N")]
+    pin_cpu: Option<usize>,
     /// Key-exchange groups the client offers.
     #[arg(long, value_enum, default_value = "go")]
     kx: KxOffer,
@@ -82,14 +86,19 @@ enum ScenarioName {
     Convert,
     /// Validating webhook with a new TLS connection per request (full handshakes).
     Handshake,
+    /// Conversion webhook, one review of 10,000 CronTabs with managedFields (~8 MB, a LIST), one
+    /// client.
+    #[value(name = "convert-10k")]
+    Convert10k,
 }
 
 impl ScenarioName {
-    const ALL: [ScenarioName; 4] = [
+    const ALL: [ScenarioName; 5] = [
         ScenarioName::Validate,
         ScenarioName::Mutate,
         ScenarioName::Convert,
         ScenarioName::Handshake,
+        ScenarioName::Convert10k,
     ];
 
     fn name(self) -> &'static str {
@@ -98,6 +107,7 @@ impl ScenarioName {
             ScenarioName::Mutate => "mutate",
             ScenarioName::Convert => "convert",
             ScenarioName::Handshake => "handshake",
+            ScenarioName::Convert10k => "convert-10k",
         }
     }
 }
@@ -177,6 +187,8 @@ struct ScenarioLoad {
     body: Bytes,
     expect: &'static [u8],
     new_connection: bool,
+    /// Clients, when not `--concurrency`.
+    concurrency: Option<usize>,
 }
 
 fn scenario_load(name: ScenarioName, bodies: &Bodies) -> ScenarioLoad {
@@ -186,24 +198,36 @@ fn scenario_load(name: ScenarioName, bodies: &Bodies) -> ScenarioLoad {
             body: bodies.allowed.clone(),
             expect: br#""allowed":true"#,
             new_connection: false,
+            concurrency: None,
         },
         ScenarioName::Mutate => ScenarioLoad {
             path: "/mutate",
             body: bodies.allowed.clone(),
             expect: br#""patch":""#,
             new_connection: false,
+            concurrency: None,
         },
         ScenarioName::Convert => ScenarioLoad {
             path: "/convert",
             body: bodies.convert.clone(),
             expect: br#""status":"Success""#,
             new_connection: false,
+            concurrency: None,
         },
         ScenarioName::Handshake => ScenarioLoad {
             path: "/validate",
             body: bodies.allowed.clone(),
             expect: br#""allowed":true"#,
             new_connection: true,
+            concurrency: None,
+        },
+        // One LIST at a time, as one client's list or an informer's re-list sends it.
+        ScenarioName::Convert10k => ScenarioLoad {
+            path: "/convert",
+            body: bodies.convert_list.clone(),
+            expect: br#""status":"Success""#,
+            new_connection: false,
+            concurrency: Some(1),
         },
     }
 }
@@ -212,9 +236,11 @@ struct Bodies {
     allowed: Bytes,
     denied: Bytes,
     convert: Bytes,
+    convert_list: Bytes,
 }
 
 const CONVERSION_OBJECTS: usize = 100;
+const LIST_OBJECTS: usize = 10_000;
 
 async fn bench(
     args: &Args,
@@ -269,6 +295,7 @@ async fn bench(
     let tls = bench_load::client_config(ca.certificate().der(), args.kx)?;
     let run_options = RunOptions {
         threads: args.threads,
+        pin_cpu: args.pin_cpu,
         log_dir: log_dir.clone(),
     };
     let bodies = Bodies {
@@ -277,6 +304,9 @@ async fn bench(
         convert: Bytes::from(serde_json::to_vec(&bench_bodies::conversion_review(
             CONVERSION_OBJECTS,
         ))?),
+        convert_list: Bytes::from(serde_json::to_vec(
+            &bench_bodies::conversion_review_of_list(LIST_OBJECTS),
+        )?),
     };
     let ticks = bench_peer::clock_ticks();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
@@ -290,7 +320,8 @@ async fn bench(
          TLS 1.3, no resumption, kx offer {:?}; measured {duration} s per scenario and server in {rounds} \
          round(s) of {window:.1} s, each on a fresh server after {warmup} s of warm-up, the servers \
          taking turns; ECDSA P-256 leaf; \
-         info-level logs to a file; bodies: AdmissionReview {} B, ConversionReview ({CONVERSION_OBJECTS} CronTabs) {} B",
+         info-level logs to a file; bodies: AdmissionReview {} B, ConversionReview ({CONVERSION_OBJECTS} CronTabs) {} B, \
+         ConversionReview of a LIST ({LIST_OBJECTS} CronTabs with managedFields, one client) {} B{}",
         match args.threads {
             Some(n) => format!("GOMAXPROCS={n}, TOKIO_WORKER_THREADS={n}"),
             None => "GOMAXPROCS and tokio workers at their defaults (all cores)".to_owned(),
@@ -298,6 +329,11 @@ async fn bench(
         args.kx,
         bodies.allowed.len(),
         bodies.convert.len(),
+        bodies.convert_list.len(),
+        match args.pin_cpu {
+            Some(cpu) => format!("; both servers pinned to CPU {cpu} (taskset)"),
+            None => String::new(),
+        },
     );
     eprintln!("bench: {how}");
 
@@ -432,6 +468,7 @@ async fn measure(
     }
 
     let load = scenario_load(scenario, bodies);
+    let concurrency = load.concurrency.unwrap_or(timing.concurrency);
     let now = Instant::now();
     let measure_from = now + Duration::from_secs_f64(timing.warmup);
     let until = measure_from + Duration::from_secs_f64(timing.duration);
@@ -440,7 +477,7 @@ async fn measure(
         body: load.body,
         expect: load.expect,
         new_connection_per_request: load.new_connection,
-        concurrency: timing.concurrency,
+        concurrency,
         measure_from,
         until,
     };
@@ -637,6 +674,27 @@ async fn check_answers(target: &Target, bodies: &Bodies) -> Result<Probe> {
     {
         return Err(format!(
             "/convert did not convert {CONVERSION_OBJECTS} objects to {DESIRED_VERSION}: {}",
+            response["result"]
+        )
+        .into());
+    }
+    let (list, _) = ask("/convert", &bodies.convert_list).await?;
+    let response = &list["response"];
+    let converted = response["convertedObjects"]
+        .as_array()
+        .map_or(0, |objects| {
+            objects
+                .iter()
+                .filter(|object| {
+                    object["apiVersion"] == DESIRED_VERSION
+                        && object["spec"]["schedule"]["cron"] == "*/5 * * * *"
+                        && object["metadata"]["managedFields"].is_array()
+                })
+                .count()
+        });
+    if response["result"]["status"] != "Success" || converted != LIST_OBJECTS {
+        return Err(format!(
+            "/convert converted {converted} of {LIST_OBJECTS} listed objects: {}",
             response["result"]
         )
         .into());

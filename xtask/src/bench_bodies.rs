@@ -174,6 +174,38 @@ pub(crate) fn pod_review(deny: bool) -> Value {
     })
 }
 
+/// The `managedFields` the API server keeps on a CronTab created with `kubectl apply` (most
+/// of the bytes of an object in a LIST).
+fn managed_fields(i: usize) -> Value {
+    json!([{
+        "apiVersion": "bench.stackable.tech/v1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {
+            "f:metadata": {
+                "f:annotations": {".": {}, "f:shop.example.com/owner": {}},
+                "f:labels": {".": {}, "f:app.kubernetes.io/instance": {}, "f:app.kubernetes.io/name": {}, "f:tier": {}}
+            },
+            "f:spec": {".": {}, "f:cronSpec": {}, "f:image": {}, "f:replicas": {}}
+        },
+        "manager": "kubectl-client-side-apply",
+        "operation": "Update",
+        "time": format!("2026-11-02T09:{:02}:27Z", i % 60)
+    }])
+}
+
+/// An `apiextensions.k8s.io/v1` `ConversionReview` of `count` v1 CronTabs with their
+/// `managedFields`, asking for v2: what the API server sends when a client lists CronTabs
+/// stored as v1 in version v2 (~800 bytes per object).
+pub(crate) fn conversion_review_of_list(count: usize) -> Value {
+    let mut review = conversion_review(count);
+    if let Some(objects) = review["request"]["objects"].as_array_mut() {
+        for (i, object) in objects.iter_mut().enumerate() {
+            object["metadata"]["managedFields"] = managed_fields(i);
+        }
+    }
+    review
+}
+
 /// An `apiextensions.k8s.io/v1` `ConversionReview` of `count` v1 CronTabs, asking for v2.
 pub(crate) fn conversion_review(count: usize) -> Value {
     let objects: Vec<Value> = (0..count)

@@ -174,6 +174,8 @@ pub(crate) fn build_go_peer() -> Result<PathBuf> {
 pub(crate) struct RunOptions {
     /// `GOMAXPROCS` and `TOKIO_WORKER_THREADS`; `None` leaves both at their default.
     pub(crate) threads: Option<usize>,
+    /// Run the server under `taskset -c` on this CPU.
+    pub(crate) pin_cpu: Option<usize>,
     /// Where server logs go.
     pub(crate) log_dir: PathBuf,
 }
@@ -204,7 +206,15 @@ impl Server {
         };
         let log_path = options.log_dir.join(format!("{tag}.log"));
         let log = std::fs::File::create(&log_path)?;
-        let mut command = Command::new(binary);
+        let mut command = match options.pin_cpu {
+            // taskset execs the server: the pid stays the server's.
+            Some(cpu) => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(cpu.to_string()).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("--cert")
             .arg(cert)

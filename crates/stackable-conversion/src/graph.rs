@@ -12,15 +12,16 @@
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     fmt,
-    sync::Arc,
 };
 
 use kube::core::Resource;
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::Value;
-use snafu::{ResultExt, Snafu};
+use snafu::Snafu;
 
-use crate::stash;
+use crate::{
+    fingerprint::Fingerprint,
+    step::{Edge, typed_round_trip, typed_step},
+};
 
 /// A boxed error, what a user's `TryFrom` error is turned into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -174,9 +175,6 @@ pub enum BuildError {
     },
 }
 
-/// One typed step from a version to another, erased to JSON in, JSON out.
-pub(crate) type StepFn = Arc<dyn Fn(Value) -> Result<Value, StepError> + Send + Sync>;
-
 /// The identity of a version: its group, version and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct VersionId {
@@ -212,7 +210,7 @@ pub(crate) fn api_version(group: &str, version: &str) -> String {
 pub struct KindConverterBuilder {
     versions: Vec<VersionId>,
     hubs: Vec<String>,
-    steps: Vec<(String, String, StepFn, StepFn)>,
+    steps: Vec<(String, String, Edge, Edge)>,
     stash_prefix: String,
 }
 
@@ -273,8 +271,15 @@ impl KindConverterBuilder {
     {
         let a = self.declare(VersionId::of::<A>());
         let b = self.declare(VersionId::of::<B>());
-        self.steps
-            .push((a, b, typed_step::<A, B>(), typed_step::<B, A>()));
+        let there = Edge {
+            step: typed_step::<A, B>(),
+            round_trip: typed_round_trip::<A, B>(),
+        };
+        let back = Edge {
+            step: typed_step::<B, A>(),
+            round_trip: typed_round_trip::<B, A>(),
+        };
+        self.steps.push((a, b, there, back));
         self
     }
 
@@ -318,7 +323,7 @@ impl KindConverterBuilder {
         }
         for version in self.versions.iter().map(|id| &id.version) {
             let example = format!("{}{version}", self.stash_prefix);
-            if !crate::invariants::is_qualified_name(&example) {
+            if !crate::names::is_qualified_name(&example) {
                 return InvalidStashPrefixSnafu {
                     prefix: self.stash_prefix.clone(),
                     example,
@@ -327,7 +332,7 @@ impl KindConverterBuilder {
             }
         }
 
-        let mut edges: BTreeMap<(String, String), StepFn> = BTreeMap::new();
+        let mut edges: BTreeMap<(String, String), Edge> = BTreeMap::new();
         for (a, b, forward, backward) in self.steps {
             if a == b {
                 return SelfStepSnafu { version: av(&a) }.fail();
@@ -389,6 +394,10 @@ impl KindConverterBuilder {
             }
         }
 
+        let stash_keys = versions
+            .iter()
+            .map(|v| (v.clone(), format!("{}{v}", self.stash_prefix)))
+            .collect();
         Ok(KindConverter {
             group: first.group,
             kind: first.kind,
@@ -396,6 +405,7 @@ impl KindConverterBuilder {
             hub,
             edges,
             paths,
+            stash_keys,
             stash_prefix: self.stash_prefix,
         })
     }
@@ -405,7 +415,7 @@ impl KindConverterBuilder {
 /// version reachable from `from`. Ties are broken by version name, so paths are deterministic.
 fn shortest_paths(
     from: &str,
-    edges: &BTreeMap<(String, String), StepFn>,
+    edges: &BTreeMap<(String, String), Edge>,
 ) -> BTreeMap<String, Vec<String>> {
     let mut reached: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut seen = BTreeSet::from([from.to_owned()]);
@@ -423,28 +433,6 @@ fn shortest_paths(
     reached
 }
 
-fn typed_step<A, B>() -> StepFn
-where
-    A: Resource<DynamicType = ()> + DeserializeOwned,
-    B: Resource<DynamicType = ()> + Serialize + TryFrom<A>,
-    <B as TryFrom<A>>::Error: Into<BoxError>,
-{
-    let from = A::api_version(&()).into_owned();
-    let to = B::api_version(&()).into_owned();
-    Arc::new(move |object: Value| {
-        let a: A = serde_json::from_value(object).context(DeserializeSnafu {
-            api_version: from.clone(),
-        })?;
-        let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
-            from: from.clone(),
-            to: to.clone(),
-        })?;
-        serde_json::to_value(b).context(SerializeSnafu {
-            api_version: to.clone(),
-        })
-    })
-}
-
 /// The versions of one kind and the conversions between them; built by
 /// [`KindConverter::builder`], used by [`ConversionRouter`](crate::ConversionRouter).
 #[derive(Clone)]
@@ -453,9 +441,11 @@ pub struct KindConverter {
     kind: String,
     versions: Vec<String>,
     hub: Option<String>,
-    edges: BTreeMap<(String, String), StepFn>,
+    edges: BTreeMap<(String, String), Edge>,
     paths: BTreeMap<(String, String), Vec<String>>,
     stash_prefix: String,
+    /// The stash annotation key of each version.
+    stash_keys: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for KindConverter {
@@ -509,9 +499,11 @@ impl KindConverter {
         if from == to {
             return self.versions.iter().any(|v| v == from).then_some(&[]);
         }
+        // A few entries: a scan compares borrowed strings, a map lookup would allocate the key.
         self.paths
-            .get(&(from.to_owned(), to.to_owned()))
-            .map(Vec::as_slice)
+            .iter()
+            .find(|((f, t), _)| f == from && t == to)
+            .map(|(_, path)| path.as_slice())
     }
 
     /// The annotation key that stashes the fields of `version` that another version cannot hold.
@@ -519,35 +511,66 @@ impl KindConverter {
         format!("{}{version}", self.stash_prefix)
     }
 
-    /// Converts one object (its `metadata` reduced to what conversions may see) along `path`,
-    /// stashing and restoring fields that a version cannot hold. The caller restores the full
-    /// metadata afterwards.
-    pub(crate) fn convert_along(
+    /// The step from `from` to the adjacent `to`.
+    fn edge(&self, from: &str, to: &str) -> Option<&Edge> {
+        self.edges
+            .iter()
+            .find(|((f, t), _)| f == from && t == to)
+            .map(|(_, edge)| edge)
+    }
+
+    /// The prefix of the stash annotation keys.
+    pub(crate) fn stash_prefix(&self) -> &str {
+        &self.stash_prefix
+    }
+
+    /// [`stash_annotation_key`](Self::stash_annotation_key), computed once per version.
+    pub(crate) fn stash_key(&self, version: &str) -> &str {
+        self.stash_keys.get(version).map_or("", String::as_str)
+    }
+
+    /// Converts along `path` and back along `back_path`: the converted text and the fingerprint
+    /// of the body the round trip gives (`None` when the way back fails). A single step does
+    /// both from the typed result; longer paths go through JSON text.
+    pub(crate) fn round_trip(
         &self,
         from: &str,
         path: &[String],
-        mut object: Value,
-    ) -> Result<Value, StepError> {
-        let mut at = from.to_owned();
+        back_path: &[String],
+        object: &[u8],
+    ) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> {
+        if let [to] = path
+            && let Some(edge) = self.edge(from, to)
+        {
+            return (edge.round_trip)(object);
+        }
+        let converted = self.run(from, path, object)?;
+        let to = path.last().map_or(from, String::as_str);
+        let back = self
+            .run(to, back_path, &converted)
+            .ok()
+            .and_then(|text| crate::fingerprint::of_body(&text));
+        Ok((converted, back))
+    }
+
+    /// Runs the typed steps along `path` (JSON text in, JSON text out), starting at version
+    /// `from`.
+    pub(crate) fn run(
+        &self,
+        from: &str,
+        path: &[String],
+        object: &[u8],
+    ) -> Result<Vec<u8>, StepError> {
+        let mut at = from;
+        let mut text: Option<Vec<u8>> = None;
         for next in path {
-            let (Some(forward), Some(backward)) = (
-                self.edges.get(&(at.clone(), next.clone())),
-                self.edges.get(&(next.clone(), at.clone())),
-            ) else {
+            let Some(edge) = self.edge(at, next) else {
                 // Paths are computed from the edges at build time, so this cannot happen.
                 unreachable!("path {at} -> {next} without a step")
             };
-            let stash_key_next = self.stash_annotation_key(next);
-            let stash_key_at = self.stash_annotation_key(&at);
-            object = stash::hop(
-                object,
-                forward.as_ref(),
-                backward.as_ref(),
-                &stash_key_at,
-                &stash_key_next,
-            )?;
-            at.clone_from(next);
+            text = Some((edge.step)(text.as_deref().unwrap_or(object))?);
+            at = next;
         }
-        Ok(object)
+        Ok(text.unwrap_or_else(|| object.to_vec()))
     }
 }

@@ -11,7 +11,8 @@
 //!   converting it from its own version to `desiredAPIVersion` along the shortest path, carrying
 //!   metadata through as received, and stashing fields an older version cannot hold in an
 //!   annotation ([`stash`]) so that round trips are lossless.
-//! - [`check_response`]: the API server's checks on an answer, for tests.
+//! - [`check_response`]: the API server's checks on an answer, rule for rule, for tests
+//!   ([`check_response_strict`] adds this crate's promise of untouched metadata).
 //! - [`MultiVersionCrd`]: one CRD from the per-version CRDs, with webhook conversion configured.
 //! - [`testing`] (feature `testing`): a proptest round-trip checker for a user's versions.
 //!
@@ -72,10 +73,17 @@
 //! ```
 
 pub mod crd;
+mod fingerprint;
+mod fingerprint_ser;
 pub mod graph;
 pub mod invariants;
+pub mod names;
+mod object;
+mod raw;
 pub mod router;
+mod semantic;
 pub mod stash;
+mod step;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -83,7 +91,7 @@ pub use crd::{CrdError, CrdVersion, MultiVersionCrd, WebhookTarget};
 pub use graph::{
     BuildError, DEFAULT_STASH_ANNOTATION_PREFIX, KindConverter, KindConverterBuilder, StepError,
 };
-pub use invariants::{InvariantViolation, check_response};
+pub use invariants::{InvariantViolation, check_response, check_response_strict};
 pub use router::{ConversionRouter, ReviewError, RouterError};
 
 /// An error and its sources, joined with `": "`, for a one-line `Status` message.

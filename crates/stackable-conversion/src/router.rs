@@ -9,18 +9,20 @@
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-request-and-response>.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use kube::core::{
     Status,
     conversion::{ConversionRequest, ConversionResponse, ConversionReview},
 };
-use serde_json::{Map, Value};
-use snafu::Snafu;
+use serde_json::{Value, value::RawValue};
+use snafu::{ResultExt, Snafu};
 
 use crate::{
     graph::{KindConverter, StepError, api_version},
-    invariants::{MAX_ANNOTATIONS_SIZE, annotations_size},
+    names::MAX_ANNOTATIONS_SIZE,
+    object::{self, ObjectError, Route, Source},
+    raw::{Members, Object},
 };
 
 /// The `apiVersion` of the only `ConversionReview` version this crate answers.
@@ -129,6 +131,13 @@ pub enum ReviewError {
         limit: usize,
     },
 
+    /// The objects could not be written as, or read from, JSON (only with the `Value` API).
+    #[snafu(display("the objects could not be encoded as JSON: {source}"))]
+    Encode {
+        /// What serde said.
+        source: serde_json::Error,
+    },
+
     /// A conversion step failed.
     #[snafu(display("{kind} {object} could not be converted from {from} to {to}: {source}"))]
     Conversion {
@@ -175,70 +184,18 @@ impl From<KindConverter> for ConversionRouter {
     }
 }
 
-/// `namespace/name` (or `name`, or `generateName*`) of an object, for messages.
-fn describe(object: &Value) -> String {
-    let metadata = object.get("metadata");
-    let field = |k: &str| {
-        metadata
-            .and_then(|m| m.get(k))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
+/// `namespace/name` (or `name`, or `generateName*`) of an object, from its metadata members.
+fn describe(metadata: &Members<'_>) -> String {
+    let field = |key: &str| metadata.text(key).unwrap_or_default();
     let name = match (field("name"), field("generateName")) {
-        ("", "") => "<unnamed>".to_owned(),
-        ("", generate) => format!("{generate}*"),
-        (name, _) => name.to_owned(),
+        (name, generate) if name.is_empty() && generate.is_empty() => "<unnamed>".to_owned(),
+        (name, generate) if name.is_empty() => format!("{generate}*"),
+        (name, _) => name.into_owned(),
     };
     match field("namespace") {
-        "" => name,
+        namespace if namespace.is_empty() => name,
         namespace => format!("{namespace}/{name}"),
     }
-}
-
-/// The metadata user conversions see: identity, labels and annotations. Everything else is
-/// carried through from the original JSON untouched.
-const VISIBLE_METADATA: [&str; 6] = [
-    "name",
-    "namespace",
-    "generateName",
-    "uid",
-    "labels",
-    "annotations",
-];
-
-fn is_empty_map(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) => true,
-        Some(Value::Object(map)) => map.is_empty(),
-        Some(_) => false,
-    }
-}
-
-/// The original metadata, with labels and annotations taken from the converted object when
-/// (and only when) conversion changed them.
-fn restore_metadata(original: Option<&Value>, converted: Option<&Value>) -> Value {
-    let mut metadata = original
-        .cloned()
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    if let Some(map) = metadata.as_object_mut() {
-        for field in ["labels", "annotations"] {
-            let before = map.get(field);
-            let after = converted.and_then(|c| c.get(field));
-            let unchanged = before == after || (is_empty_map(before) && is_empty_map(after));
-            if unchanged {
-                continue;
-            }
-            match after {
-                Some(value) if !is_empty_map(Some(value)) => {
-                    map.insert(field.to_owned(), value.clone());
-                }
-                _ => {
-                    map.remove(field);
-                }
-            }
-        }
-    }
-    metadata
 }
 
 impl ConversionRouter {
@@ -261,7 +218,10 @@ impl ConversionRouter {
 
     /// The converter of a group and kind.
     pub fn converter(&self, group: &str, kind: &str) -> Option<&KindConverter> {
-        self.kinds.get(&(group.to_owned(), kind.to_owned()))
+        self.kinds
+            .iter()
+            .find(|((g, k), _)| g == group && k == kind)
+            .map(|(_, converter)| converter)
     }
 
     /// Answers a whole `ConversionReview`: the response echoes the request uid.
@@ -284,9 +244,9 @@ impl ConversionRouter {
     }
 
     /// Answers one `ConversionRequest`.
-    pub fn convert_request(&self, request: ConversionRequest) -> ConversionResponse {
+    pub fn convert_request(&self, mut request: ConversionRequest) -> ConversionResponse {
         let desired = request.desired_api_version.clone();
-        let objects = request.objects.clone();
+        let objects = std::mem::take(&mut request.objects);
         let response = ConversionResponse::for_request(request);
         match self.convert_objects(objects, &desired) {
             Ok(converted) => response.success(converted),
@@ -305,6 +265,27 @@ impl ConversionRouter {
         objects: Vec<Value>,
         desired_api_version: &str,
     ) -> Result<Vec<Value>, ReviewError> {
+        let raw: Vec<Box<RawValue>> = objects
+            .iter()
+            .map(serde_json::value::to_raw_value)
+            .collect::<Result<_, _>>()
+            .context(EncodeSnafu)?;
+        let raw: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
+        let mut out = Vec::new();
+        self.convert_raw(&raw, desired_api_version, &mut out)?;
+        serde_json::from_slice(&out).context(EncodeSnafu)
+    }
+
+    /// Converts every object (raw JSON, as received) to `desired_api_version` and appends the
+    /// JSON array of the converted objects to `out`; the first failure fails them all (and
+    /// leaves `out` as it was). This is what the webhook serves: metadata is copied as text,
+    /// never parsed into a tree.
+    pub fn convert_raw(
+        &self,
+        objects: &[&RawValue],
+        desired_api_version: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReviewError> {
         let Some((desired_group, desired_version)) = desired_api_version.split_once('/') else {
             return InvalidDesiredApiVersionSnafu {
                 desired: desired_api_version,
@@ -317,29 +298,40 @@ impl ConversionRouter {
             }
             .fail();
         }
-        objects
-            .into_iter()
-            .enumerate()
-            .map(|(index, object)| {
-                self.convert_object(index, object, desired_group, desired_version)
-            })
-            .collect()
+        let start = out.len();
+        out.push(b'[');
+        for (index, object) in objects.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            let desired = (desired_api_version, desired_group, desired_version);
+            let converted = self.convert_object(index, object, desired, out);
+            if let Err(error) = converted {
+                out.truncate(start);
+                return Err(error);
+            }
+        }
+        out.push(b']');
+        Ok(())
     }
 
+    /// Converts one object to `desired` (`group/version`, group, version).
     fn convert_object(
         &self,
         index: usize,
-        object: Value,
-        desired_group: &str,
-        desired_version: &str,
-    ) -> Result<Value, ReviewError> {
-        let name = describe(&object);
-        let type_field = |field: &str| -> Result<String, ReviewError> {
-            match object.get(field).and_then(Value::as_str) {
-                Some(value) if !value.is_empty() => Ok(value.to_owned()),
+        raw: &RawValue,
+        (desired_api_version, desired_group, desired_version): (&str, &str, &str),
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReviewError> {
+        let object = Object::of(raw).unwrap_or_default();
+        let members = object.members;
+        let metadata = object.metadata.unwrap_or_default();
+        let type_field = |field: &str| -> Result<Cow<'_, str>, ReviewError> {
+            match members.text(field) {
+                Some(value) if !value.is_empty() => Ok(value),
                 _ => MissingTypeMetaSnafu {
                     index,
-                    object: name.clone(),
+                    object: describe(&metadata),
                     field,
                 }
                 .fail(),
@@ -349,10 +341,10 @@ impl ConversionRouter {
         let kind = type_field("kind")?;
         let (group, version) = from_api_version
             .split_once('/')
-            .unwrap_or(("", from_api_version.as_str()));
+            .unwrap_or(("", from_api_version.as_ref()));
         let Some(converter) = self.converter(group, &kind) else {
             return UnknownKindSnafu {
-                object: name,
+                object: describe(&metadata),
                 group,
                 kind,
             }
@@ -360,7 +352,7 @@ impl ConversionRouter {
         };
         if group != desired_group {
             return GroupMismatchSnafu {
-                object: name,
+                object: describe(&metadata),
                 kind,
                 group,
                 desired: api_version(desired_group, desired_version),
@@ -368,70 +360,58 @@ impl ConversionRouter {
             .fail();
         }
         let unknown = |version: &str| ReviewError::UnknownVersion {
-            object: name.clone(),
-            kind: kind.clone(),
+            object: describe(&metadata),
+            kind: kind.to_string(),
             version: version.to_owned(),
             known: converter.versions().to_vec(),
         };
         if converter.path(version, version).is_none() {
             return Err(unknown(version));
         }
-        let Some(path) = converter.path(version, desired_version) else {
+        let (Some(path), Some(back_path)) = (
+            converter.path(version, desired_version),
+            converter.path(desired_version, version),
+        ) else {
             return Err(unknown(desired_version));
         };
         if path.is_empty() {
-            return Ok(object);
+            out.extend_from_slice(raw.get().as_bytes());
+            return Ok(());
         }
-
-        // Split off the metadata: conversions see a reduced copy; the original is restored.
-        let Value::Object(mut map) = object else {
-            // type_field succeeded, so this is an object.
-            return Ok(Value::Null);
+        // `desired_group/desired_version`, as checked by the caller.
+        let to_api_version = desired_api_version;
+        let route = Route {
+            converter,
+            from: version,
+            from_api_version: &from_api_version,
+            to: desired_version,
+            to_api_version,
+            path,
+            back_path,
         };
-        let original_metadata = map.remove("metadata");
-        let visible: Map<String, Value> = original_metadata
-            .as_ref()
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| VISIBLE_METADATA.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        map.insert("metadata".to_owned(), Value::Object(visible));
-
-        let mut converted = converter
-            .convert_along(version, path, Value::Object(map))
-            .map_err(|source| ReviewError::Conversion {
-                object: name.clone(),
-                kind: kind.clone(),
-                from: from_api_version.clone(),
-                to: api_version(desired_group, desired_version),
-                source: Box::new(source),
-            })?;
-        let metadata = restore_metadata(original_metadata.as_ref(), converted.get("metadata"));
-        if let Some(annotations) = metadata.get("annotations").and_then(Value::as_object) {
-            let size = annotations_size(annotations);
-            if size > MAX_ANNOTATIONS_SIZE {
-                return AnnotationsTooLargeSnafu {
-                    object: name,
-                    kind,
-                    size,
-                    limit: MAX_ANNOTATIONS_SIZE,
-                }
-                .fail();
-            }
-        }
-        if let Some(map) = converted.as_object_mut() {
-            map.insert("metadata".to_owned(), metadata);
-            map.insert(
-                "apiVersion".to_owned(),
-                Value::String(api_version(desired_group, desired_version)),
-            );
-            map.insert("kind".to_owned(), Value::String(kind));
-        }
-        Ok(converted)
+        let Some(kind_raw) = members.get("kind") else {
+            return Err(unknown(version));
+        };
+        let source = Source {
+            kind: kind_raw,
+            metadata,
+            members,
+        };
+        object::convert(&route, &source, out).map_err(|error| match error {
+            ObjectError::Step(source_error) => ReviewError::Conversion {
+                object: describe(&source.metadata),
+                kind: kind.to_string(),
+                from: from_api_version.to_string(),
+                to: to_api_version.to_owned(),
+                source: Box::new(source_error),
+            },
+            ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
+                object: describe(&source.metadata),
+                kind: kind.to_string(),
+                size,
+                limit: MAX_ANNOTATIONS_SIZE,
+            },
+        })
     }
 }
 
@@ -441,6 +421,19 @@ impl ConversionRouter {
 impl stackable_webhook::Converter for ConversionRouter {
     fn convert(&self, request: ConversionRequest) -> ConversionResponse {
         self.convert_request(request)
+    }
+
+    /// The raw path: objects are read and written as JSON text, metadata never parsed.
+    fn convert_raw(
+        &self,
+        request: &stackable_webhook::RawConversionRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<Status>> {
+        ConversionRouter::convert_raw(self, &request.objects, &request.desired_api_version, out)
+            .map_err(|error| {
+                tracing::warn!(%error, desired_api_version = %request.desired_api_version, "conversion failed");
+                Box::new(error.to_status())
+            })
     }
 }
 

@@ -1,28 +1,93 @@
-//! Lossless round trips: fields a version cannot hold are stashed in an annotation.
+//! Lossless round trips: the fields a version cannot hold are stashed in an annotation.
 //!
-//! When a step from version A to version B loses information (converting the result back to A
-//! does not give the original A), the body of the A object (every top-level field except
-//! `apiVersion`, `kind` and `metadata`, so `spec` and `status`) is written as JSON into the
-//! annotation `<prefix>A` of the B object (by default `conversion.stackable.tech/stash.A`), as
-//! kubebuilder recommends. When the object later converts back into A, the stash is merged into
-//! the result and the annotation removed: fields the object did not change while it was a B
-//! come back from the stash, fields that were changed through B keep their new value.
+//! When an object converts from version A to version B, the B object is converted back to A and
+//! compared with the original, by meaning (see [`semantic`](crate::semantic): `null`, empty
+//! collections and absent fields are one, numbers compare by value). Whatever the round trip did
+//! not give back is *lost*; only that is written, as a JSON merge patch, into the annotation
+//! `<prefix>A` of the B object (by default `conversion.stackable.tech/stash.A`):
 //!
-//! The merge is a three-way merge per JSON field: `stash` is the A body as stashed, `base` is what
-//! the stash becomes after the lossy round trip A -> B -> A, and `current` is the A body
-//! converted from the B object now. Where `current` equals `base` nothing was edited through B,
-//! so the stashed value wins; elsewhere `current` wins.
+//! ```json
+//! {"lost":{"spec":{"timeZone":"Europe/Berlin"}}}
+//! ```
+//!
+//! A lossless object gets no annotation. A conversion along a chain (A -> X -> B) compares the
+//! end of the chain with its start, so it writes at most one stash, the one of A.
+//!
+//! When the object later converts into A, the stash is taken out of the annotations and each lost
+//! field is put back, unless the object was changed through B in a way that contradicts it:
+//! putting a field back must not change what the object looks like in B (so a field B cannot
+//! hold always comes back, and a field B holds differently, like `hostPort: "db:0080"` shown as
+//! `port: 80` in B, comes back only while B still says `80`).
+//!
+//! `status` gets one more rule. The status subresource replaces the whole status and keeps the
+//! rest of the object, including the stash, as it was; a status field B cannot hold would then
+//! come back from the stash with a stale value. So when lost fields are under `status`, the stash
+//! records a digest of the status as A sees it after the round trip (`statusDigest`), and the
+//! status part of the stash is put back only while the status converted from B still has that
+//! digest. Once the status has been written through B, the status fields B cannot hold are gone
+//! (the writer's status wins); the spec part is unaffected.
 //!
 //! See <https://book.kubebuilder.io/multiversion-tutorial/conversion-concepts> and
 //! <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use snafu::ResultExt;
 
-use crate::graph::{InvalidStashSnafu, StepError};
+use crate::{
+    graph::{InvalidStashSnafu, StepError},
+    semantic,
+};
 
 /// Top-level keys that are not part of an object's body.
 const NON_BODY_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
+/// The top-level field the status subresource writes.
+const STATUS: &str = "status";
+
+/// What a stash annotation holds.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Stash {
+    /// The lost fields of the body, as a merge patch.
+    pub(crate) lost: Map<String, Value>,
+    /// With lost `status` fields: the digest of the status after the round trip (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) status_digest: Option<String>,
+}
+
+impl Stash {
+    /// Reads a stash annotation's value.
+    pub(crate) fn parse(key: &str, text: &str) -> Result<Self, StepError> {
+        serde_json::from_str(text).context(InvalidStashSnafu {
+            key: key.to_owned(),
+        })
+    }
+
+    /// The annotation value.
+    pub(crate) fn to_annotation(&self) -> String {
+        // Serialising a map of JSON values cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The stash of a conversion whose round trip gave `round_trip` back for `original` (both
+    /// bodies); `None` when nothing was lost.
+    pub(crate) fn of_round_trip(
+        original: &Map<String, Value>,
+        round_trip: &Map<String, Value>,
+    ) -> Option<Self> {
+        let lost = semantic::lost_fields(original, round_trip)?;
+        let status_digest = lost.contains_key(STATUS).then(|| status_digest(round_trip));
+        Some(Self {
+            lost,
+            status_digest,
+        })
+    }
+}
+
+fn status_digest(body: &Map<String, Value>) -> String {
+    format!("{:016x}", semantic::digest(body.get(STATUS)))
+}
 
 /// The body of an object: every top-level field except `apiVersion`, `kind` and `metadata`.
 pub(crate) fn body(object: &Value) -> Map<String, Value> {
@@ -45,115 +110,65 @@ fn set_body(object: &mut Value, new_body: Map<String, Value>) {
     }
 }
 
-fn annotations_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
-    let metadata = object
-        .as_object_mut()?
-        .get_mut("metadata")?
-        .as_object_mut()?;
-    let annotations = metadata
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if annotations.is_null() {
-        *annotations = Value::Object(Map::new());
+/// Puts the fields of `stash` back into `current` (the object converted from `source`, in the
+/// stash's version), where that does not contradict `source`; see the [module docs](self).
+/// `back` converts an object of the stash's version into the version of `source`.
+pub(crate) fn restore(
+    mut current: Value,
+    stash: Stash,
+    source: &Map<String, Value>,
+    back: &dyn Fn(Value) -> Result<Value, StepError>,
+) -> Value {
+    let current_body = body(&current);
+    let mut lost = stash.lost;
+    if lost.contains_key(STATUS)
+        && stash.status_digest.as_deref() != Some(status_digest(&current_body).as_str())
+    {
+        tracing::debug!("status changed since the stash was written; its status part is stale");
+        lost.remove(STATUS);
     }
-    annotations.as_object_mut()
-}
-
-fn take_annotation(object: &mut Value, key: &str) -> Option<String> {
-    let metadata = object
-        .as_object_mut()?
-        .get_mut("metadata")?
-        .as_object_mut()?;
-    let annotations = metadata.get_mut("annotations")?.as_object_mut()?;
-    let value = annotations.remove(key)?;
-    if annotations.is_empty() {
-        metadata.remove("annotations");
-    }
-    match value {
-        Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    }
-}
-
-/// Rebuilds a full object of the version that was stashed: the stashed body with the
-/// `apiVersion`, `kind` and `metadata` of `like`.
-fn with_body_of(like: &Value, stashed_body: Map<String, Value>) -> Value {
-    let mut object = like.clone();
-    set_body(&mut object, stashed_body);
-    object
-}
-
-/// Three-way merge of one JSON field; `None` means the field is absent.
-fn merge(stash: Option<&Value>, base: Option<&Value>, current: Option<&Value>) -> Option<Value> {
-    if current == base {
-        return stash.cloned();
-    }
-    match (stash, base, current) {
-        (Some(Value::Object(s)), Some(Value::Object(b)), Some(Value::Object(c))) => {
-            let mut keys: Vec<&String> = s.keys().chain(b.keys()).chain(c.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            let merged = keys
-                .into_iter()
-                .filter_map(|k| merge(s.get(k), b.get(k), c.get(k)).map(|v| (k.clone(), v)))
-                .collect();
-            Some(Value::Object(merged))
-        }
-        _ => current.cloned(),
-    }
-}
-
-/// One step from version A (`object`, carrying the stash annotations it has) to version B:
-/// converts, restores B's stash if there is one, and stashes A's body if B cannot hold it.
-pub(crate) fn hop(
-    object: Value,
-    forward: &(dyn Fn(Value) -> Result<Value, StepError> + Send + Sync),
-    backward: &(dyn Fn(Value) -> Result<Value, StepError> + Send + Sync),
-    stash_key_from: &str,
-    stash_key_to: &str,
-) -> Result<Value, StepError> {
-    let original_body = body(&object);
-    let mut converted = forward(object)?;
-
-    // Restore what an earlier conversion out of B stashed.
-    if let Some(stash_json) = take_annotation(&mut converted, stash_key_to) {
-        let stashed_body: Map<String, Value> =
-            serde_json::from_str(&stash_json).context(InvalidStashSnafu {
-                key: stash_key_to.to_owned(),
-            })?;
-        let stashed = with_body_of(&converted, stashed_body.clone());
-        // The stash after the lossy round trip B -> A -> B.
-        let base = backward(stashed).and_then(forward).map(|b| body(&b));
-        let merged = match base {
-            Ok(base) => merge(
-                Some(&Value::Object(stashed_body)),
-                Some(&Value::Object(base)),
-                Some(&Value::Object(body(&converted))),
-            ),
-            // The stash no longer converts (e.g. a newer operator changed a type): keep what
-            // converting the current object gave.
-            Err(error) => {
-                tracing::debug!(%error, key = stash_key_to, "stash does not round-trip; ignoring it");
-                None
-            }
-        };
-        if let Some(Value::Object(merged)) = merged {
-            set_body(&mut converted, merged);
-        }
+    if lost.is_empty() {
+        return current;
     }
 
-    // Stash A's body if B cannot hold all of it.
-    let lossless = match backward(converted.clone()) {
-        Ok(back) => body(&back) == original_body,
-        Err(_) => false,
+    // Usually everything comes back at once: the candidate converts back to the source.
+    let mut candidate = current_body.clone();
+    semantic::apply_fields(&mut candidate, &lost);
+    let with_body = |body: &Map<String, Value>| {
+        let mut object = current.clone();
+        set_body(&mut object, body.clone());
+        object
     };
-    if !lossless {
-        let json = Value::Object(original_body).to_string();
-        if let Some(annotations) = annotations_mut(&mut converted) {
-            annotations.insert(stash_key_from.to_owned(), Value::String(json));
+    let back_body = |body: &Map<String, Value>| back(with_body(body)).map(|b| self::body(&b));
+    if back_body(&candidate).is_ok_and(|b| semantic::maps_equivalent(&b, source)) {
+        set_body(&mut current, candidate);
+        return current;
+    }
+
+    // Otherwise field by field: keep those whose return only moves the object, as the source
+    // version sees it, towards the source.
+    let Ok(mut seen) = back_body(&current_body) else {
+        return current;
+    };
+    let source = Value::Object(source.clone());
+    let mut result = current_body;
+    for leaf in semantic::leaves(&lost) {
+        let mut attempt = result.clone();
+        semantic::apply_fields(&mut attempt, &leaf);
+        let Ok(attempt_seen) = back_body(&attempt) else {
+            continue;
+        };
+        if semantic::changes_agree(
+            Some(&Value::Object(seen.clone())),
+            Some(&Value::Object(attempt_seen.clone())),
+            Some(&source),
+        ) {
+            result = attempt;
+            seen = attempt_seen;
         }
     }
-    Ok(converted)
+    set_body(&mut current, result);
+    current
 }
 
 #[cfg(test)]
@@ -162,43 +177,90 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn merge_restores_untouched_fields_and_keeps_edits() {
-        let stash = json!({"spec": {"host": "a", "port": 1, "tz": "UTC"}});
-        let base = json!({"spec": {"host": "a", "port": 1}});
-        let current = json!({"spec": {"host": "b", "port": 1}});
-        let merged = merge(Some(&stash), Some(&base), Some(&current));
-        assert_eq!(
-            merged,
-            Some(json!({"spec": {"host": "b", "port": 1, "tz": "UTC"}}))
-        );
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
     }
 
     #[test]
-    fn merge_without_edits_restores_the_stash_exactly() {
-        let stash = json!({"spec": {"list": [1, 2, 3], "x": null}});
-        let base = json!({"spec": {"list": [1, 2]}});
-        let merged = merge(Some(&stash), Some(&base), Some(&base));
-        assert_eq!(merged, Some(stash));
+    fn a_stash_holds_only_the_lost_fields() {
+        let original = map(json!({"spec": {"host": "db", "timeZone": "UTC"}, "status": {"a": 1}}));
+        let back = map(json!({"spec": {"host": "db", "timeZone": null}, "status": {"a": 1.0}}));
+        let stash = Stash::of_round_trip(&original, &back).unwrap();
+        assert_eq!(
+            stash.to_annotation(),
+            r#"{"lost":{"spec":{"timeZone":"UTC"}}}"#
+        );
+        assert_eq!(Stash::parse("k", &stash.to_annotation()).unwrap(), stash);
+        assert!(Stash::of_round_trip(&original, &original).is_none());
     }
 
     #[test]
-    fn merge_keeps_a_field_removed_through_the_other_version() {
-        let stash = json!({"a": 1, "b": 2});
-        let base = json!({"a": 1, "b": 2});
-        let current = json!({"a": 1});
-        assert_eq!(
-            merge(Some(&stash), Some(&base), Some(&current)),
-            Some(json!({"a": 1}))
-        );
+    fn lost_status_fields_carry_a_digest_of_the_round_tripped_status() {
+        let original = map(json!({"status": {"a": 1, "onlyInA": "x"}}));
+        let back = map(json!({"status": {"a": 1}}));
+        let stash = Stash::of_round_trip(&original, &back).unwrap();
+        assert_eq!(stash.lost, map(json!({"status": {"onlyInA": "x"}})));
+        assert_eq!(stash.status_digest, Some(status_digest(&back)));
     }
 
     #[test]
-    fn body_excludes_type_and_metadata() {
-        let object = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"}, "spec": 1, "status": 2});
-        assert_eq!(
-            Value::Object(body(&object)),
-            json!({"spec": 1, "status": 2})
-        );
+    fn a_stash_of_another_shape_is_refused() {
+        assert!(Stash::parse("k", r#"{"spec":{"x":1}}"#).is_err());
+        assert!(Stash::parse("k", "not json").is_err());
+    }
+
+    /// `back` of a pair where B keeps `port` but drops `timeZone` and `status.onlyInA`.
+    fn back(object: Value) -> Result<Value, StepError> {
+        let mut object = object;
+        if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("timeZone");
+        }
+        if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
+            status.remove("onlyInA");
+        }
+        Ok(object)
+    }
+
+    #[test]
+    fn restore_brings_back_fields_the_other_version_cannot_hold() {
+        let stash = Stash {
+            lost: map(json!({"spec": {"timeZone": "UTC"}})),
+            status_digest: None,
+        };
+        let current = json!({"metadata": {}, "spec": {"port": 81}});
+        let source = map(json!({"spec": {"port": 81}}));
+        let restored = restore(current, stash, &source, &back);
+        assert_eq!(restored["spec"], json!({"port": 81, "timeZone": "UTC"}));
+    }
+
+    #[test]
+    fn restore_keeps_edits_made_through_the_other_version() {
+        // The stash says port 80, the object was edited to 81 through the other version.
+        let stash = Stash {
+            lost: map(json!({"spec": {"port": 80, "timeZone": "UTC"}})),
+            status_digest: None,
+        };
+        let current = json!({"spec": {"port": 81}});
+        let source = map(json!({"spec": {"port": 81}}));
+        let restored = restore(current, stash, &source, &back);
+        assert_eq!(restored["spec"], json!({"port": 81, "timeZone": "UTC"}));
+    }
+
+    #[test]
+    fn a_stale_status_is_not_brought_back() {
+        let original = map(json!({"status": {"a": 1, "onlyInA": "x"}}));
+        let round_trip = map(json!({"status": {"a": 1}}));
+        let stash = Stash::of_round_trip(&original, &round_trip).unwrap();
+
+        // Status unchanged: the field comes back.
+        let current = json!({"status": {"a": 1}});
+        let restored = restore(current, stash.clone(), &round_trip, &back);
+        assert_eq!(restored["status"], json!({"a": 1, "onlyInA": "x"}));
+
+        // Status written through the other version: the stale field stays away.
+        let current = json!({"status": {"a": 2}});
+        let source = map(json!({"status": {"a": 2}}));
+        let restored = restore(current, stash, &source, &back);
+        assert_eq!(restored["status"], json!({"a": 2}));
     }
 }

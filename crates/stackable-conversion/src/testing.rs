@@ -2,7 +2,8 @@
 //!
 //! [`check_round_trip`] generates arbitrary objects of version A with proptest, sends each to
 //! the router as a `ConversionReview` to version B and back to A, checks every response with
-//! [`check_response`](crate::check_response) (the API server's rules), and asserts that the object
+//! [`check_response_strict`](crate::check_response_strict) (the API server's rules and untouched
+//! metadata), and asserts that the object
 //! that comes back is the object that went out, metadata and all, with no stash annotation left.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#writing-reading-and-updating-versioned-customresourcedefinition-objects>.
@@ -20,7 +21,7 @@ use proptest::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{ConversionRouter, check_response};
+use crate::{ConversionRouter, check_response_strict};
 
 /// Adds the metadata the API server sets (uid, resourceVersion, generation, creationTimestamp,
 /// managedFields, and an unknown key) to an object, unless present, so round trips prove that
@@ -54,7 +55,8 @@ pub fn with_server_metadata(mut object: Value) -> Value {
     object
 }
 
-/// Sends one review and checks the answer with [`check_response`].
+/// Sends one review and checks the answer with [`check_response_strict`] (the API server's
+/// rules and this crate's promise of untouched metadata).
 pub fn convert_checked(
     router: &ConversionRouter,
     objects: Vec<Value>,
@@ -67,7 +69,7 @@ pub fn convert_checked(
         objects,
     };
     let response = router.convert_request(request.clone());
-    if let Err(violation) = check_response(&request, &response) {
+    if let Err(violation) = check_response_strict(&request, &response) {
         panic!("the API server would reject this response: {violation}\n{response:#?}");
     }
     response

@@ -7,8 +7,8 @@
 //!   `bench.stackable.tech/mutated=true` (the server computes the JSON Patch).
 //! - `POST /convert`: CRD conversion
 //!   (<https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>)
-//!   between `bench.stackable.tech/v1` and `v2` CronTabs, typed, through a hand-written
-//!   [`Converter`].
+//!   between `bench.stackable.tech/v1` and `v2` CronTabs, typed, through stackable-conversion's
+//!   `ConversionRouter` (what an operator built with this kit serves).
 //!
 //! ```text
 //! cargo run --release -p stackable-webhook --example bench_server -- \
@@ -19,137 +19,112 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectMeta};
-use kube::core::{
-    Status,
-    admission::AdmissionRequest,
-    conversion::{ConversionRequest, ConversionResponse},
-    response::StatusSummary,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::AdmissionRequest;
 use snafu::{ResultExt, Snafu};
-use stackable_webhook::{CertSource, Converter, FileSource, Mutation, Validation, WebhookServer};
+use stackable_conversion::{BuildError, ConversionRouter, KindConverter};
+use stackable_webhook::{CertSource, FileSource, Mutation, Validation, WebhookServer};
 
 const DENY_LABEL: &str = "bench.stackable.tech/deny";
 const MUTATED_LABEL: &str = "bench.stackable.tech/mutated";
-const V1: &str = "bench.stackable.tech/v1";
-const V2: &str = "bench.stackable.tech/v2";
 
-/// The v1 spec: a cron expression, an image and a replica count.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CronTabSpecV1 {
-    cron_spec: String,
-    image: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    replicas: i32,
+mod v1 {
+    //! `bench.stackable.tech/v1` CronTab: a cron expression, an image and a replica count.
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// The v1 spec.
+    #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+    #[kube(
+        group = "bench.stackable.tech",
+        version = "v1",
+        kind = "CronTab",
+        namespaced
+    )]
+    #[serde(rename_all = "camelCase")]
+    pub(crate) struct CronTabSpec {
+        pub(crate) cron_spec: String,
+        pub(crate) image: String,
+        #[serde(default, skip_serializing_if = "super::is_zero")]
+        pub(crate) replicas: i32,
+    }
 }
 
-/// v2's structured schedule.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Schedule {
-    cron: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    time_zone: String,
-}
+mod v2 {
+    //! `bench.stackable.tech/v2` CronTab (the hub): the cron expression moved into a schedule.
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
 
-/// The v2 spec: the cron expression moved into a schedule object.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CronTabSpecV2 {
-    schedule: Schedule,
-    image: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    replicas: i32,
+    /// v2's structured schedule.
+    #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub(crate) struct Schedule {
+        pub(crate) cron: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub(crate) time_zone: String,
+    }
+
+    /// The v2 spec.
+    #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+    #[kube(
+        group = "bench.stackable.tech",
+        version = "v2",
+        kind = "CronTab",
+        namespaced
+    )]
+    #[serde(rename_all = "camelCase")]
+    pub(crate) struct CronTabSpec {
+        pub(crate) schedule: Schedule,
+        pub(crate) image: String,
+        #[serde(default, skip_serializing_if = "super::is_zero")]
+        pub(crate) replicas: i32,
+    }
 }
 
 fn is_zero(n: &i32) -> bool {
     *n == 0
 }
 
-/// A CronTab in either version (`apiVersion` picks the spec type).
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CronTab<S> {
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    metadata: ObjectMeta,
-    spec: S,
-}
-
-/// Converts CronTabs between v1 and v2 (typed, one object at a time).
-#[derive(Debug)]
-struct CronTabConverter;
-
-impl CronTabConverter {
-    fn convert_one(object: Value, desired: &str) -> Result<Value, String> {
-        let version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let converted = match (version.as_str(), desired) {
-            (V1, V2) => {
-                let old: CronTab<CronTabSpecV1> =
-                    serde_json::from_value(object).map_err(|e| format!("bad v1 CronTab: {e}"))?;
-                serde_json::to_value(CronTab {
-                    api_version: V2.to_owned(),
-                    kind: old.kind,
-                    metadata: old.metadata,
-                    spec: CronTabSpecV2 {
-                        schedule: Schedule {
-                            cron: old.spec.cron_spec,
-                            time_zone: "UTC".to_owned(),
-                        },
-                        image: old.spec.image,
-                        replicas: old.spec.replicas,
-                    },
-                })
-            }
-            (V2, V1) => {
-                let old: CronTab<CronTabSpecV2> =
-                    serde_json::from_value(object).map_err(|e| format!("bad v2 CronTab: {e}"))?;
-                serde_json::to_value(CronTab {
-                    api_version: V1.to_owned(),
-                    kind: old.kind,
-                    metadata: old.metadata,
-                    spec: CronTabSpecV1 {
-                        cron_spec: old.spec.schedule.cron,
-                        image: old.spec.image,
-                        replicas: old.spec.replicas,
-                    },
-                })
-            }
-            (from, to) => return Err(format!("cannot convert {from:?} to {to:?}")),
-        };
-        converted.map_err(|e| format!("cannot serialise the converted CronTab: {e}"))
-    }
-}
-
-impl Converter for CronTabConverter {
-    fn convert(&self, mut request: ConversionRequest) -> ConversionResponse {
-        let objects = std::mem::take(&mut request.objects);
-        let desired = request.desired_api_version.clone();
-        let converted: Result<Vec<Value>, String> = objects
-            .into_iter()
-            .map(|object| Self::convert_one(object, &desired))
-            .collect();
-        let response = ConversionResponse::for_request(request);
-        match converted {
-            Ok(objects) => response.success(objects),
-            Err(message) => response.failure(Status {
-                status: Some(StatusSummary::Failure),
-                code: 400,
-                message,
-                metadata: None,
-                reason: "BadRequest".to_owned(),
-                details: None,
-            }),
+// The same conversions as the Go peer's ConvertTo/ConvertFrom.
+impl From<v1::CronTab> for v2::CronTab {
+    fn from(old: v1::CronTab) -> Self {
+        v2::CronTab {
+            metadata: old.metadata,
+            spec: v2::CronTabSpec {
+                schedule: v2::Schedule {
+                    cron: old.spec.cron_spec,
+                    time_zone: "UTC".to_owned(),
+                },
+                image: old.spec.image,
+                replicas: old.spec.replicas,
+            },
         }
     }
+}
+
+impl From<v2::CronTab> for v1::CronTab {
+    fn from(new: v2::CronTab) -> Self {
+        v1::CronTab {
+            metadata: new.metadata,
+            spec: v1::CronTabSpec {
+                cron_spec: new.spec.schedule.cron,
+                image: new.spec.image,
+                replicas: new.spec.replicas,
+            },
+        }
+    }
+}
+
+/// The CronTab conversions, v2 as the hub, served by stackable-conversion's router (metadata
+/// carried through as raw JSON, lossless round trips through the stash annotation).
+fn converter() -> Result<ConversionRouter, BuildError> {
+    KindConverter::builder()
+        .hub::<v2::CronTab>()
+        .step::<v1::CronTab, v2::CronTab>()
+        .build()
+        .map(ConversionRouter::from)
 }
 
 /// Command-line arguments (parsed by hand: the example needs no CLI crate).
@@ -200,6 +175,12 @@ enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The CronTab versions are inconsistent (a programming error).
+    #[snafu(display("the CronTab conversion graph is invalid"))]
+    Conversion {
+        /// What is wrong.
+        source: BuildError,
+    },
     /// The server failed to start or stopped with an error.
     #[snafu(display("the webhook server failed"))]
     Serve {
@@ -245,7 +226,7 @@ async fn main() -> Result<(), Error> {
                 .insert(MUTATED_LABEL.to_owned(), "true".to_owned());
             Mutation::patched(pod)
         })
-        .conversion("/convert", CronTabConverter)
+        .conversion("/convert", converter().context(ConversionSnafu)?)
         .build()
         .context(ServeSnafu)?
         .run()

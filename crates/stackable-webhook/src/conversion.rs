@@ -3,28 +3,85 @@
 //!
 //! The server decodes the `ConversionReview`, hands its request to a [`Converter`] and
 //! serialises the answer. It knows nothing of CRD versions: that is the converter's job
-//! (see the `stackable-conversion` crate).
+//! (see the `stackable-conversion` crate). Only `apiextensions.k8s.io/v1` reviews are converted;
+//! another version gets a failed review saying so. Reviews larger than
+//! [`INLINE_CONVERSION_MAX_BYTES`] are converted on tokio's blocking pool, off the async workers.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{borrow::Cow, panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use kube::core::{
     Status,
-    conversion::{ConversionRequest, ConversionResponse, ConversionReview},
+    conversion::{ConversionRequest, ConversionResponse},
     response::StatusSummary,
 };
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::router::{BoxHandler, Reply, panic_message};
 
+/// One `ConversionReview` request with its objects as raw JSON text, borrowed from the request
+/// body: nothing of the objects is parsed into trees.
+#[derive(Debug)]
+pub struct RawConversionRequest<'a> {
+    /// The request uid (the server echoes it in the answer).
+    pub uid: Cow<'a, str>,
+    /// The API version to convert to (`group/version`).
+    pub desired_api_version: Cow<'a, str>,
+    /// The objects, each exactly as received.
+    pub objects: Vec<&'a RawValue>,
+}
+
 /// Converts the objects of one `ConversionReview` request.
 ///
-/// Synchronous on purpose: conversion must be pure and fast. A panic is caught and answered
-/// as a failed conversion (code 500).
+/// Synchronous on purpose: conversion must be pure and fast. Large reviews run on tokio's
+/// blocking pool (see [`INLINE_CONVERSION_MAX_BYTES`]). A panic is caught and answered as a
+/// failed conversion (code 500).
 pub trait Converter: Send + Sync + 'static {
     /// Converts `request.objects` to `request.desired_api_version`. Build the answer with
     /// `ConversionResponse::for_request(request).success(objects)` or `.failure(status)`.
     fn convert(&self, request: ConversionRequest) -> ConversionResponse;
+
+    /// What the server calls: converts the objects of `request` and appends the JSON array of
+    /// the converted objects (as many, in the same order) to `out`, or returns the failure to
+    /// report (what was appended is then discarded). The server writes the rest of the
+    /// `ConversionReview`, with the request's uid.
+    ///
+    /// The default parses each object into a `serde_json::Value` and calls
+    /// [`convert`](Self::convert). Override it to convert without building those trees (the
+    /// `ConversionRouter` of `stackable-conversion` does: for a review of a whole LIST, most of
+    /// the bytes are `managedFields` that a converter only has to copy).
+    fn convert_raw(
+        &self,
+        request: &RawConversionRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<Status>> {
+        let objects = request
+            .objects
+            .iter()
+            .map(|object| serde_json::from_str(object.get()))
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .map_err(|error| {
+                failure(400, "BadRequest", format!("an object is not JSON: {error}"))
+            })?;
+        let response = self.convert(ConversionRequest {
+            types: None,
+            uid: request.uid.clone().into_owned(),
+            desired_api_version: request.desired_api_version.clone().into_owned(),
+            objects,
+        });
+        if response.result.status != Some(StatusSummary::Success) {
+            return Err(Box::new(response.result));
+        }
+        serde_json::to_writer(out, &response.converted_objects).map_err(|error| {
+            Box::new(failure(
+                500,
+                "InternalError",
+                format!("failed to serialise the converted objects: {error}"),
+            ))
+        })
+    }
 }
 
 impl<F> Converter for F
@@ -40,6 +97,14 @@ impl<C: Converter + ?Sized> Converter for Arc<C> {
     fn convert(&self, request: ConversionRequest) -> ConversionResponse {
         (**self).convert(request)
     }
+
+    fn convert_raw(
+        &self,
+        request: &RawConversionRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<Status>> {
+        (**self).convert_raw(request, out)
+    }
 }
 
 fn failure(code: u16, reason: &str, message: String) -> Status {
@@ -53,63 +118,162 @@ fn failure(code: u16, reason: &str, message: String) -> Status {
     }
 }
 
+/// The `apiVersion` of the only `ConversionReview` version served: a review of another version
+/// is answered with a failed review (in that version) whose message says so.
+pub const CONVERSION_REVIEW_API_VERSION: &str = "apiextensions.k8s.io/v1";
+
+/// Reviews up to this size are converted on the async worker that read them; larger ones on
+/// tokio's blocking pool, so that a review of a whole LIST (megabytes, tens to hundreds of
+/// milliseconds of CPU) never delays health probes, TLS handshakes or admission requests served
+/// by the same worker. Below it, handing the work to another thread would cost more than the
+/// conversion itself.
+pub const INLINE_CONVERSION_MAX_BYTES: usize = 256 * 1024;
+
 pub(crate) fn conversion_route<C: Converter>(converter: C) -> BoxHandler {
     let converter = Arc::new(converter);
     Arc::new(move |body: Bytes| -> BoxFuture<'static, Reply> {
         let converter = converter.clone();
         Box::pin(async move {
-            let review: ConversionReview = match serde_json::from_slice(&body) {
-                Ok(review) => review,
-                Err(error) => {
-                    return Reply::bad_request(format!("malformed ConversionReview: {error}"));
-                }
-            };
-            if review.types.kind != "ConversionReview" {
-                return Reply::bad_request(format!(
-                    "expected kind ConversionReview, got {}",
-                    review.types.kind
-                ));
+            if body.len() <= INLINE_CONVERSION_MAX_BYTES {
+                return answer(converter.as_ref(), &body);
             }
-            let request = match ConversionRequest::from_review(review) {
-                Ok(request) => request,
-                Err(_) => return Reply::bad_request("ConversionReview has no request".to_owned()),
-            };
+            // The span of this request, so the blocking thread's logs and fields land in it.
             let span = tracing::Span::current();
-            span.record("uid", request.uid.as_str());
-            span.record("kind", "ConversionReview");
-            span.record("operation", request.desired_api_version.as_str());
-            // Only what the answer needs, not a copy of every object.
-            let fallback = ConversionResponse::for_request(ConversionRequest {
-                types: request.types.clone(),
-                uid: request.uid.clone(),
-                desired_api_version: request.desired_api_version.clone(),
-                objects: Vec::new(),
-            });
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert(request)));
-            let (response, outcome) = match outcome {
-                Ok(response) => {
-                    let failed = response.result.status == Some(StatusSummary::Failure);
-                    (response, if failed { "failed" } else { "converted" })
+            let converted = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| answer(converter.as_ref(), &body))
+            })
+            .await;
+            match converted {
+                Ok(reply) => reply,
+                Err(error) => Reply::internal(format!("the conversion task failed: {error}")),
+            }
+        })
+    })
+}
+
+/// A `ConversionReview` as received: the objects stay raw JSON borrowed from the body.
+#[derive(Deserialize)]
+struct ReviewIn<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(rename = "desiredAPIVersion", borrow)]
+    desired_api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    objects: Vec<&'a RawValue>,
+}
+
+/// Writes `{"apiVersion":…,"kind":"ConversionReview","response":{"uid":…,"result":` into `out`.
+fn write_head(out: &mut Vec<u8>, api_version: &str, uid: &str) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(br#"{"apiVersion":"#);
+    serde_json::to_writer(&mut *out, api_version)?;
+    out.extend_from_slice(br#","kind":"ConversionReview","response":{"uid":"#);
+    serde_json::to_writer(&mut *out, uid)?;
+    out.extend_from_slice(br#","result":"#);
+    Ok(())
+}
+
+/// A review answering `uid` with `result` and, on success, the objects `write` appends.
+fn encode(
+    capacity: usize,
+    api_version: &str,
+    uid: &str,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), Box<Status>>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(capacity);
+    write_head(&mut out, api_version, uid)?;
+    let head = out.len();
+    serde_json::to_writer(&mut out, &Status::success())?;
+    out.extend_from_slice(br#","convertedObjects":"#);
+    match write(&mut out) {
+        Ok(()) => {
+            out.extend_from_slice(b"}}");
+            Ok(out)
+        }
+        Err(status) => {
+            out.truncate(head);
+            serde_json::to_writer(&mut out, &status)?;
+            out.extend_from_slice(br#","convertedObjects":[]}}"#);
+            Ok(out)
+        }
+    }
+}
+
+/// Decodes the review, converts it (catching a panic) and encodes the answer.
+fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
+    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(error) => {
+            return Reply::bad_request(format!("malformed ConversionReview: {error}"));
+        }
+    };
+    if review.kind != "ConversionReview" {
+        return Reply::bad_request(format!(
+            "expected kind ConversionReview, got {}",
+            review.kind
+        ));
+    }
+    let Some(request) = review.request else {
+        return Reply::bad_request("ConversionReview has no request".to_owned());
+    };
+    let span = tracing::Span::current();
+    span.record("uid", request.uid.as_ref());
+    span.record("kind", "ConversionReview");
+    span.record("operation", request.desired_api_version.as_ref());
+    let mut outcome = "converted";
+    let encoded = if review.api_version != CONVERSION_REVIEW_API_VERSION {
+        // The API server sends the first of the CRD's `conversionReviewVersions` it supports and
+        // expects an answer in that version: a failed review it passes on to the client.
+        let message = format!(
+            "ConversionReview {:?} is not supported; only {CONVERSION_REVIEW_API_VERSION} (set conversionReviewVersions: [\"v1\"] in the CRD)",
+            review.api_version
+        );
+        tracing::warn!(%message, "refusing a ConversionReview");
+        outcome = "failed";
+        encode(512, &review.api_version, &request.uid, |_| {
+            Err(Box::new(failure(400, "BadRequest", message)))
+        })
+    } else {
+        let request = RawConversionRequest {
+            uid: request.uid,
+            desired_api_version: request.desired_api_version,
+            objects: request.objects,
+        };
+        // The answer is about as large as the review; reserve it once.
+        let capacity = body.len() + body.len() / 8 + 1024;
+        encode(capacity, &review.api_version, &request.uid, |out| {
+            let converted =
+                std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert_raw(&request, out)));
+            match converted {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(status)) => {
+                    outcome = "failed";
+                    Err(status)
                 }
                 Err(panic) => {
                     let message = panic_message(&panic);
                     tracing::error!(panic = %message, "converter panicked");
-                    (
-                        fallback.failure(failure(
-                            500,
-                            "InternalError",
-                            format!("converter panicked: {message}"),
-                        )),
-                        "panic",
-                    )
-                }
-            };
-            match serde_json::to_vec(&response.into_review()) {
-                Ok(body) => Reply::json(200, body, outcome),
-                Err(error) => {
-                    Reply::internal(format!("failed to serialise ConversionReview: {error}"))
+                    outcome = "panic";
+                    Err(Box::new(failure(
+                        500,
+                        "InternalError",
+                        format!("converter panicked: {message}"),
+                    )))
                 }
             }
         })
-    })
+    };
+    match encoded {
+        Ok(body) => Reply::json(200, body, outcome),
+        Err(error) => Reply::internal(format!("failed to serialise ConversionReview: {error}")),
+    }
 }

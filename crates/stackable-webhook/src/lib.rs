@@ -49,7 +49,9 @@ pub mod source;
 pub mod tls;
 
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
-pub use conversion::Converter;
+pub use conversion::{
+    CONVERSION_REVIEW_API_VERSION, Converter, INLINE_CONVERSION_MAX_BYTES, RawConversionRequest,
+};
 pub use metrics::Metrics;
 pub use readiness::{Readiness, ReadinessCheck};
 pub use router::{ExtraService, ResponseBody};

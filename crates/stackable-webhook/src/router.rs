@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
@@ -136,6 +136,8 @@ pub(crate) struct Router {
     pub(crate) metrics: Metrics,
     pub(crate) readiness: Readiness,
     pub(crate) max_body_bytes: usize,
+    /// The body limit of conversion routes (`ConversionReview`s of whole lists).
+    pub(crate) max_conversion_body_bytes: usize,
     pub(crate) body_timeout: Duration,
     /// Serve /livez, /readyz and /metrics on this listener.
     pub(crate) serve_health: bool,
@@ -279,11 +281,15 @@ impl Router {
                 "bad_content_type",
             );
         }
+        let max_body_bytes = match route.kind {
+            RouteKind::Conversion => self.max_conversion_body_bytes,
+            RouteKind::Validating | RouteKind::Mutating => self.max_body_bytes,
+        };
         let too_large = || {
             Reply::status(
                 413,
                 "RequestEntityTooLarge",
-                format!("request body exceeds {} bytes", self.max_body_bytes),
+                format!("request body exceeds {max_body_bytes} bytes"),
                 "too_large",
             )
         };
@@ -292,29 +298,44 @@ impl Router {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
+        if declared.is_some_and(|length| length > max_body_bytes as u64) {
             return too_large();
         }
-        let body = Limited::new(request.into_body(), self.max_body_bytes);
-        let collected = match tokio::time::timeout(self.body_timeout, body.collect()).await {
-            Err(_) => {
-                return Reply::status(
-                    408,
-                    "Timeout",
-                    "timed out reading the request body".to_owned(),
-                    "timeout",
-                );
-            }
-            Ok(Err(error)) => {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
+        let body = Limited::new(request.into_body(), max_body_bytes);
+        let capacity = declared.map_or(0, |length| length.min(max_body_bytes as u64) as usize);
+        let collected =
+            match tokio::time::timeout(self.body_timeout, read_body(body, capacity)).await {
+                Err(_) => {
+                    return Reply::status(
+                        408,
+                        "Timeout",
+                        "timed out reading the request body".to_owned(),
+                        "timeout",
+                    );
                 }
-                return Reply::bad_request(format!("failed to read the request body: {error}"));
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
+                Ok(Err(error)) => {
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        return too_large();
+                    }
+                    return Reply::bad_request(format!("failed to read the request body: {error}"));
+                }
+                Ok(Ok(collected)) => collected,
+            };
         (route.handler)(collected).await
     }
+}
+
+/// Reads the whole body into one buffer sized up front from `Content-Length`, so that a body
+/// of many frames (a review of a LIST is megabytes) is not held twice while it is joined.
+async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
+    let mut body = std::pin::pin!(body);
+    let mut buffer = BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
 }
 
 fn path_has_prefix(path: &str, prefix: &str) -> bool {

@@ -81,11 +81,16 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time allowed to receive the request headers (default 10 s), and separately the body.
     pub header_read_timeout: Duration,
-    /// Largest accepted request body (default 6 MiB). The API server accepts request bodies
-    /// up to 3 MiB; an UPDATE review carries `object` (up to 3 MiB) plus `oldObject` (up to
-    /// etcd's 1.5 MiB) plus the envelope, so 6 MiB never refuses a legitimate review while
-    /// bounding memory per request.
+    /// Largest accepted request body of admission routes and extra checks (default 6 MiB). The
+    /// API server accepts request bodies up to 3 MiB; an UPDATE review carries `object` (up to
+    /// 3 MiB) plus `oldObject` (up to etcd's 1.5 MiB) plus the envelope, so 6 MiB never refuses
+    /// a legitimate review while bounding memory per request.
     pub max_body_bytes: usize,
+    /// Largest accepted request body of conversion routes (default 128 MiB). When a client
+    /// lists a custom resource in a version other than the storage version, the API server puts
+    /// every object of the list into one `ConversionReview`, with no size limit: 100,000
+    /// CronTab-like objects with `managedFields` are about 85 MB.
+    pub max_conversion_body_bytes: usize,
     /// Connections served at once (default 1024); further clients wait in the accept backlog.
     pub max_connections: usize,
     /// Time in-flight requests get to finish after shutdown starts (default 10 s).
@@ -104,6 +109,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_body_bytes: 6 * 1024 * 1024,
+            max_conversion_body_bytes: 128 * 1024 * 1024,
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
             drain_period: Duration::from_secs(5),
@@ -484,6 +490,7 @@ impl WebhookServer {
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
             max_body_bytes: self.limits.max_body_bytes,
+            max_conversion_body_bytes: self.limits.max_conversion_body_bytes,
             body_timeout: self.limits.header_read_timeout,
             serve_health: health.is_none(),
             serve_webhooks: true,

@@ -312,6 +312,25 @@ async fn conversion_route_calls_converter() {
         "example.com/v2"
     );
     assert_eq!(review["response"]["convertedObjects"][0]["spec"]["a"], 1);
+
+    // Another ConversionReview version: a failed review in that version, naming the fix; the
+    // converter is not called.
+    let mut old = conversion.clone();
+    old["apiVersion"] = json!("apiextensions.k8s.io/v1beta1");
+    old["request"]["uid"] = json!("c-3");
+    let answer = post_json(&client, server.local_addr(), "/convert", &old).await;
+    assert_eq!(answer.status, 200);
+    let review = answer.json();
+    assert_eq!(review["apiVersion"], "apiextensions.k8s.io/v1beta1");
+    assert_eq!(review["response"]["uid"], "c-3");
+    assert_eq!(review["response"]["result"]["status"], "Failure");
+    let message = review["response"]["result"]["message"].as_str().unwrap();
+    assert!(message.contains("conversionReviewVersions"), "{message}");
+    assert!(
+        review["response"]["convertedObjects"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
     stop(server).await;
 }
 

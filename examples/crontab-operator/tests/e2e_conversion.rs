@@ -5,85 +5,34 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
+
 use std::time::Duration;
 
-use crontab_operator::{
-    crd,
-    server::{ServerOptions, webhook_server},
-    v1, v1beta1,
-};
+use cluster::{Cluster, meta, retrying};
+use crontab_operator::{v1, v1beta1};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::{
-    ByteString, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
     api::{ListParams, PostParams, WatchEvent, WatchParams},
 };
-use stackable_conversion::WebhookTarget;
-use stackable_testenv::TestEnv;
-
-fn meta(name: &str, namespace: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(namespace.into()),
-        ..ObjectMeta::default()
-    }
-}
 
 /// Retries while the API server cannot reach the webhook yet.
 async fn get_retrying<K>(api: &Api<K>, name: &str) -> K
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut last = None;
-    for _ in 0..50 {
-        match api.get(name).await {
-            Ok(object) => return object,
-            Err(error) => last = Some(error),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("get {name} kept failing: {last:?}");
+    retrying(&format!("get {name}"), || api.get(name)).await
 }
 
 #[tokio::test]
 async fn crontab_conversion_through_a_real_api_server() {
-    // The webhook, on a free port, with a certificate for 127.0.0.1.
-    let mut options = ServerOptions::in_memory(
-        "127.0.0.1:0".parse().unwrap(),
-        "crontab-operator",
-        "e2e",
-        &["127.0.0.1".parse().unwrap()],
-    );
-    options.handle_signals = false;
-    let server = webhook_server(options).unwrap().start().await.unwrap();
-    let port = server.local_addr().port();
-    let ca_bundle = server
-        .ca_bundle_pem()
-        .expect("generated certificates have a CA");
-
-    // The generated CRD, pointed at it by URL, with the CA bundle filled in.
-    let mut crd: CustomResourceDefinition = crd(WebhookTarget::Url(format!(
-        "https://127.0.0.1:{port}{}",
-        crontab_operator::crd::CONVERT_PATH
-    )))
-    .unwrap();
-    let client_config = crd
-        .spec
-        .conversion
-        .as_mut()
-        .and_then(|c| c.webhook.as_mut())
-        .and_then(|w| w.client_config.as_mut())
-        .unwrap();
-    client_config.ca_bundle = Some(ByteString(ca_bundle.into_bytes()));
-
-    let env = TestEnv::builder().crds([crd]).start().await.unwrap();
-    let ns = env.create_namespace("crontab-e2e").await.unwrap();
-    let client = env.client().unwrap();
-    let new: Api<v1::CronTab> = Api::namespaced(client.clone(), &ns);
-    let old: Api<v1beta1::CronTab> = Api::namespaced(client.clone(), &ns);
+    let cluster = Cluster::start("crontab-e2e").await;
+    let ns = cluster.namespace.clone();
+    let client = cluster.client.clone();
+    let new: Api<v1::CronTab> = cluster.api();
+    let old: Api<v1beta1::CronTab> = cluster.api();
 
     // Create as v1 (not the storage version: converted to v1beta1 on the way in).
     let created = v1::CronTab {
@@ -98,17 +47,8 @@ async fn crontab_conversion_through_a_real_api_server() {
         },
         status: None,
     };
-    let mut attempts = 0;
-    let created = loop {
-        match new.create(&PostParams::default(), &created).await {
-            Ok(object) => break object,
-            Err(error) if attempts < 50 => {
-                attempts += 1;
-                tracing_free_sleep(&error).await;
-            }
-            Err(error) => panic!("create as v1 failed: {error}"),
-        }
-    };
+    let post = PostParams::default();
+    let created = retrying("create as v1", || new.create(&post, &created)).await;
     assert_eq!(created.spec.time_zone.as_deref(), Some("Europe/Berlin"));
 
     // Create as v1beta1 (the storage version).
@@ -281,12 +221,5 @@ async fn crontab_conversion_through_a_real_api_server() {
         "a list with a broken object fails"
     );
 
-    server.shutdown();
-    server.wait().await.unwrap();
-    env.stop();
-}
-
-async fn tracing_free_sleep(error: &kube::Error) {
-    eprintln!("create not yet possible ({error}); retrying");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.stop().await;
 }

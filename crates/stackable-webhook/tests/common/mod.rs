@@ -225,3 +225,50 @@ pub fn pod_review(uid: &str, operation: &str, pod: serde_json::Value) -> serde_j
         }
     })
 }
+
+/// A CronTab as the API server sends it in a LIST (labels, `managedFields`; ~800 bytes).
+pub fn crontab(i: usize, api_version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": api_version, "kind": "CronTab",
+        "metadata": {
+            "creationTimestamp": "2026-11-02T09:14:27Z", "generation": 1,
+            "labels": {"app.kubernetes.io/instance": format!("reports-{i}"), "app.kubernetes.io/name": "reports"},
+            "managedFields": [{"apiVersion": api_version, "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app.kubernetes.io/instance": {}, "f:app.kubernetes.io/name": {}}},
+                             "f:spec": {".": {}, "f:cronSpec": {}, "f:hostPort": {}, "f:image": {}, "f:replicas": {}}},
+                "manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-11-02T09:14:27Z"}],
+            "name": format!("crontab-{i:05}"), "namespace": "shop", "resourceVersion": format!("{}", 184_000 + i),
+            "uid": format!("6b1c3e2a-4d5f-4a6b-9c7d-{i:012}")
+        },
+        "spec": {"cronSpec": "*/5 * * * *", "hostPort": format!("db-{i}.example.org:5432"),
+                 "image": "registry.example.com/shop/report-runner:3.2.1", "replicas": 1 + (i % 3)},
+        "status": {"active": i % 4, "lastScheduleTime": "2026-11-02T09:20:00Z"}
+    })
+}
+
+/// An `apiextensions.k8s.io/v1` `ConversionReview` of `count` CronTabs in
+/// `example.com/v1beta1`, asking for `example.com/v1`, as JSON bytes.
+pub fn crontab_review(uid: &str, count: usize) -> Vec<u8> {
+    let objects: Vec<serde_json::Value> = (0..count)
+        .map(|i| crontab(i, "example.com/v1beta1"))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "ConversionReview",
+        "request": {"uid": uid, "desiredAPIVersion": "example.com/v1", "objects": objects}
+    }))
+    .unwrap()
+}
+
+/// A converter that only sets `apiVersion` to the desired version (enough for tests of the
+/// server: the route, limits and scheduling, not the conversion itself).
+pub fn relabel_converter(
+    mut request: kube::core::conversion::ConversionRequest,
+) -> kube::core::conversion::ConversionResponse {
+    let desired = request.desired_api_version.clone();
+    let mut objects = std::mem::take(&mut request.objects);
+    for object in &mut objects {
+        object["apiVersion"] = serde_json::Value::String(desired.clone());
+    }
+    kube::core::conversion::ConversionResponse::for_request(request).success(objects)
+}
