@@ -393,6 +393,21 @@ impl RunningServer {
         &self.readiness
     }
 
+    /// What `/readyz` would answer now: `Ok` when ready, else one line per failing check.
+    pub fn ready(&self) -> Result<(), String> {
+        self.readiness.check(&self.resolver, &self.metrics)
+    }
+
+    /// Resolves once [`RunningServer::ready`] is `Ok` (checked every 100 ms): a certificate is
+    /// served and every readiness check passes, e.g. the shared certificates' bundle is in
+    /// every target. Start what needs the webhook trusted (a controller watching a
+    /// non-storage version) after it.
+    pub async fn wait_ready(&self) {
+        while self.ready().is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts a graceful shutdown at once, without draining (returns at once; see
     /// [`RunningServer::wait`]).
     pub fn shutdown(&self) {
@@ -432,6 +447,16 @@ async fn warm_up_random() {
 }
 
 impl WebhookServer {
+    /// The server's metrics (register more on them to serve everything on one `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The server's readiness: add checks (e.g. a controller's cache sync) before `start`.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
     /// A builder with the defaults: `0.0.0.0:8443`, HTTP/1.1 only, [`Limits::default`],
     /// signal handling on.
     pub fn builder() -> WebhookServerBuilder {

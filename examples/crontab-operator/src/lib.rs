@@ -15,8 +15,11 @@
 //! `spec.timeZone` cannot be held by v1beta1: it survives v1 -> v1beta1 -> v1 in the stash
 //! annotation `conversion.stackable.tech/stash.v1` (see [`stackable_conversion::stash`]).
 
+pub mod controller;
 pub mod convert;
 pub mod crd;
+pub mod leader;
+pub mod operator;
 pub mod server;
 pub mod v1;
 pub mod v1beta1;

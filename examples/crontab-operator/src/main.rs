@@ -1,20 +1,29 @@
-//! The CronTab operator binary: serves the CronTab conversion webhook over HTTPS, and
-//! `/livez`, `/readyz` and `/metrics` over HTTP.
+//! The CronTab operator binary: serves the CronTab conversion webhook over HTTPS on every
+//! replica, runs the CronTab controller on the elected leader, and serves `/livez`, `/readyz`
+//! and `/metrics` over HTTP. This `main` is the template for an operator: it only wires things
+//! (see `operator::run` for the order of start and shutdown).
 //!
 //! Every replica shares one CA through a Secret and serves a leaf of its own; with
 //! `--inject-ca-bundle` the CA bundle is kept in the CRD's `caBundle`, and a replica reports
-//! ready only while its leaf's CA is there. On SIGTERM `/readyz` turns 503 at once, connections
-//! are still accepted for `--drain-period`, then in-flight requests get a grace period.
+//! ready only while its leaf's CA is there. On SIGTERM the controller stops first, then
+//! `/readyz` turns 503, connections are still accepted for `--drain-period`, then in-flight
+//! requests get a grace period.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>.
 
 use std::{
     net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::Duration,
 };
 
 use clap::Parser;
-use crontab_operator::server::{self, ServerOptions, webhook_server};
+use crontab_operator::{
+    controller::ControllerMetrics,
+    leader::Election,
+    operator,
+    server::{self, ServerOptions, webhook_server},
+};
 use snafu::{ResultExt, Snafu};
 use stackable_cainject::{ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
@@ -55,6 +64,16 @@ struct Cli {
     /// How long `/readyz` answers 503 after SIGTERM while connections are still accepted.
     #[arg(long, env = "DRAIN_PERIOD", value_parser = humantime::parse_duration, default_value = "5s")]
     drain_period: Duration,
+    /// Run the CronTab controller (on the elected leader only).
+    #[arg(long, env = "CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
+    controller: bool,
+    /// This replica's identity in the leader election (the Pod name).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// How long the leader Lease holds without renewal: a new leader takes over at most this
+    /// (plus a third of it) after the leader died.
+    #[arg(long, env = "LEASE_DURATION", value_parser = humantime::parse_duration, default_value = "15s")]
+    lease_duration: Duration,
     #[command(flatten)]
     certificates: ServingCertificatesArgs,
 }
@@ -68,11 +87,9 @@ enum Error {
     /// No Kubernetes client could be configured (KUBECONFIG or in-cluster).
     #[snafu(display("could not configure a Kubernetes client (KUBECONFIG or in-cluster)"))]
     KubeClient { source: kube::Error },
-    /// Serving failed.
-    #[snafu(display("the webhook server failed"))]
-    Serve {
-        source: stackable_webhook::ServerError,
-    },
+    /// The operator failed.
+    #[snafu(display("the operator failed"))]
+    Operator { source: operator::Error },
 }
 
 #[snafu::report]
@@ -91,9 +108,9 @@ async fn main() -> Result<(), Error> {
     let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
     let ca_secret = cli.certificates.ca_secret_or(DEFAULT_CA_SECRET);
     let mut certificates = if cli.single_process {
-        ServingCertificates::single_process(client, leaf)
+        ServingCertificates::single_process(client.clone(), leaf)
     } else {
-        ServingCertificates::shared(client, &cli.namespace, ca_secret, leaf)
+        ServingCertificates::shared(client.clone(), &cli.namespace, ca_secret, leaf)
     }
     .policy(cli.certificates.policy())
     .field_manager("crontab-operator");
@@ -112,18 +129,35 @@ async fn main() -> Result<(), Error> {
         drain_period: cli.drain_period,
         ..Limits::default()
     };
-    let running = webhook_server(options)
-        .context(SetupSnafu)?
-        .start()
-        .await
-        .context(ServeSnafu)?;
+    // The operator handles signals: the controller stops before the webhook drains.
+    options.handle_signals = false;
+    let server = webhook_server(options).context(SetupSnafu)?;
+    let metrics = ControllerMetrics::default();
+    metrics.register(server.metrics());
+    // Whether this replica leads, and whether its controller's caches are synced: a gauge,
+    // not a readiness check. The controller lists CronTabs as v1, which the API server converts
+    // by calling this webhook through the Service, and the Service only routes to ready Pods:
+    // a leader that waited for its caches before reporting ready would never sync as the only
+    // replica (see operator::run).
+    let synced = Arc::new(tokio::sync::watch::channel(false).0);
+    let leading = Arc::new(tokio::sync::watch::channel(false).0);
+    let election = cli.controller.then(|| Election {
+        namespace: cli.namespace.clone(),
+        name: "crontab-operator-controller".to_owned(),
+        identity: cli
+            .pod_name
+            .clone()
+            .unwrap_or_else(|| format!("crontab-operator-{}", std::process::id())),
+        duration: cli.lease_duration,
+    });
     tracing::info!(
-        address = %running.local_addr(),
-        health = ?running.health_addr(),
         service = %format!("{}.{}", cli.service_name, cli.namespace),
         ca_secret = %if cli.single_process { "(in memory)" } else { ca_secret },
         inject_ca_bundle = cli.inject_ca_bundle,
-        "serving CronTab conversions"
+        controller = cli.controller,
+        "starting the CronTab operator"
     );
-    running.wait().await.context(ServeSnafu)
+    operator::run(client, server, election, metrics, synced, leading)
+        .await
+        .context(OperatorSnafu)
 }

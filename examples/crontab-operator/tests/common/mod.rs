@@ -72,6 +72,12 @@ impl Harness {
     /// same moment, each with `extra_args`, running as the deploy ServiceAccount (so its RBAC
     /// is shown to be enough).
     pub async fn start(replicas: usize, extra_args: &[&str]) -> Harness {
+        Self::start_with(replicas, OBJECTS, extra_args).await
+    }
+
+    /// [`Harness::start`] with `objects` CronTabs (named `crontab-<n>`) created before the
+    /// replicas start.
+    pub async fn start_with(replicas: usize, objects: usize, extra_args: &[&str]) -> Harness {
         let env = TestEnv::start().await.expect("control plane");
         let client = env.client().unwrap();
         env.kubectl_apply(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
@@ -98,23 +104,31 @@ impl Harness {
         // Objects stored as v1beta1 (the storage version: no conversion to create them).
         wait_established(&crds).await;
         let api: Api<v1beta1::CronTab> = Api::namespaced(client.clone(), &namespace);
-        for i in 0..OBJECTS {
-            let object = v1beta1::CronTab {
-                metadata: ObjectMeta {
-                    name: Some(format!("crontab-{i}")),
-                    namespace: Some(namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: v1beta1::CronTabSpec {
-                    cron_spec: "*/5 * * * *".into(),
-                    image: "busybox:1".into(),
-                    replicas: Some(1),
-                    host_port: format!("cache-{i}:6379"),
-                },
-                status: None,
-            };
-            create_retrying(&api, &object).await;
-        }
+        let creates = (0..objects).map(|i| {
+            let api = api.clone();
+            let namespace = namespace.clone();
+            async move {
+                let object = v1beta1::CronTab {
+                    metadata: ObjectMeta {
+                        name: Some(format!("crontab-{i}")),
+                        namespace: Some(namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: v1beta1::CronTabSpec {
+                        cron_spec: "*/5 * * * *".into(),
+                        image: "busybox:1".into(),
+                        replicas: Some(1),
+                        host_port: format!("cache-{i}:6379"),
+                    },
+                    status: None,
+                };
+                create_retrying(&api, &object).await;
+            }
+        });
+        futures::stream::iter(creates)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
 
         let args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
         let ns = namespace.clone();
@@ -127,7 +141,11 @@ impl Harness {
             .probe_period(Duration::from_millis(200))
             .endpoint_removal_delay(Duration::from_millis(500))
             .termination_grace(Duration::from_secs(30))
-            .env("RUST_LOG", "info,kube=warn,hyper=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("REPLICA_RUST_LOG")
+                    .unwrap_or_else(|_| "info,kube=warn,hyper=warn".to_owned()),
+            )
             .args(move |r: &ReplicaInfo| {
                 let mut all = vec![
                     format!("--bind={}", r.https),
@@ -397,7 +415,11 @@ impl Readers {
                         i += 1;
                         let result = if i % 2 == 0 {
                             api.list(&ListParams::default()).await.map(|list| {
-                                assert_eq!(list.items.len(), OBJECTS);
+                                assert!(
+                                    list.items.len() >= OBJECTS,
+                                    "{} CronTabs",
+                                    list.items.len()
+                                );
                             })
                         } else {
                             api.get(&format!("crontab-{}", i % OBJECTS))
