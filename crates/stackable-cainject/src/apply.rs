@@ -261,6 +261,12 @@ impl Writer {
         self.apply(target, body, bundle.len()).await
     }
 
+    /// Server-side applies a whole object the operator installs (see [`crate::install`]), with
+    /// `force`: the operator owns every field of `body`, and only those.
+    pub async fn apply_installed(&self, target: &Target, body: &Value) -> Result<(), ApplyError> {
+        self.apply(target, Some(body.clone()), 0).await.map(|_| ())
+    }
+
     /// Writes `bundle` into `target` unless `current` (the object as last read) already
     /// carries it.
     pub async fn inject_into(

@@ -44,6 +44,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     injector::{CaInjector, InjectionStatus, InjectorHandle, TargetState},
+    install::Installed,
     target::Target,
 };
 
@@ -81,6 +82,7 @@ pub struct ServingCertificates {
     leaf: LeafOptions,
     policy: RotationPolicy,
     targets: Vec<Target>,
+    installs: Vec<Installed>,
     field_manager: String,
     reporter: Option<Reporter>,
 }
@@ -92,6 +94,7 @@ impl std::fmt::Debug for ServingCertificates {
             .field("leaf", &self.leaf)
             .field("policy", &self.policy)
             .field("targets", &self.targets)
+            .field("installs", &self.installs)
             .field("field_manager", &self.field_manager)
             .finish_non_exhaustive()
     }
@@ -132,6 +135,7 @@ impl ServingCertificates {
             leaf,
             policy: RotationPolicy::default(),
             targets: Vec::new(),
+            installs: Vec::new(),
             field_manager: "stackable-cainject".to_owned(),
             reporter: None,
         }
@@ -142,6 +146,17 @@ impl ServingCertificates {
     #[must_use]
     pub fn inject_into(mut self, targets: impl IntoIterator<Item = Target>) -> Self {
         self.targets.extend(targets);
+        self
+    }
+
+    /// Installs these objects (the operator's CRDs, webhook configurations) whole, with the
+    /// bundle in the first write, and keeps them in step (see [`crate::install`]): no moment
+    /// where the API server holds a webhook without a bundle. Needs RBAC `get`, `list`,
+    /// `watch`, `patch` on them, and `create`; when RBAC forbids it, the objects are only
+    /// injected into (as [`Self::inject_into`]) and the status says so.
+    #[must_use]
+    pub fn install(mut self, objects: impl IntoIterator<Item = Installed>) -> Self {
+        self.installs.extend(objects);
         self
     }
 

@@ -71,6 +71,18 @@ pub enum MigrateError {
         /// The cause.
         source: kube::Error,
     },
+    /// The storage version changed while the migration ran; nothing was recorded.
+    #[snafu(display(
+        "the storage version of CRD {crd} changed from {was} to {now} while the migration ran; run it again"
+    ))]
+    StorageChanged {
+        /// The CRD.
+        crd: String,
+        /// The storage version when the run started.
+        was: String,
+        /// The storage version now.
+        now: String,
+    },
     /// Pruning was refused: no complete migration to the storage version is recorded.
     #[snafu(display(
         "refusing to prune status.storedVersions of CRD {crd} to [{storage}]: no complete migration to {storage} is recorded (annotation {MIGRATED_ANNOTATION} is {recorded:?}); run the migration first"
@@ -206,7 +218,17 @@ impl Migration {
                 break;
             }
         }
-        // Every object listed was rewritten; objects created since are stored in `storage`.
+        // Every object listed was rewritten; objects created since are stored in `storage`,
+        // unless the storage version changed while the run went on: then nothing is recorded.
+        let (_, _, now) = self.read_crd().await?;
+        if now != storage {
+            return StorageChangedSnafu {
+                crd: &self.crd,
+                was: storage,
+                now,
+            }
+            .fail();
+        }
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         crds.patch(
             &self.crd,
