@@ -10,6 +10,8 @@
 //! - [`ca::CertificateAuthority`] creates a self-signed CA and issues leaf certificates
 //!   ([`LeafOptions`], [`IssuedCertificate`]),
 //! - [`Certificate`], [`PrivateKey`] and [`CaBundle`] load, inspect and serialise material,
+//! - [`CertificateSigningRequest`] parses and verifies a PKCS#10 request that
+//!   [`CertificateAuthority::sign_request`] signs (for issuers of requests made elsewhere),
 //! - [`ServingMaterial`] is what a TLS server needs (leaf chain, key, trust bundle),
 //! - [`rotation`] renews leaves and rotates the CA in stages that never break trust, and
 //!   publishes the current [`ServingMaterial`] on a [`tokio::sync::watch`] channel.
@@ -27,6 +29,7 @@
 pub mod bundle;
 pub mod ca;
 pub mod cert;
+pub mod csr;
 mod error;
 pub mod key;
 pub mod leaf;
@@ -34,8 +37,9 @@ pub mod rotation;
 pub mod serving;
 
 pub use bundle::CaBundle;
-pub use ca::{CaOptions, CertificateAuthority, IssuedCertificate};
+pub use ca::{CaOptions, CertificateAuthority, IssuedCertificate, SigningOptions};
 pub use cert::{Certificate, CertificateInfo};
+pub use csr::{CertificateSigningRequest, CsrInfo, ExtendedKeyUsage, KeyUsage};
 pub use error::{Error, Result};
 pub use key::{KeyAlgorithm, PrivateKey};
 pub use leaf::LeafOptions;
