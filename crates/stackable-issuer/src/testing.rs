@@ -147,10 +147,10 @@ fn fill_cache(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(&staging).context(IoSnafu { path: &staging })?;
     for entry in std::fs::read_dir(&crds).context(IoSnafu { path: &crds })? {
         let path = entry.context(IoSnafu { path: &crds })?.path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            if let Some(name) = path.file_name() {
-                std::fs::copy(&path, staging.join(name)).context(IoSnafu { path: &path })?;
-            }
+        if path.extension().is_some_and(|e| e == "yaml")
+            && let Some(name) = path.file_name()
+        {
+            std::fs::copy(&path, staging.join(name)).context(IoSnafu { path: &path })?;
         }
     }
     if let Some(parent) = dir.parent() {

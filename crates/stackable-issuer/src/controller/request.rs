@@ -193,7 +193,14 @@ async fn decide<S: Signer, R: RequestObject>(
     };
     let issuer = found.any();
     let generation = issuer.metadata().generation.unwrap_or(0);
-    match issuer.issuer_status().and_then(|s| s.ready()) {
+    let ready = issuer.issuer_status().and_then(|s| s.ready());
+    tracing::debug!(
+        issuer = issuer.name(),
+        generation,
+        ready = ?ready.map(|r| (&r.status, &r.reason, r.observed_generation)),
+        "the request's issuer"
+    );
+    match ready {
         None => {
             patch.set_waiting_for_issuer_ready(IssuerReadiness::NoCondition);
             return done;

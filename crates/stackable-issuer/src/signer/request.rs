@@ -44,6 +44,9 @@ pub struct CertificateDetails {
     pub csr_pem: Vec<u8>,
     /// The requested validity ([`DEFAULT_DURATION`] when none is given).
     pub duration: Duration,
+    /// Whether [`Self::duration`] is the default because the request names none (an issuer
+    /// may then shorten it to its own limit instead of refusing).
+    pub duration_is_default: bool,
     /// Whether a CA certificate is requested.
     pub is_ca: bool,
     /// The requested keyUsage bits (sorted; `keyCertSign` added for a cert-manager CA
@@ -76,9 +79,11 @@ impl<'a> SigningRequest<'a> {
         let (duration, is_ca, names, ca_adds_cert_sign) = match self {
             SigningRequest::CertificateRequest(cr) => {
                 let duration = match &cr.spec.duration {
-                    Some(text) => go_duration::parse(text)
-                        .map_err(|e| SignerError::permanent(format!("spec.duration: {e}")))?,
-                    None => DEFAULT_DURATION,
+                    Some(text) => Some(
+                        go_duration::parse(text)
+                            .map_err(|e| SignerError::permanent(format!("spec.duration: {e}")))?,
+                    ),
+                    None => None,
                 };
                 (duration, cr.spec.is_ca, cr.spec.usages.clone(), true)
             }
@@ -89,15 +94,15 @@ impl<'a> SigningRequest<'a> {
                     annotation(CSR_DURATION_ANNOTATION),
                     csr.spec.expiration_seconds,
                 ) {
-                    (Some(text), _) => go_duration::parse(text).map_err(|e| {
+                    (Some(text), _) => Some(go_duration::parse(text).map_err(|e| {
                         SignerError::permanent(format!("annotation {CSR_DURATION_ANNOTATION}: {e}"))
-                    })?,
+                    })?),
                     (None, Some(seconds)) => {
-                        Duration::from_secs(u64::try_from(seconds).map_err(|_| {
-                            SignerError::permanent("spec.expirationSeconds is negative")
-                        })?)
+                        Some(Duration::from_secs(u64::try_from(seconds).map_err(
+                            |_| SignerError::permanent("spec.expirationSeconds is negative"),
+                        )?))
                     }
-                    (None, None) => DEFAULT_DURATION,
+                    (None, None) => None,
                 };
                 let is_ca = annotation(CSR_IS_CA_ANNOTATION).is_some_and(|v| v == "true");
                 (
@@ -144,7 +149,8 @@ impl<'a> SigningRequest<'a> {
         extended_key_usages.dedup();
         Ok(CertificateDetails {
             csr_pem: self.csr_pem().to_vec(),
-            duration,
+            duration: duration.unwrap_or(DEFAULT_DURATION),
+            duration_is_default: duration.is_none(),
             is_ca,
             key_usages,
             extended_key_usages,
@@ -187,6 +193,7 @@ mod tests {
         let plain = cr(serde_json::json!({"request": "LS0t"}));
         let details = SigningRequest::CertificateRequest(&plain).details()?;
         assert_eq!(details.duration, DEFAULT_DURATION);
+        assert!(details.duration_is_default);
         assert!(!details.is_ca);
         assert_eq!(
             details.key_usages,
@@ -200,6 +207,7 @@ mod tests {
         );
         let details = SigningRequest::CertificateRequest(&ca).details()?;
         assert_eq!(details.duration, Duration::from_secs(3600));
+        assert!(!details.duration_is_default);
         assert_eq!(
             details.key_usages,
             [KeyUsage::DigitalSignature, KeyUsage::KeyCertSign]

@@ -463,7 +463,10 @@ pub fn name_of<K: Resource>(object: &K) -> String {
 /// Every distinct `Ready` (status, reason) each object of a kind went through, in order, as a
 /// watch saw them.
 #[derive(Clone, Debug, Default)]
-pub struct Timeline(Arc<Mutex<HashMap<String, Vec<(String, String)>>>>);
+pub struct Timeline(Arc<Mutex<States>>);
+
+/// The (status, reason) pairs seen per object name.
+type States = HashMap<String, Vec<(String, String)>>;
 
 impl Timeline {
     pub fn record<K>(
