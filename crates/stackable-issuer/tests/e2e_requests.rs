@@ -192,6 +192,35 @@ async fn certificate_requests_follow_issuer_libs_order() {
         "{events:?}"
     );
 
+    // The issuer's Ready condition is behind its generation while a slow check runs: the
+    // request waits, and is woken when the condition catches up (its status stays True).
+    harness
+        .issuers(&ns)
+        .patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"check": "slow"}})),
+        )
+        .await
+        .unwrap();
+    harness
+        .create_request(&ns, "outdated", ours("later"), "ok", None)
+        .await;
+    harness.decide(&ns, "outdated", true).await;
+    let request = wait_ready(&requests, "outdated", "False", "Pending").await;
+    assert_eq!(
+        ready_of(&request).unwrap().2,
+        "Waiting for issuer to become ready. Current issuer ready condition is outdated."
+    );
+    let issuer = harness.issuers(&ns).get("later").await.unwrap();
+    assert_eq!(issuer.ready_condition().unwrap().status, "True");
+    wait_ready(&requests, "outdated", "True", "Issued").await;
+    let issuer = harness.issuers(&ns).get("later").await.unwrap();
+    assert_eq!(
+        issuer.ready_condition().unwrap().observed_generation,
+        issuer.metadata.generation
+    );
+
     // A malformed CSR fails permanently.
     let garbage =
         "-----BEGIN CERTIFICATE REQUEST-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE REQUEST-----\n";

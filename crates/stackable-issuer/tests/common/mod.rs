@@ -54,7 +54,7 @@ pub const RECHECK: Duration = Duration::from_secs(1);
     status = "IssuerStatus"
 )]
 pub struct TestIssuerSpec {
-    /// `ok` (or empty), `retryable:<message>` or `permanent:<message>`.
+    /// `ok` (or empty), `slow` (ok after 3 s), `retryable:<message>` or `permanent:<message>`.
     #[serde(default)]
     pub check: String,
 }
@@ -119,6 +119,10 @@ impl Signer for ScriptedSigner {
             AnyIssuer::Issuer(i) => i.spec.check.clone(),
             AnyIssuer::ClusterIssuer(c) => c.spec.check.clone(),
         };
+        if script == "slow" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return Ok(());
+        }
         match script.split_once(':') {
             Some(("retryable", message)) => Err(SignerError::retryable(message.to_owned())),
             Some(("permanent", message)) => Err(SignerError::permanent(message.to_owned())),
