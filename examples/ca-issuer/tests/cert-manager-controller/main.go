@@ -49,8 +49,8 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the API server")
 	clusterResourceNamespace := flag.String("cluster-resource-namespace", "cert-manager", "namespace of ClusterIssuer resources")
 	minBackoff := flag.Duration("request-min-backoff", 2*time.Second, "minimum backoff after a failed issuance")
+	klog.InitFlags(nil) // -v and klog's other flags
 	flag.Parse()
-	klog.InitFlags(nil)
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
