@@ -35,9 +35,10 @@ pub mod key;
 pub mod leaf;
 pub mod rotation;
 pub mod serving;
+mod sign_request;
 
 pub use bundle::CaBundle;
-pub use ca::{CaOptions, CertificateAuthority, IssuedCertificate, SigningOptions};
+pub use ca::{CaOptions, CertificateAuthority, IssuedCertificate};
 pub use cert::{Certificate, CertificateInfo};
 pub use csr::{CertificateSigningRequest, CsrInfo, ExtendedKeyUsage, KeyUsage};
 pub use error::{Error, Result};
@@ -45,6 +46,7 @@ pub use key::{KeyAlgorithm, PrivateKey};
 pub use leaf::LeafOptions;
 pub use rotation::MaterialReceiver;
 pub use serving::ServingMaterial;
+pub use sign_request::SigningOptions;
 
 /// PEM with LF line endings (the `pem` crate defaults to CRLF), as Kubernetes and Go write it.
 pub(crate) fn encode_pem(tag: &str, contents: Vec<u8>) -> String {

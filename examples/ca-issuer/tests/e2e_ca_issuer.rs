@@ -6,15 +6,14 @@
 //! `/approval` and signed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::time::Duration;
 
 use ca_issuer::api::{
     CAIssuer, CAIssuerSpec, CaIssuerConfig, ClusterCAIssuer, ClusterCAIssuerSpec,
 };
+use common::{control_plane, csr, root_ca, start_issuer};
 use k8s_openapi::{
     ByteString,
     api::{
@@ -22,111 +21,25 @@ use k8s_openapi::{
             CertificateSigningRequest, CertificateSigningRequestCondition,
             CertificateSigningRequestSpec, CertificateSigningRequestStatus,
         },
-        core::v1::{Namespace, Secret},
+        core::v1::Secret,
         events::v1::Event,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
-    Api, Client, CustomResourceExt as _,
+    Api,
     api::{Patch, PatchParams, PostParams},
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{BasicConstraints, IsCa, SanType};
 use stackable_certs::Certificate;
 use stackable_issuer::{IssuerResource as _, api::CertificateRequest};
-use stackable_testenv::TestEnv;
 
-const SERVICE_ACCOUNT: &str = "system:serviceaccount:ca-issuer:ca-issuer";
-
-/// The issuer process; its log is printed when the test fails.
-struct Issuer {
-    child: tokio::process::Child,
-    log: PathBuf,
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(400).collect();
-            eprintln!("--- ca-issuer log (last lines) ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-fn start_issuer(env: &TestEnv) -> Issuer {
-    let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
-    let log = env.work_dir().join("ca-issuer.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ca-issuer"))
-        .args(["--recheck-interval", "1s", "--max-retry-duration", "20s"])
-        .env("KUBECONFIG", kubeconfig)
-        .env(
-            "RUST_LOG",
-            std::env::var("CA_ISSUER_LOG").unwrap_or_else(|_| "info,stackable_issuer=debug".into()),
-        )
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    Issuer { child, log }
-}
-
-/// A root CA without a path length limit (so that it may sign CA certificates), as a Secret.
-fn root_ca(name: &str) -> (Secret, Certificate) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let cert = params.self_signed(&key).unwrap();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            [
-                ("tls.crt".to_string(), ByteString(cert.pem().into_bytes())),
-                (
-                    "tls.key".to_string(),
-                    ByteString(key.serialize_pem().into_bytes()),
-                ),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    (secret, Certificate::from_der(cert.der()).unwrap())
-}
-
-fn csr(name: &str, edit: impl FnOnce(&mut CertificateParams)) -> String {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec![format!("{name}.example.com")]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    edit(&mut params);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for(what, Duration::from_secs(30), probe).await
 }
 
 fn ready(request: &CertificateRequest) -> (String, String, String) {
@@ -234,37 +147,18 @@ fn certificate_of(request: &CertificateRequest) -> Vec<Certificate> {
     Certificate::all_from_pem(std::str::from_utf8(pem).unwrap()).unwrap()
 }
 
-async fn create_namespace(client: &Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn the_ca_issuer_signs_what_its_issuers_allow() {
-    let env = TestEnv::start().await.unwrap();
-    let mut crds = stackable_issuer::testing::cert_manager_crds().unwrap();
-    crds.push(CAIssuer::crd());
-    crds.push(ClusterCAIssuer::crd());
-    env.install_crds(crds).await.unwrap();
-    env.kubectl_apply(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
-        .unwrap();
-    let client = env.client().unwrap();
-    create_namespace(&client, "team").await;
-    let (root_secret, root) = root_ca("root-ca");
+    let (env, client) = control_plane(&["team"]).await;
+    let (root_secret, root) = root_ca("root-ca", "ca-issuer");
     Api::<Secret>::namespaced(client.clone(), "ca-issuer")
         .create(&PostParams::default(), &root_secret)
         .await
         .unwrap();
-    let _issuer = start_issuer(&env);
+    let _issuer = start_issuer(
+        &env,
+        &["--recheck-interval", "1s", "--max-retry-duration", "20s"],
+    );
 
     // A ClusterCAIssuer whose Secret exists (in the cluster resource namespace): Ready.
     let cluster_issuers: Api<ClusterCAIssuer> = Api::all(client.clone());
@@ -327,8 +221,7 @@ async fn the_ca_issuer_signs_what_its_issuers_allow() {
     );
 
     // The Secret appears: the re-check makes the issuer Ready, which wakes the request.
-    let (mut team_secret, team_root) = root_ca("team-ca");
-    team_secret.metadata.namespace = Some("team".into());
+    let (team_secret, team_root) = root_ca("team-ca", "team");
     Api::<Secret>::namespaced(client.clone(), "team")
         .create(&PostParams::default(), &team_secret)
         .await

@@ -10,57 +10,22 @@
 //! modules already downloaded); later runs take about 30 s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use ca_issuer::api::{CAIssuer, CaIssuerConfig, ClusterCAIssuer, ClusterCAIssuerSpec};
-use k8s_openapi::{
-    ByteString,
-    api::core::v1::{Namespace, Secret},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use ca_issuer::api::{CaIssuerConfig, ClusterCAIssuer, ClusterCAIssuerSpec};
+use common::{control_plane, root_ca, spawn, start_issuer, wait_for};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, CustomResourceExt as _,
+    Api,
     api::{ApiResource, DynamicObject, GroupVersionKind, PostParams},
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use stackable_certs::{Certificate, PrivateKey};
-use stackable_testenv::TestEnv;
-
-/// A child process, killed on drop; its log is printed when the test fails.
-struct Process {
-    name: &'static str,
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!("--- {} log (last lines) ---", self.name);
-            for line in &lines[lines.len().saturating_sub(80)..] {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process {
-    let file = std::fs::File::create(&log).unwrap();
-    let child = command
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap();
-    Process { name, child, log }
-}
 
 /// 64-bit FNV-1a over the module's sources and the Go version (the cache folder's name).
 fn source_hash(module: &Path, go_version: &str) -> u64 {
@@ -127,51 +92,6 @@ fn cert_manager_controller() -> PathBuf {
     binary
 }
 
-fn root_ca() -> (Secret, Certificate) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "tier-2 root");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let cert = params.self_signed(&key).unwrap();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("root-ca".into()),
-            namespace: Some("ca-issuer".into()),
-            ..Default::default()
-        },
-        data: Some(
-            [
-                ("tls.crt".to_string(), ByteString(cert.pem().into_bytes())),
-                (
-                    "tls.key".to_string(),
-                    ByteString(key.serialize_pem().into_bytes()),
-                ),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    (secret, Certificate::from_der(cert.der()).unwrap())
-}
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// The certificate and key of the Certificate's Secret, once both are there.
 async fn secret_material(secrets: &Api<Secret>) -> Option<(Certificate, PrivateKey)> {
     let data = secrets.get_opt("web-tls").await.ok()??.data?;
@@ -190,28 +110,8 @@ async fn secret_material(secrets: &Api<Secret>) -> Option<(Certificate, PrivateK
 #[tokio::test]
 async fn cert_manager_issues_and_renews_a_certificate_through_the_ca_issuer() {
     let controller = cert_manager_controller();
-    let env = TestEnv::start().await.unwrap();
-    let mut crds = stackable_issuer::testing::cert_manager_crds().unwrap();
-    crds.push(CAIssuer::crd());
-    crds.push(ClusterCAIssuer::crd());
-    env.install_crds(crds).await.unwrap();
-    env.kubectl_apply(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
-        .unwrap();
-    let client = env.client().unwrap();
-    for name in ["apps", "cert-manager"] {
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
-    }
-    let (secret, root) = root_ca();
+    let (env, client) = control_plane(&["apps", "cert-manager"]).await;
+    let (secret, root) = root_ca("root-ca", "ca-issuer");
     Api::<Secret>::namespaced(client.clone(), "ca-issuer")
         .create(&PostParams::default(), &secret)
         .await
@@ -230,17 +130,7 @@ async fn cert_manager_issues_and_renews_a_certificate_through_the_ca_issuer() {
         .await
         .unwrap();
 
-    let kubeconfig = env
-        .kubeconfig_as("system:serviceaccount:ca-issuer:ca-issuer")
-        .unwrap();
-    let _ours = spawn(
-        "ca-issuer",
-        Command::new(env!("CARGO_BIN_EXE_ca-issuer"))
-            .args(["--recheck-interval", "5s"])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,stackable_issuer=debug"),
-        env.work_dir().join("ca-issuer.log"),
-    );
+    let _ours = start_issuer(&env, &["--recheck-interval", "5s"]);
     // cert-manager's controllers as the admin (their approver approves every request).
     let _theirs = spawn(
         "cert-manager-controller",

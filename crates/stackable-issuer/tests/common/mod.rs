@@ -36,6 +36,10 @@ use stackable_issuer::{
 };
 use stackable_testenv::TestEnv;
 
+mod timeline;
+#[allow(unused_imports)]
+pub use timeline::*;
+
 pub const GROUP: &str = "test.issuer.stackable.tech";
 pub const FIELD_OWNER: &str = "e2e.issuer.stackable.tech";
 pub const SIGN_ANNOTATION: &str = "test.stackable.tech/sign";
@@ -462,74 +466,4 @@ pub fn meta(name: &str) -> ObjectMeta {
 
 pub fn name_of<K: Resource>(object: &K) -> String {
     object.name_any()
-}
-
-/// Every distinct `Ready` (status, reason) each object of a kind went through, in order, as a
-/// watch saw them.
-#[derive(Clone, Debug, Default)]
-pub struct Timeline(Arc<Mutex<States>>);
-
-/// The (status, reason) pairs seen per object name.
-type States = HashMap<String, Vec<(String, String)>>;
-
-impl Timeline {
-    pub fn record<K>(
-        api: Api<K>,
-        ready: fn(&K) -> Option<(String, String)>,
-    ) -> (Self, tokio::task::JoinHandle<()>)
-    where
-        K: Resource<DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + 'static,
-    {
-        use futures::StreamExt as _;
-        use kube::runtime::{WatchStreamExt as _, watcher};
-        let timeline = Timeline::default();
-        let states = timeline.0.clone();
-        let task = tokio::spawn(async move {
-            let mut stream =
-                std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
-            while let Some(Ok(object)) = stream.next().await {
-                let Some(state) = ready(&object) else {
-                    continue;
-                };
-                let mut states = states.lock().unwrap();
-                let seen = states.entry(object.name_any()).or_default();
-                if seen.last() != Some(&state) {
-                    seen.push(state);
-                }
-            }
-        });
-        (timeline, task)
-    }
-
-    pub fn of(&self, name: &str) -> Vec<(String, String)> {
-        self.0
-            .lock()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-/// `(status, reason)` pairs, for comparing timelines.
-pub fn states(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(s, r)| (s.to_string(), r.to_string()))
-        .collect()
-}
-
-pub fn request_ready(request: &CertificateRequest) -> Option<(String, String)> {
-    ready_of(request).map(|(s, r, _)| (s, r))
-}
-
-pub fn issuer_ready<K: stackable_issuer::IssuerResource>(issuer: &K) -> Option<(String, String)> {
-    issuer
-        .ready_condition()
-        .map(|c| (c.status.clone(), c.reason.clone()))
 }
