@@ -311,7 +311,9 @@ pub(crate) async fn apply_status<K: Resource<DynamicType = ()>>(
     let params = PatchParams::apply(field_owner).force();
     match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        // A group the API server does not serve at all answers a plain-text 404, which kube
+        // reports without the NotFound reason: the code is what counts.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(source).context(WriteStatusSnafu {
             kind: resource.kind.clone(),
             name: match namespace {

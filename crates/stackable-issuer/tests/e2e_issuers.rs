@@ -182,3 +182,58 @@ async fn issuers_are_checked_and_their_ready_condition_follows() {
     wait_issuer(&harness.cluster_issuers(), "cluster-ca", "True", "Checked").await;
     assert!(issuer.annotations().contains_key("touched"));
 }
+
+#[tokio::test]
+async fn refuses_to_start_without_the_crds_it_needs() {
+    init_tracing();
+    let env = stackable_testenv::TestEnv::start().await.unwrap();
+    let client = env.client().unwrap();
+    let script = std::sync::Arc::new(Script {
+        ca: stackable_certs::CertificateAuthority::new(&stackable_certs::CaOptions::default())
+            .unwrap(),
+        checks: Default::default(),
+        signs: Default::default(),
+        ca_unreachable: Default::default(),
+    });
+    let controllers = || {
+        stackable_issuer::IssuerControllers::new(
+            client.clone(),
+            ScriptedSigner(script.clone()),
+            FIELD_OWNER,
+        )
+    };
+
+    // Neither the issuer kinds nor cert-manager's CRDs: the first missing kind is named.
+    let error = controllers().run().await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the API server does not serve TestIssuer (test.issuer.stackable.tech/v1); install its CRD"
+    );
+
+    // The issuer kinds, but not cert-manager's CRDs.
+    use kube::CustomResourceExt as _;
+    env.install_crds([TestIssuer::crd(), TestClusterIssuer::crd()])
+        .await
+        .unwrap();
+    let error = controllers().run().await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the API server does not serve CertificateRequest (cert-manager.io/v1); install its CRD \
+         (cert-manager's CRDs), or turn the CertificateRequest controller off"
+    );
+
+    // Without the CertificateRequest controller it runs (until told to stop).
+    controllers()
+        .certificate_requests(false)
+        .run_until(tokio::time::sleep(Duration::from_millis(500)))
+        .await
+        .unwrap();
+
+    // Unusable options are refused before anything runs.
+    let error =
+        stackable_issuer::IssuerControllers::new(client.clone(), ScriptedSigner(script), " ")
+            .run()
+            .await
+            .unwrap_err();
+    assert!(error.to_string().contains("field owner"), "{error}");
+}

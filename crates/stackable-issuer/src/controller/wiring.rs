@@ -55,7 +55,9 @@ pub(crate) async fn served<
     let api: Api<K> = Api::all(client.clone());
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => KindNotServedSnafu {
+        // A group the API server does not serve at all answers a plain-text 404, which kube
+        // reports without the NotFound reason: the code is what counts.
+        Err(kube::Error::Api(status)) if status.code == 404 => KindNotServedSnafu {
             kind: K::kind(&()).into_owned(),
             api_version: K::api_version(&()).into_owned(),
             hint,
