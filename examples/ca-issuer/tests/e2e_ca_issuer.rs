@@ -331,7 +331,26 @@ async fn the_ca_issuer_signs_what_its_issuers_allow() {
         ready(&too_long)
     );
 
-    // Unapproved: untouched; denied: Denied; malformed: Failed.
+    // Unapproved and foreign (a kind of the group that is not ours): untouched; denied:
+    // Denied; malformed: Failed; for a missing issuer: Pending.
+    requests
+        .create(
+            "foreign",
+            ("Issuer", "team-ca"),
+            plain.clone(),
+            csr("foreign", |_| {}),
+            Some(true),
+        )
+        .await;
+    requests
+        .create(
+            "no-issuer",
+            ("CAIssuer", "nobody"),
+            plain.clone(),
+            csr("no-issuer", |_| {}),
+            Some(true),
+        )
+        .await;
     requests
         .create(
             "unapproved",
@@ -363,7 +382,13 @@ async fn the_ca_issuer_signs_what_its_issuers_allow() {
         .await;
     wait_request(&requests.api, "denied", "False", "Denied").await;
     wait_request(&requests.api, "malformed", "False", "Failed").await;
+    let waiting = wait_request(&requests.api, "no-issuer", "False", "Pending").await;
+    assert_eq!(
+        ready(&waiting).2,
+        "CAIssuer.ca-issuer.stackable.tech \"nobody\" not found. Waiting for it to be created."
+    );
     assert_eq!(ready(&requests.api.get("unapproved").await.unwrap()).0, "");
+    assert_eq!(ready(&requests.api.get("foreign").await.unwrap()).0, "");
 
     // Events, published as the issuer's ServiceAccount.
     let events: Api<Event> = Api::namespaced(client.clone(), "team");
