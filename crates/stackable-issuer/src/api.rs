@@ -2,12 +2,12 @@
 //!
 //! No maintained crate provides them for this workspace's kube 5 and k8s-openapi 0.29
 //! (`kube-custom-resources-rs` 2024.11.1, the newest, depends on kube `~0`), so the
-//! [`CertificateRequest`](certificate_request::CertificateRequest) of
+//! [`CertificateRequest`] of
 //! `cert-manager.io/v1` (<https://cert-manager.io/docs/reference/api-docs/#cert-manager.io/v1.CertificateRequest>)
 //! is declared by hand with the fields cert-manager's CRD has. Unknown fields are ignored when
 //! reading; status is written by server-side apply with only the fields this crate owns.
 //!
-//! [`IssuerStatus`](issuer_status::IssuerStatus) is the status an issuer kind of the user
+//! [`IssuerStatus`] is the status an issuer kind of the user
 //! carries (issuer-lib's `v1alpha1.IssuerStatus`): a list of `metav1.Condition`s keyed by type.
 
 pub mod certificate_request;
