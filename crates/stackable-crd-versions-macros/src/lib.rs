@@ -23,6 +23,9 @@ mod serde_names;
 mod type_map;
 mod versions;
 
+#[cfg(test)]
+mod tests;
+
 /// Declares the versions of a kind (or of one type) once; see `stackable-crd-versions`.
 #[proc_macro_attribute]
 pub fn versioned(attr: TokenStream, item: TokenStream) -> TokenStream {
