@@ -636,7 +636,10 @@ impl TargetTask {
                 continue;
             };
             if self.install.is_some() {
-                if let Some(retry) = self.keep_installed(current.as_ref(), bundle, &mut backoff).await {
+                if let Some(retry) = self
+                    .keep_installed(current.as_ref(), bundle, &mut backoff)
+                    .await
+                {
                     retry_at = Some(retry);
                 }
                 continue;

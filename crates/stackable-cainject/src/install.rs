@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use k8s_openapi::{
-    api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+    api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use serde_json::{Value, json};
@@ -86,10 +88,12 @@ impl Installed {
                     config.insert("caBundle".to_owned(), encoded);
                 }
             }
-            TargetKind::ValidatingWebhookConfiguration | TargetKind::MutatingWebhookConfiguration => {
+            TargetKind::ValidatingWebhookConfiguration
+            | TargetKind::MutatingWebhookConfiguration => {
                 if let Some(entries) = body.get_mut("webhooks").and_then(Value::as_array_mut) {
                     for entry in entries {
-                        if let Some(config) = entry.get_mut("clientConfig").and_then(Value::as_object_mut)
+                        if let Some(config) =
+                            entry.get_mut("clientConfig").and_then(Value::as_object_mut)
                         {
                             config.insert("caBundle".to_owned(), encoded.clone());
                         }
@@ -188,7 +192,10 @@ mod tests {
             json!({ "type": "integer", "minimum": 0, "maximum": 65535 });
         current["metadata"]["labels"] = json!({ "team": "someone-elses" });
         current["spec"]["preserveUnknownFields"] = json!(false);
-        assert!(!installed.is_installed(&current, &body), "not Established yet");
+        assert!(
+            !installed.is_installed(&current, &body),
+            "not Established yet"
+        );
         current["status"] = json!({ "conditions": [{ "type": "Established", "status": "True" }] });
         assert!(installed.is_installed(&current, &body));
         // A field it owns drifted, or another bundle: not installed.

@@ -236,7 +236,11 @@ impl Registration {
 
     /// Only requests for which the CEL `expression` is true (the API server evaluates it;
     /// `name` names it in errors).
-    pub fn match_condition(mut self, name: impl Into<String>, expression: impl Into<String>) -> Self {
+    pub fn match_condition(
+        mut self,
+        name: impl Into<String>,
+        expression: impl Into<String>,
+    ) -> Self {
         self.match_conditions.push((name.into(), expression.into()));
         self
     }
@@ -328,7 +332,14 @@ impl Registration {
             name: self.name.clone(),
             namespace_selector: self.namespace_selector.clone(),
             object_selector: self.object_selector.clone(),
-            reinvocation_policy: Some(if self.reinvocation { "IfNeeded" } else { "Never" }.to_owned()),
+            reinvocation_policy: Some(
+                if self.reinvocation {
+                    "IfNeeded"
+                } else {
+                    "Never"
+                }
+                .to_owned(),
+            ),
             rules: Some(self.rules.iter().map(Rule::render).collect()),
             side_effects: self.side_effects_str(),
             timeout_seconds: Some(self.timeout_seconds()),
@@ -464,7 +475,10 @@ pub(crate) fn render<'a>(
 /// Names used by more than one entry.
 pub(crate) fn duplicate_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut seen = BTreeSet::new();
-    names.into_iter().find(|n| !seen.insert(*n)).map(str::to_owned)
+    names
+        .into_iter()
+        .find(|n| !seen.insert(*n))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -487,8 +501,18 @@ mod tests {
     fn the_api_servers_constraints_are_checked() {
         let rule = || Rule::for_resource::<Pod>([Operation::Create]);
         assert!(Registration::new("a.b.c").rule(rule()).problem().is_none());
-        assert!(Registration::new("validate").rule(rule()).problem().is_some());
-        assert!(Registration::new("Pods.x.io").rule(rule()).problem().is_some());
+        assert!(
+            Registration::new("validate")
+                .rule(rule())
+                .problem()
+                .is_some()
+        );
+        assert!(
+            Registration::new("Pods.x.io")
+                .rule(rule())
+                .problem()
+                .is_some()
+        );
         assert!(Registration::new("a.b.c").problem().is_some());
         let slow = Registration::new("a.b.c")
             .rule(rule())
@@ -501,7 +525,10 @@ mod tests {
     #[test]
     fn a_url_endpoint_appends_the_path() {
         let config = Endpoint::url("https://127.0.0.1:8443/").client_config("/validate");
-        assert_eq!(config.url.as_deref(), Some("https://127.0.0.1:8443/validate"));
+        assert_eq!(
+            config.url.as_deref(),
+            Some("https://127.0.0.1:8443/validate")
+        );
         let config = Endpoint::service("s", "ns").port(8443).client_config("/m");
         let service = config.service.expect("a service");
         assert_eq!(

@@ -341,7 +341,11 @@ impl WebhookServerBuilder {
     /// that send the API server's requests to the registered routes through `endpoint`, in the
     /// order the routes were mounted (without `caBundle`: the injector fills it in). Routes
     /// mounted without a registration are not in them.
-    pub fn admission_configurations(&self, name: &str, endpoint: &Endpoint) -> AdmissionConfigurations {
+    pub fn admission_configurations(
+        &self,
+        name: &str,
+        endpoint: &Endpoint,
+    ) -> AdmissionConfigurations {
         render(
             name,
             endpoint,

@@ -26,8 +26,8 @@ use crontab_operator::{
 };
 use snafu::{ResultExt, Snafu};
 use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
-use stackable_conversion::WebhookTarget;
 use stackable_certs::LeafOptions;
+use stackable_conversion::WebhookTarget;
 use stackable_webhook::Limits;
 use tracing_subscriber::EnvFilter;
 

@@ -39,7 +39,10 @@ async fn the_operator_installs_its_crd_with_the_bundle_in_the_first_write() {
         .unwrap_or_default()
         .iter()
         .any(|c| c.type_ == "Established" && c.status == "True");
-    assert!(established, "the CRD is not Established while the replicas are ready");
+    assert!(
+        established,
+        "the CRD is not Established while the replicas are ready"
+    );
     assert_eq!(
         h.crd.seen_without_bundle(),
         0,
@@ -52,7 +55,10 @@ async fn the_operator_installs_its_crd_with_the_bundle_in_the_first_write() {
         .into_iter()
         .filter_map(|m| m.manager)
         .collect();
-    assert!(managers.iter().any(|m| m == "crontab-operator"), "{managers:?}");
+    assert!(
+        managers.iter().any(|m| m == "crontab-operator"),
+        "{managers:?}"
+    );
 
     // Objects of both versions work.
     let ns = h.namespace.clone();
@@ -79,7 +85,10 @@ async fn the_operator_installs_its_crd_with_the_bundle_in_the_first_write() {
         .await
         .unwrap();
     let legacy = v1_api.get("legacy").await.unwrap();
-    assert_eq!((legacy.spec.host.as_str(), legacy.spec.port), ("db.example.com", 5432));
+    assert_eq!(
+        (legacy.spec.host.as_str(), legacy.spec.port),
+        ("db.example.com", 5432)
+    );
 
     // A user adds a label (a field the operator does not own).
     crds.patch(
@@ -113,7 +122,11 @@ async fn the_operator_installs_its_crd_with_the_bundle_in_the_first_write() {
     }
     let crd = crds.get(CRD_NAME).await.unwrap();
     assert_eq!(
-        crd.metadata.labels.unwrap_or_default().get("team").map(String::as_str),
+        crd.metadata
+            .labels
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
         Some("platform"),
         "the user's label was removed"
     );

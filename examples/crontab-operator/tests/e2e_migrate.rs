@@ -14,8 +14,8 @@ use crontab_operator::{CRD_NAME, v1, v1beta1};
 use futures::StreamExt as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use stackable_conversion::migrate::{MigrateError, Migration};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const COUNT: usize = 1_000;
 
@@ -50,14 +50,19 @@ async fn migrate_to_v1_then_drop_v1beta1() {
                     },
                     status: None,
                 };
-                api.create(&PostParams::default(), &object).await.map(|_| ())
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .map(|_| ())
             }
         })
         .buffer_unordered(16)
         .collect()
         .await;
     assert!(results.iter().all(Result::is_ok));
-    println!("{COUNT} CronTabs stored as v1beta1 in {:?}", created.elapsed());
+    println!(
+        "{COUNT} CronTabs stored as v1beta1 in {:?}",
+        created.elapsed()
+    );
 
     // The storage version becomes v1.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -66,7 +71,9 @@ async fn migrate_to_v1_then_drop_v1beta1() {
         version.storage = version.name == "v1";
     }
     crd.metadata.managed_fields = None;
-    crds.replace(CRD_NAME, &PostParams::default(), &crd).await.unwrap();
+    crds.replace(CRD_NAME, &PostParams::default(), &crd)
+        .await
+        .unwrap();
     assert_eq!(stored_versions(&crds).await, ["v1beta1", "v1"]);
 
     // The migration binary, killed half-way: pruning is refused.
@@ -125,7 +132,9 @@ async fn migrate_to_v1_then_drop_v1beta1() {
     let mut crd = crds.get(CRD_NAME).await.unwrap();
     crd.spec.versions.retain(|v| v.name == "v1");
     crd.metadata.managed_fields = None;
-    crds.replace(CRD_NAME, &PostParams::default(), &crd).await.unwrap();
+    crds.replace(CRD_NAME, &PostParams::default(), &crd)
+        .await
+        .unwrap();
     let v1_api: Api<v1::CronTab> = Api::namespaced(client.clone(), &ns);
     let mut read = 0;
     let mut token: Option<String> = None;

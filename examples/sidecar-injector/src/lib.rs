@@ -144,7 +144,7 @@ pub fn mount(builder: WebhookServerBuilder, config: InjectorConfig) -> WebhookSe
         &[Operation::Create],
     )
     .reinvoke_if_needed();
-    let validate = registration(
+    let limits = registration(
         "limits.sidecar-injector.example.com",
         &config,
         &[Operation::Create, Operation::Update],
@@ -162,7 +162,7 @@ pub fn mount(builder: WebhookServerBuilder, config: InjectorConfig) -> WebhookSe
         })
         .validating_registered(
             "/validate",
-            validate,
+            limits,
             |request: AdmissionRequest<Pod>| async move { validate(&request) },
         )
 }

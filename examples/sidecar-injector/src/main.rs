@@ -160,7 +160,10 @@ async fn main() -> Result<(), Error> {
                 let rendered =
                     builder.admission_configurations(&args.webhook_configuration, &endpoint);
                 let mutating = rendered.mutating.iter().map(Installed::mutating_webhook);
-                let validating = rendered.validating.iter().map(Installed::validating_webhook);
+                let validating = rendered
+                    .validating
+                    .iter()
+                    .map(Installed::validating_webhook);
                 shared = shared.install(mutating.chain(validating));
             } else if args.inject_ca_bundle {
                 shared = shared.inject_into([

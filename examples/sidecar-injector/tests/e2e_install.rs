@@ -71,7 +71,12 @@ where
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|w| w["clientConfig"]["caBundle"].as_str().unwrap_or_default().to_owned())
+                .map(|w| {
+                    w["clientConfig"]["caBundle"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
                 .collect();
             let mut seen = record.lock().unwrap();
             seen.events += 1;
@@ -110,11 +115,14 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
     let env = TestEnv::start().await.unwrap();
     let client = env.client().unwrap();
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-    env.kubectl_apply(format!("{deploy}/namespace.yaml")).unwrap();
+    env.kubectl_apply(format!("{deploy}/namespace.yaml"))
+        .unwrap();
     env.kubectl_apply(format!("{deploy}/rbac.yaml")).unwrap();
     let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
     let namespace = env.create_namespace("apps").await.unwrap();
-    env.create_external_name_service(NAMESPACE, SERVICE).await.unwrap();
+    env.create_external_name_service(NAMESPACE, SERVICE)
+        .await
+        .unwrap();
     let forwarder = Forwarder::builder()
         .retry_failed_dial(false)
         .start("127.0.0.1:0".parse().unwrap())
@@ -124,7 +132,13 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
 
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    assert!(mutating.get_opt(CONFIGURATION_NAME).await.unwrap().is_none());
+    assert!(
+        mutating
+            .get_opt(CONFIGURATION_NAME)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let seen_mutating = watch(mutating.clone());
     let seen_validating = watch(validating.clone());
     // Let both watches list (nothing) before the replicas start.
@@ -170,8 +184,17 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
         .into_iter()
         .filter_map(|m| m.manager)
         .collect();
-    assert!(managers.iter().any(|m| m == "sidecar-injector"), "{managers:?}");
-    assert!(validating.get_opt(CONFIGURATION_NAME).await.unwrap().is_some());
+    assert!(
+        managers.iter().any(|m| m == "sidecar-injector"),
+        "{managers:?}"
+    );
+    assert!(
+        validating
+            .get_opt(CONFIGURATION_NAME)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // The webhooks work through what was installed: mutated, and a denial.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -185,7 +208,10 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
     .await
     .unwrap()
     .unwrap();
-    println!("the first Pod was mutated {:?} after ready", warm_up.elapsed());
+    println!(
+        "the first Pod was mutated {:?} after ready",
+        warm_up.elapsed()
+    );
     let denied = pods
         .create(&PostParams::default(), &pod("no-limits", false))
         .await
@@ -233,7 +259,10 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("a changed timeout was put back after {:?}", changed.elapsed());
+    println!(
+        "a changed timeout was put back after {:?}",
+        changed.elapsed()
+    );
 
     // A CA rotation reaches both configurations (CA 30 s: staged at 20 s).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -268,9 +297,16 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
         .await
         .unwrap();
     assert!(has_sidecar(&after));
-    for (kind, seen) in [("mutating", &seen_mutating), ("validating", &seen_validating)] {
+    for (kind, seen) in [
+        ("mutating", &seen_mutating),
+        ("validating", &seen_validating),
+    ] {
         let seen = seen.lock().unwrap();
-        println!("{kind}: {} events, {} bundles", seen.events, seen.bundles.len());
+        println!(
+            "{kind}: {} events, {} bundles",
+            seen.events,
+            seen.bundles.len()
+        );
         assert_eq!(
             seen.without_bundle, 0,
             "the API server held the {kind} configuration without a caBundle"
