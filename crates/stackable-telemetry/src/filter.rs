@@ -20,7 +20,7 @@ pub struct LogFilter {
 /// Directives that do not parse.
 #[derive(Debug, Snafu)]
 #[snafu(display(
-    "invalid log filter {directives:?} (expected e.g. \"info\" or \"info,kube=debug\")"
+    "invalid log filter {directives:?}: {source} (expected e.g. \"info\" or \"info,kube=debug\")"
 ))]
 pub struct InvalidLogFilter {
     directives: String,
@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(
             error.as_deref(),
             Some(
-                "invalid log filter \"info,kube=loud\" (expected e.g. \"info\" or \"info,kube=debug\")"
+                "invalid log filter \"info,kube=loud\": error parsing level filter: expected one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\", or a number 0-5 (expected e.g. \"info\" or \"info,kube=debug\")"
             )
         );
     }
