@@ -108,7 +108,7 @@ pub struct CertificateAuthority {
     key: PrivateKey,
 }
 
-fn random_serial() -> Result<SerialNumber> {
+pub(crate) fn random_serial() -> Result<SerialNumber> {
     let mut bytes = [0u8; 20];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| {
         InvalidOptionsSnafu {
@@ -136,7 +136,7 @@ fn to_time_duration(d: Duration) -> Result<time::Duration> {
     })
 }
 
-fn add(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
+pub(crate) fn add(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
     now.checked_add(to_time_duration(d)?).ok_or_else(|| {
         InvalidOptionsSnafu {
             reason: format!("{now} + {d:?} is out of range"),
@@ -145,7 +145,7 @@ fn add(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
     })
 }
 
-fn sub(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
+pub(crate) fn sub(now: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
     now.checked_sub(to_time_duration(d)?).ok_or_else(|| {
         InvalidOptionsSnafu {
             reason: format!("{now} - {d:?} is out of range"),
@@ -172,7 +172,7 @@ fn valid_dns_name(name: &str) -> bool {
 }
 
 /// Truncates to whole seconds, as X.509 times carry no fractions.
-fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }
 

@@ -148,6 +148,22 @@ pub enum Error {
         at: OffsetDateTime,
     },
 
+    /// The input is not a usable PKCS#10 certificate signing request.
+    #[snafu(display("failed to parse the certificate signing request: {reason}"))]
+    ParseCertificateRequest {
+        /// Why parsing or verifying failed (never quotes the input).
+        reason: String,
+    },
+
+    /// A certificate signing request asks for something the signing options do not grant.
+    #[snafu(display(
+        "the certificate signing request does not match what may be issued: {reason}"
+    ))]
+    CertificateRequestMismatch {
+        /// What differs.
+        reason: String,
+    },
+
     /// The leaf or CA options are not usable.
     #[snafu(display("invalid certificate options: {reason}"))]
     InvalidOptions {

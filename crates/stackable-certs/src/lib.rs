@@ -10,6 +10,8 @@
 //! - [`ca::CertificateAuthority`] creates a self-signed CA and issues leaf certificates
 //!   ([`LeafOptions`], [`IssuedCertificate`]),
 //! - [`Certificate`], [`PrivateKey`] and [`CaBundle`] load, inspect and serialise material,
+//! - [`CertificateSigningRequest`] parses and verifies a PKCS#10 request that
+//!   [`CertificateAuthority::sign_request`] signs (for issuers of requests made elsewhere),
 //! - [`ServingMaterial`] is what a TLS server needs (leaf chain, key, trust bundle),
 //! - [`rotation`] renews leaves and rotates the CA in stages that never break trust, and
 //!   publishes the current [`ServingMaterial`] on a [`tokio::sync::watch`] channel.
@@ -27,20 +29,24 @@
 pub mod bundle;
 pub mod ca;
 pub mod cert;
+pub mod csr;
 mod error;
 pub mod key;
 pub mod leaf;
 pub mod rotation;
 pub mod serving;
+mod sign_request;
 
 pub use bundle::CaBundle;
 pub use ca::{CaOptions, CertificateAuthority, IssuedCertificate};
 pub use cert::{Certificate, CertificateInfo};
+pub use csr::{CertificateSigningRequest, CsrInfo, ExtendedKeyUsage, KeyUsage};
 pub use error::{Error, Result};
 pub use key::{KeyAlgorithm, PrivateKey};
 pub use leaf::LeafOptions;
 pub use rotation::MaterialReceiver;
 pub use serving::ServingMaterial;
+pub use sign_request::SigningOptions;
 
 /// PEM with LF line endings (the `pem` crate defaults to CRLF), as Kubernetes and Go write it.
 pub(crate) fn encode_pem(tag: &str, contents: Vec<u8>) -> String {

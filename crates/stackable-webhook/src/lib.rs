@@ -41,6 +41,7 @@
 
 pub mod admission;
 pub mod conversion;
+mod idle;
 pub mod metrics;
 pub mod readiness;
 pub mod router;

@@ -20,6 +20,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     admission::{MutatingHandler, ValidatingHandler, mutating_route, validating_route},
     conversion::{Converter, conversion_route},
+    idle::{HeaderDeadline, HeadersRead},
     metrics::Metrics,
     readiness::{Readiness, ReadinessCheck},
     router::{ExtraService, ResponseBody, RouteKind, Router, WebhookRoute},
@@ -79,8 +80,16 @@ pub enum ServerError {
 pub struct Limits {
     /// Time allowed for a TLS handshake (default 10 s).
     pub handshake_timeout: Duration,
-    /// Time allowed to receive the request headers (default 10 s), and separately the body.
+    /// Time allowed to receive a request's headers, from its first byte (default 10 s), and
+    /// separately its body.
     pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may stay idle between requests (default 120 s). Keep
+    /// it above the API server's own idle timeout (90 s, Go's `http.Transport` default): then
+    /// the API server closes idle connections, not this server. A connection closed by the
+    /// server just as the API server sends a request on it fails that call with `EOF` (a
+    /// `POST` is not retried), and a conversion failed that way while the API server fills its
+    /// watch cache leaves the object unreadable from the cache until it is written again.
+    pub idle_timeout: Duration,
     /// Largest accepted request body of admission routes and extra checks (default 6 MiB). The
     /// API server accepts request bodies up to 3 MiB; an UPDATE review carries `object` (up to
     /// 3 MiB) plus `oldObject` (up to etcd's 1.5 MiB) plus the envelope, so 6 MiB never refuses
@@ -108,6 +117,7 @@ impl Default for Limits {
         Self {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             max_body_bytes: 6 * 1024 * 1024,
             max_conversion_body_bytes: 128 * 1024 * 1024,
             max_connections: 1024,
@@ -748,7 +758,10 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let headers_read = HeadersRead::default();
+    let mark = headers_read.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        mark.mark();
         let router = router.clone();
         async move {
             let response: Result<Response<ResponseBody>, std::convert::Infallible> =
@@ -763,9 +776,16 @@ async fn serve_connection<I>(
             .serve_connection(io, service);
         drive!(conn, token, force);
     } else {
+        // hyper's header timer runs from the moment the connection waits for a request, so it
+        // is the idle timeout; the header deadline proper is armed at each request's first byte.
+        let io = TokioIo::new(HeaderDeadline::new(
+            io.into_inner(),
+            limits.header_read_timeout,
+            headers_read,
+        ));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout))
             .serve_connection(io, service);
         drive!(conn, token, force);
     }

@@ -101,3 +101,69 @@ async fn connection_limit_makes_clients_wait() {
     assert_eq!(answer.status, 200);
     stop(server).await;
 }
+
+/// Sends `GET /livez` on an open connection and reads one response (with its short body).
+async fn livez_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tls: &mut S,
+) -> std::io::Result<String> {
+    tls.write_all(b"GET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await?;
+    tls.flush().await?;
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    loop {
+        let n = tls.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if got.len() >= head_end + 4 + length {
+                return Ok(text.into_owned());
+            }
+        }
+    }
+}
+
+/// The header deadline runs from a request's first byte, not while the connection is idle:
+/// a keep-alive connection idle for longer than `header_read_timeout` still serves the next
+/// request (the API server keeps idle connections for 90 s and reuses them), and is closed
+/// once `idle_timeout` is over.
+#[tokio::test]
+async fn idle_keep_alive_connections_live_until_the_idle_timeout() {
+    let ca = TestCa::new("ca");
+    let server = start_limited(
+        &ca,
+        Limits {
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(2500),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let mut tls = connect_tls(&client_config(&ca.pem), server.local_addr())
+        .await
+        .unwrap();
+    let first = livez_on(&mut tls).await.unwrap();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle for three header timeouts: still open.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let second = livez_on(&mut tls)
+        .await
+        .expect("an idle connection was closed before the idle timeout");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // Idle past the idle timeout: closed by the server.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server never closed an idle connection");
+    stop(server).await;
+}

@@ -1,15 +1,17 @@
 //! The conversions between the CronTab versions, and the router that serves them.
 //!
-//! v1 is the hub: v1beta1 converts to and from it. `v1 -> v1beta1` cannot fail; `v1beta1 -> v1`
-//! fails when `hostPort` is not `host:port` with a port number. Fields v1beta1 cannot hold
-//! (`timeZone`) are stashed by `stackable-conversion`, not here.
+//! The conversions are generated from the declaration in [`crate::crd::versions`]; this module
+//! holds what its field actions cannot express, the `hostPort` split, as plain functions the
+//! declaration points to. v1 is the hub: v1beta1 converts to and from it. `v1 -> v1beta1` cannot
+//! fail; `v1beta1 -> v1` fails when `hostPort` is not `host:port` with a port number. Fields
+//! v1beta1 cannot hold (`timeZone`) are stashed by `stackable-conversion`, not here.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>.
 
 use snafu::Snafu;
 use stackable_conversion::{BuildError, ConversionRouter, KindConverter};
 
-use crate::{v1, v1beta1};
+use crate::{crd::CronTabVersions, v1, v1beta1};
 
 /// `spec.hostPort` of a v1beta1 CronTab is not `host:port`.
 #[derive(Debug, Snafu, PartialEq, Eq)]
@@ -43,58 +45,29 @@ fn split_host_port(host_port: &str) -> Result<(String, u16), HostPortError> {
     Ok((host.to_owned(), port))
 }
 
-impl TryFrom<v1beta1::CronTab> for v1::CronTab {
-    type Error = HostPortError;
-
-    fn try_from(old: v1beta1::CronTab) -> Result<Self, Self::Error> {
-        let (host, port) = split_host_port(&old.spec.host_port)?;
-        Ok(v1::CronTab {
-            metadata: old.metadata,
-            spec: v1::CronTabSpec {
-                schedule: old.spec.cron_spec,
-                image: old.spec.image,
-                replicas: old.spec.replicas,
-                host,
-                port,
-                time_zone: None,
-            },
-            status: old.status.map(|status| v1::CronTabStatus {
-                last_schedule_time: status.last_schedule_time,
-                active_jobs: status.active,
-            }),
-        })
-    }
+/// The host of `spec.hostPort` (the upgrade of `spec.host`, see [`crate::crd::versions`]).
+pub(crate) fn host_of(old: &v1beta1::CronTabSpec) -> Result<String, HostPortError> {
+    split_host_port(&old.host_port).map(|(host, _)| host)
 }
 
-impl From<v1::CronTab> for v1beta1::CronTab {
-    fn from(new: v1::CronTab) -> Self {
-        v1beta1::CronTab {
-            metadata: new.metadata,
-            spec: v1beta1::CronTabSpec {
-                cron_spec: new.spec.schedule,
-                image: new.spec.image,
-                replicas: new.spec.replicas,
-                host_port: format!("{}:{}", new.spec.host, new.spec.port),
-            },
-            status: new.status.map(|status| v1beta1::CronTabStatus {
-                last_schedule_time: status.last_schedule_time,
-                active: status.active_jobs,
-            }),
-        }
-    }
+/// The port of `spec.hostPort` (the upgrade of `spec.port`).
+pub(crate) fn port_of(old: &v1beta1::CronTabSpec) -> Result<u16, HostPortError> {
+    split_host_port(&old.host_port).map(|(_, port)| port)
+}
+
+/// `host:port` (the downgrade of the removed `spec.hostPort`).
+pub(crate) fn join_host_port(new: &v1::CronTabSpec) -> String {
+    format!("{}:{}", new.host, new.port)
 }
 
 /// The CronTab versions with v1 as hub.
 pub fn converter() -> Result<KindConverter, BuildError> {
-    KindConverter::builder()
-        .hub::<v1::CronTab>()
-        .step::<v1beta1::CronTab, v1::CronTab>()
-        .build()
+    CronTabVersions::converter()
 }
 
 /// The router the webhook serves: only CronTabs.
 pub fn router() -> Result<ConversionRouter, BuildError> {
-    converter().map(ConversionRouter::from)
+    CronTabVersions::router()
 }
 
 #[cfg(test)]

@@ -1,17 +1,21 @@
-//! The multi-version CronTab CRD, as installed in the cluster.
+//! The CronTab CRD, declared once: both versions, the conversions between them, the converter and
+//! the multi-version CRD as installed in the cluster all come from the `#[versioned]` declaration
+//! [`versions`] (see `stackable-crd-versions`).
 //!
 //! v1beta1 is the storage version (existing objects are stored as v1beta1) and deprecated; v1 is
-//! served. Conversion goes through the operator's webhook at `/convert`; the `caBundle` is left
-//! empty for a CA injector (or the operator itself) to fill.
+//! served and the hub of the converter. Conversion goes through the operator's webhook at
+//! `/convert`; the `caBundle` is left empty for a CA injector (or the operator itself) to fill.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/>.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use stackable_conversion::{CrdError, CrdVersion, MultiVersionCrd, WebhookTarget};
+use stackable_conversion::{CrdError, WebhookTarget};
+use stackable_crd_versions::versioned;
 
-use crate::{v1, v1beta1};
+pub use versions::CronTabVersions;
 
-/// The warning clients get when they use v1beta1.
+/// The warning clients get when they use v1beta1 (the declaration repeats it; a test checks that
+/// they agree).
 pub const V1BETA1_DEPRECATION: &str =
     "example.com/v1beta1 CronTab is deprecated; use example.com/v1";
 
@@ -20,6 +24,77 @@ pub const CRD_NAME: &str = "crontabs.example.com";
 
 /// The path the webhook serves conversions on.
 pub const CONVERT_PATH: &str = "/convert";
+
+/// The CronTab versions: `v1beta1` and `v1` (re-exported as [`crate::v1beta1`] and [`crate::v1`]).
+#[versioned(
+    version(
+        v1beta1,
+        storage,
+        deprecated = "example.com/v1beta1 CronTab is deprecated; use example.com/v1"
+    ),
+    version(v1, hub)
+)]
+pub mod versions {
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// The desired state of a CronTab (v1).
+    #[versioned(doc(v1beta1 = "The desired state of a CronTab (v1beta1)."))]
+    #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+    #[kube(
+        group = "example.com",
+        kind = "CronTab",
+        plural = "crontabs",
+        shortname = "ct",
+        namespaced,
+        status = "CronTabStatus"
+    )]
+    #[serde(rename_all = "camelCase")]
+    pub struct CronTabSpec {
+        /// The cron schedule, e.g. `*/5 * * * *` (`cronSpec` in v1beta1).
+        #[versioned(
+            renamed(since = v1, from = cron_spec),
+            doc(v1beta1 = "The cron schedule, e.g. `*/5 * * * *`.")
+        )]
+        pub schedule: String,
+        /// The container image to run.
+        pub image: String,
+        /// How many pods to run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub replicas: Option<i32>,
+        /// Where the job reports to, as `host:port`.
+        #[versioned(removed(since = v1, downgrade = crate::convert::join_host_port))]
+        pub host_port: String,
+        /// The host the job reports to.
+        #[versioned(added(since = v1, try_upgrade = crate::convert::host_of))]
+        pub host: String,
+        /// The port the job reports to.
+        #[versioned(added(since = v1, try_upgrade = crate::convert::port_of))]
+        pub port: u16,
+        /// The time zone of the schedule (IANA name); v1beta1 cannot hold it.
+        #[versioned(added(since = v1))]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub time_zone: Option<String>,
+    }
+
+    /// The observed state of a CronTab (v1).
+    #[versioned(doc(v1beta1 = "The observed state of a CronTab (v1beta1)."))]
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct CronTabStatus {
+        /// When the job was last scheduled (RFC 3339).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub last_schedule_time: Option<String>,
+        /// How many jobs are running (`active` in v1beta1).
+        #[versioned(
+            renamed(since = v1, from = active),
+            doc(v1beta1 = "How many jobs are running.")
+        )]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub active_jobs: Option<i32>,
+    }
+}
 
 /// The in-cluster Service of `deploy/`: `crontab-operator` in namespace `crontab-operator`,
 /// port 443, path `/convert`.
@@ -31,13 +106,19 @@ pub fn default_webhook_target() -> WebhookTarget {
 
 /// The CRD with both versions and webhook conversion to `target`.
 pub fn crd(target: WebhookTarget) -> Result<CustomResourceDefinition, CrdError> {
-    MultiVersionCrd::new()
-        .version(
-            CrdVersion::of::<v1beta1::CronTab>()
-                .storage()
-                .deprecated(Some(V1BETA1_DEPRECATION)),
-        )
-        .version(CrdVersion::of::<v1::CronTab>())
-        .webhook(target)
-        .build()
+    CronTabVersions::crd(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_warning_is_the_constant() {
+        let crd = crd(default_webhook_target()).expect("the declared versions form a CRD");
+        assert_eq!(
+            crd.spec.versions[0].deprecation_warning.as_deref(),
+            Some(V1BETA1_DEPRECATION)
+        );
+    }
 }

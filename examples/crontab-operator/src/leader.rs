@@ -68,7 +68,8 @@ impl Leadership {
         Ok(Leadership { leading, task })
     }
 
-    /// A receiver of "this replica leads".
+    /// A receiver of "this replica leads". Drop every one before [`Self::release`]: the Lease
+    /// is released once no receiver is left.
     pub fn leading(&self) -> watch::Receiver<bool> {
         self.leading.clone()
     }

@@ -1,8 +1,11 @@
 //! One operator process, in order: certificates → webhook server ready (its leaf's CA in the
 //! CRD's caBundle) → leader election → the controller, on the leader only. On SIGTERM the
-//! controller stops first (and the Lease is released, so another replica leads at once), then
-//! the webhook drains: `/readyz` 503, connections still accepted for the drain period, then
-//! in-flight requests get the shutdown grace.
+//! webhook drains first (`/readyz` 503, connections still accepted for the drain period, then
+//! in-flight requests get the shutdown grace and its connections are closed); only then the
+//! controller stops and the Lease is released, so that the next leader's first writes (each one
+//! a conversion call the API server makes to fill its watch cache) never meet this replica
+//! closing its connections: a call written onto a connection just as the server closes it
+//! fails, and the object stays unreadable from the API server's cache until written again.
 //!
 //! `/readyz` covers the webhook (certificate, caBundle in place, not draining); `/metrics`
 //! serves both, the controller's state as `crontab_controller_leader` and
@@ -112,15 +115,38 @@ pub async fn run(
             }
         }
     }
-    // Shutdown: the controller first, then the Lease, then the webhook.
-    tracing::info!("shutting down: controller first, then the webhook drains");
+    // Shutdown: the webhook drains and closes its connections, then the controller stops and
+    // the Lease is released (see the module docs). Leadership lost meanwhile still stops the
+    // controller.
+    tracing::info!("shutting down: the webhook drains, then the controller stops");
+    running.drain_and_shutdown();
+    let served = {
+        let wait = running.wait();
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                served = &mut wait => break served,
+                changed = wait_changed(leading_rx.as_mut()) => {
+                    if !changed {
+                        leading_rx = None;
+                    } else if !leading_rx.as_ref().is_some_and(|rx| *rx.borrow()) {
+                        tracing::info!("no longer leading: stopping the controller");
+                        stop_controller(controller.take()).await;
+                    }
+                }
+            }
+        }
+    };
     stop_controller(controller.take()).await;
     metrics.leader.set(0);
     metrics.synced.set(0);
+    // The Lease manager releases the Lease and ends once every receiver of `leading` is gone:
+    // this clone too (kept, it hung the shutdown until SIGKILL and held the Lease meanwhile).
+    drop(leading_rx);
     if let Some(election) = election {
         election.release().await;
     }
-    drain(running).await
+    served.context(ServeSnafu)
 }
 
 async fn drain(running: RunningServer) -> Result<(), Error> {

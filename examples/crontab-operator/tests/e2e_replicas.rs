@@ -81,16 +81,22 @@ async fn replicas_share_one_ca_through_rollouts_secret_loss_and_api_server_resta
 
     // 2. Rolling update, three times over.
     let started = Instant::now();
+    let mut slowest_exit = Duration::ZERO;
     for round in 0..3 {
         for id in h.replicas.running() {
-            if let Err(error) = h.replicas.roll(id, READY).await {
-                h.fail(&format!("roll {round}: {error}"));
+            match h.replicas.roll(id, READY).await {
+                // A replica that needs SIGKILL hung in its shutdown (and cut its connections).
+                Ok((_, termination)) if termination.killed => {
+                    h.fail(&format!("roll {round}: the old replica needed SIGKILL"))
+                }
+                Ok((_, termination)) => slowest_exit = slowest_exit.max(termination.took),
+                Err(error) => h.fail(&format!("roll {round}: {error}")),
             }
         }
     }
     let (ok, failed) = reads.since(step);
     println!(
-        "2. rolling update x3 (9 replacements) in {:?}: {ok} reads, {failed} failed; forwarder: {:?}",
+        "2. rolling update x3 (9 replacements) in {:?}, slowest exit after SIGTERM {slowest_exit:?}: {ok} reads, {failed} failed; forwarder: {:?}",
         started.elapsed(),
         h.forwarder.stats()
     );

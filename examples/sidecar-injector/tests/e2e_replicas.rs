@@ -174,8 +174,13 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
     let rolling = Instant::now();
     for _round in 0..2 {
         for id in replicas.running() {
-            if let Err(error) = replicas.roll(id, Duration::from_secs(60)).await {
-                panic!("{error}\n{}", replicas.log_tails(30));
+            match replicas.roll(id, Duration::from_secs(60)).await {
+                Ok((_, termination)) => assert!(
+                    !termination.killed,
+                    "the old replica needed SIGKILL\n{}",
+                    replicas.log_tails(30)
+                ),
+                Err(error) => panic!("{error}\n{}", replicas.log_tails(30)),
             }
         }
     }
