@@ -33,3 +33,7 @@ pub use injector::{BundleSource, CaInjector, InjectionStatus, InjectorHandle, Ta
 pub use serving::ServingCertificatesArgs;
 pub use serving::{CertificatesStatus, RunningCertificates, ServingCertificates};
 pub use target::{Target, TargetKind, WebhookSelection};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
