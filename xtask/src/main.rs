@@ -15,6 +15,7 @@ mod bench_peer;
 mod demo;
 mod gen_crds;
 mod go_peer;
+mod release;
 mod test;
 mod testenv;
 
@@ -41,6 +42,8 @@ enum Task {
     Bench(bench::Args),
     /// Benchmark stackable-cainjector against cert-manager's cainjector on one control plane.
     BenchCainjector(bench_cainjector::Args),
+    /// Releases: `check` (CI), `prepare` (bump versions, date changelogs), `tag` (local tags).
+    Release(release::Args),
 }
 
 /// The error every task returns: a message for a person.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Task::Testenv(args) => testenv::run(args),
         Task::Bench(args) => bench::run(args),
         Task::BenchCainjector(args) => bench_cainjector::run(args),
+        Task::Release(args) => release::run(args).map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -255,18 +255,25 @@ impl Observed {
                 targets.values().all(Option::is_some),
             )
         };
-        self.listed.send_if_modified(|current| {
-            let changed = *current != listed;
-            *current = listed;
-            changed
-        });
+        // What the targets hold is published before they count as listed: whoever waits
+        // for `listed` then reads it.
         self.published.send_if_modified(|current| {
             if *current == common {
                 false
             } else {
+                tracing::debug!(
+                    %target,
+                    trusted = ?common.certificates().iter().map(|c| c.info().serial_hex()).collect::<Vec<_>>(),
+                    "CAs every target's caBundle holds changed"
+                );
                 *current = common;
                 true
             }
+        });
+        self.listed.send_if_modified(|current| {
+            let changed = *current != listed;
+            *current = listed;
+            changed
         });
     }
 }

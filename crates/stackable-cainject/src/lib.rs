@@ -35,3 +35,7 @@ pub use install::Installed;
 pub use serving::ServingCertificatesArgs;
 pub use serving::{CertificatesStatus, RunningCertificates, ServingCertificates};
 pub use target::{Target, TargetKind, WebhookSelection};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

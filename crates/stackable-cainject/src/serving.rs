@@ -343,6 +343,8 @@ async fn supervise(
                         }
                         _ => tracing::info!("serving certificates ready"),
                     }
+                } else {
+                    tracing::debug!(ready = status.ready, reason = ?status.reason, "serving certificates status");
                 }
                 *old = status;
                 true

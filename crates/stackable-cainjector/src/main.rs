@@ -8,7 +8,7 @@ use snafu::{ResultExt, Snafu};
 use stackable_cainjector::{
     ApiServerCa, Config, Metrics, ServiceCa, annotations::ObjectKey, controller, http,
 };
-use tracing_subscriber::EnvFilter;
+use stackable_telemetry::{LogArgs, Telemetry};
 
 /// Where a Pod's service account CA is mounted (the kubelet updates it when the cluster CA
 /// rotates).
@@ -85,10 +85,16 @@ struct Cli {
     /// Instance name in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Snafu)]
 enum Error {
+    #[snafu(display("cannot set up logging"))]
+    Telemetry { source: stackable_telemetry::Error },
+
     #[snafu(display("--service-ca-secret {value:?} is not <namespace>/<name>"))]
     ServiceCaSecret { value: String },
 
@@ -116,12 +122,16 @@ enum Error {
 #[tokio::main]
 #[snafu::report]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let _telemetry = Telemetry::from_args("stackable-cainjector", &cli.log)
+        .init()
+        .context(TelemetrySnafu)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespaces = ?cli.namespaces,
+        config_maps = cli.config_maps,
+        "starting stackable-cainjector"
+    );
 
     let service_ca = match &cli.service_ca_secret {
         None if cli.service_ca_from_api_server => ServiceCa::ApiServerCa,

@@ -19,6 +19,7 @@ use stackable_cainject::{ApplyError, Outcome, Target, TargetKind};
 
 use stackable_certs::Certificate;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::{annotations, context::Context, grace, sources::Failure};
 
@@ -37,7 +38,9 @@ fn target_of<K: Resource>(kind: TargetKind, object: &PartialObjectMeta<K>) -> Op
     ))
 }
 
-/// The applier's reconciler for targets of `kind`.
+/// The applier's reconciler for targets of `kind`: one reconciliation in an `inject` span
+/// carrying the `target` (`ValidatingWebhookConfiguration my-webhook`), so every line it logs,
+/// the writer's and the Event recorder's too, names the object.
 pub(crate) async fn reconcile<K: Resource>(
     kind: TargetKind,
     object: Arc<PartialObjectMeta<K>>,
@@ -46,6 +49,12 @@ pub(crate) async fn reconcile<K: Resource>(
     let Some(target) = target_of(kind, &object) else {
         return Ok(Action::await_change());
     };
+    let span = tracing::info_span!("inject", %target);
+    reconcile_in_span(target, ctx).instrument(span).await
+}
+
+async fn reconcile_in_span(target: Target, ctx: Arc<Context>) -> Result<Action, Retry> {
+    let kind = target.kind();
     match reconcile_target(&target, &ctx).await {
         Ok(action) => {
             ctx.succeeded(&target);
@@ -53,14 +62,14 @@ pub(crate) async fn reconcile<K: Resource>(
         }
         Err(Failure::Refused(reason)) => {
             ctx.succeeded(&target);
-            tracing::warn!(%target, %reason, "refused to inject; the previous caBundle stays");
+            tracing::warn!(%reason, "refused to inject; the previous caBundle stays");
             ctx.metrics.refused(kind.kind());
             ctx.event(&target, EventType::Warning, "CABundleRefused", reason)
                 .await;
             Ok(Action::requeue(ctx.resync()))
         }
         Err(Failure::Retry(message)) => {
-            tracing::warn!(%target, error = %message, "caBundle injection failed; retrying with backoff");
+            tracing::warn!(error = %message, "caBundle injection failed; retrying with backoff");
             ctx.metrics.error(kind.kind());
             ctx.event(
                 &target,

@@ -586,3 +586,41 @@ async fn driver_restart_mid_rotation_resumes() {
     }
     restarted.shutdown().await;
 }
+
+/// A replica that starts while its targets' watch has not published the CA yet (the CA is in
+/// the store, the caBundle read back is still empty) serves a leaf at once and reports the
+/// CA as published as soon as the watch says so, without waiting for `max_sleep`.
+#[tokio::test]
+async fn published_trust_arriving_after_start_is_seen_at_once() {
+    use stackable_certs::rotation::PublishedTrust;
+    use tokio::sync::watch;
+
+    // The default max_sleep (60 s) is far beyond the 10 s this test waits.
+    let policy = RotationPolicy::default();
+    let store = InMemoryStore::new();
+    // The first replica creates the CA (no targets observed).
+    let first = RotationDriver::with_store(policy.clone(), leaf(), store.clone())
+        .start()
+        .await
+        .unwrap();
+    let ca = first.subscribe().borrow().ca_bundle().certificates()[0].clone();
+
+    let (published_tx, published_rx) = watch::channel(PublishedTrust::observed([]));
+    let second = RotationDriver::with_store(policy, leaf(), store.clone())
+        .with_published_trust(published_rx)
+        .start()
+        .await
+        .unwrap();
+    let mut status = second.status();
+    assert!(!status.borrow().issuer_published, "{:?}", *status.borrow());
+    published_tx.send_replace(PublishedTrust::observed([ca]));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.issuer_published),
+    )
+    .await
+    .expect("the published CA was not seen within 10 s")
+    .unwrap();
+    second.shutdown().await;
+    first.shutdown().await;
+}

@@ -208,6 +208,51 @@ fn encode(
     }
 }
 
+/// The identity of a converted object, read without the rest of it.
+#[derive(Deserialize)]
+struct ObjectHead<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: Option<MetadataHead<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MetadataHead<'a> {
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// Records the review in the request's `webhook` span: `uid`, the desired version as the
+/// `operation`, the number of `objects`, the first object's `kind` (`CronTab`), and its
+/// `namespace` and `name` when it is the only one (a GET; a LIST converts many).
+fn record_in_span(request: &RequestIn<'_>) {
+    let span = tracing::Span::current();
+    span.record("uid", request.uid.as_ref());
+    span.record("operation", request.desired_api_version.as_ref());
+    span.record("objects", request.objects.len());
+    let Some(head) = request
+        .objects
+        .first()
+        .and_then(|object| serde_json::from_str::<ObjectHead<'_>>(object.get()).ok())
+    else {
+        return;
+    };
+    if let Some(kind) = &head.kind {
+        span.record("kind", kind.as_ref());
+    }
+    if let (Some(metadata), 1) = (&head.metadata, request.objects.len()) {
+        if let Some(namespace) = &metadata.namespace {
+            span.record("namespace", namespace.as_ref());
+        }
+        if let Some(name) = &metadata.name {
+            span.record("name", name.as_ref());
+        }
+    }
+}
+
 /// Decodes the review, converts it (catching a panic) and encodes the answer.
 fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
     let review: ReviewIn<'_> = match serde_json::from_slice(body) {
@@ -225,10 +270,7 @@ fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
     let Some(request) = review.request else {
         return Reply::bad_request("ConversionReview has no request".to_owned());
     };
-    let span = tracing::Span::current();
-    span.record("uid", request.uid.as_ref());
-    span.record("kind", "ConversionReview");
-    span.record("operation", request.desired_api_version.as_ref());
+    record_in_span(&request);
     let mut outcome = "converted";
     let encoded = if review.api_version != CONVERSION_REVIEW_API_VERSION {
         // The API server sends the first of the CRD's `conversionReviewVersions` it supports and

@@ -244,6 +244,7 @@ impl Router {
             namespace = tracing::field::Empty,
             name = tracing::field::Empty,
             operation = tracing::field::Empty,
+            objects = tracing::field::Empty,
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );

@@ -28,8 +28,8 @@ use snafu::{ResultExt, Snafu};
 use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
 use stackable_conversion::WebhookTarget;
+use stackable_telemetry::{LogArgs, Telemetry};
 use stackable_webhook::Limits;
-use tracing_subscriber::EnvFilter;
 
 /// The Secret holding the shared CA when `--ca-secret` is not given.
 const DEFAULT_CA_SECRET: &str = "crontab-operator-webhook-ca";
@@ -87,11 +87,16 @@ struct Cli {
     lease_duration: Duration,
     #[command(flatten)]
     certificates: ServingCertificatesArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 /// Why the operator stopped.
 #[derive(Debug, Snafu)]
 enum Error {
+    /// Logging could not be set up.
+    #[snafu(display("cannot set up logging"))]
+    Telemetry { source: stackable_telemetry::Error },
     /// Setting up the server failed.
     #[snafu(display("could not set up the webhook server"))]
     Setup { source: server::Error },
@@ -111,12 +116,10 @@ enum Error {
 #[snafu::report]
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let _telemetry = Telemetry::from_args("crontab-operator", &cli.log)
+        .init()
+        .context(TelemetrySnafu)?;
     let leaf = cli.ip_addresses.iter().fold(
         LeafOptions::for_service(&cli.service_name, &cli.namespace),
         |leaf, ip| leaf.ip_address(*ip),

@@ -11,6 +11,7 @@ use sidecar_injector::{CONFIGURATION_NAME, InjectorConfig};
 use snafu::{ResultExt, Snafu};
 use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
+use stackable_telemetry::{LogArgs, Telemetry};
 use stackable_webhook::{CertSource, Endpoint, FileSource, Limits, WebhookServer};
 
 /// The Secret holding the shared CA when `--ca-secret` is not given.
@@ -18,6 +19,9 @@ const DEFAULT_CA_SECRET: &str = "sidecar-injector-webhook-ca";
 
 #[derive(Debug, Snafu)]
 enum Error {
+    #[snafu(display("cannot set up logging"))]
+    Telemetry { source: stackable_telemetry::Error },
+
     #[snafu(display("failed to configure the webhook server"))]
     Build {
         source: stackable_webhook::ServerError,
@@ -119,18 +123,18 @@ struct Args {
 
     #[command(flatten)]
     certificates: ServingCertificatesArgs,
+
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 #[snafu::report]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    let _telemetry = Telemetry::from_args("sidecar-injector", &args.log)
+        .init()
+        .context(TelemetrySnafu)?;
     let config = InjectorConfig {
         sidecar_image: args.sidecar_image.clone(),
         namespace: args.namespace.clone(),

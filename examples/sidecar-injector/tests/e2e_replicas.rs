@@ -102,7 +102,7 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
         .readiness_path("/readyz")
         .probe_period(Duration::from_millis(200))
         .endpoint_removal_delay(Duration::from_millis(500))
-        .env("RUST_LOG", "info,kube=warn")
+        .env("RUST_LOG", "info,kube=warn,stackable_cainject=debug")
         .args(move |r: &ReplicaInfo| {
             vec![
                 format!("--bind={}", r.https),

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -16,15 +16,16 @@ use tokio::net::TcpStream;
 pub(crate) enum ProbeFailure {
     /// The connection, the request or the response failed, or it timed out.
     NoAnswer(String),
-    /// The server answered with this status.
-    Status(StatusCode),
+    /// The server answered with this status (and the start of the body, which says why).
+    Status(StatusCode, String),
 }
 
 impl std::fmt::Display for ProbeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NoAnswer(reason) => write!(f, "no answer: {reason}"),
-            Self::Status(status) => write!(f, "HTTP {status}"),
+            Self::Status(status, body) if body.is_empty() => write!(f, "HTTP {status}"),
+            Self::Status(status, body) => write!(f, "HTTP {status}: {body}"),
         }
     }
 }
@@ -35,18 +36,21 @@ pub(crate) async fn http_get(
     path: &str,
     timeout: Duration,
 ) -> Result<StatusCode, ProbeFailure> {
-    let status = tokio::time::timeout(timeout, status_of(addr, path))
+    let (status, body) = tokio::time::timeout(timeout, status_of(addr, path))
         .await
         .map_err(|_| ProbeFailure::NoAnswer(format!("timed out after {timeout:?}")))?
         .map_err(ProbeFailure::NoAnswer)?;
     if (200..400).contains(&status.as_u16()) {
         Ok(status)
     } else {
-        Err(ProbeFailure::Status(status))
+        Err(ProbeFailure::Status(status, body))
     }
 }
 
-async fn status_of(addr: SocketAddr, path: &str) -> Result<StatusCode, String> {
+/// How much of a failing probe's body is kept (the kubelet keeps 10 KiB; a reason is short).
+const BODY_LIMIT: usize = 400;
+
+async fn status_of(addr: SocketAddr, path: &str) -> Result<(StatusCode, String), String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -61,11 +65,25 @@ async fn status_of(addr: SocketAddr, path: &str) -> Result<StatusCode, String> {
         .body(Empty::new())
         .map_err(|e| format!("invalid probe path {path:?}: {e}"))?;
     let mut response = std::pin::pin!(async {
-        sender
+        let response = sender
             .send_request(request)
             .await
-            .map(|response| response.status())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        // The body only explains a failure; a body that cannot be read leaves it empty.
+        let body = if (200..400).contains(&status.as_u16()) {
+            String::new()
+        } else {
+            match response.into_body().collect().await {
+                Ok(body) => {
+                    let bytes = body.to_bytes();
+                    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_LIMIT)]);
+                    text.trim().replace('\n', "; ")
+                }
+                Err(_) => String::new(),
+            }
+        };
+        Ok((status, body))
     });
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

@@ -1,0 +1,144 @@
+//! Every webhook request runs in a `webhook` span whose fields identify it, so each line logged
+//! while it is answered (the handler's too) says which request: `uid`, `kind`, `namespace`,
+//! `name`, `operation`, and after the answer `outcome` and `latency_ms`; a conversion also has
+//! the number of `objects`. Captured as the JSON lines of stackable-telemetry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use std::{
+    io,
+    sync::{Arc, Mutex},
+};
+
+use common::{
+    TestCa, client_config, crontab_review, local_builder, pod_review, post, post_json,
+    relabel_converter, start, stop,
+};
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::AdmissionRequest;
+use serde_json::{Value, json};
+use stackable_telemetry::{LogFilter, LogFormat, Telemetry};
+use stackable_webhook::{CertSource, Validation};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+// One thread: the server's tasks run on the thread whose default subscriber captures them.
+#[tokio::test(flavor = "current_thread")]
+async fn each_request_runs_in_a_span_that_identifies_it() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let (dispatch, _guard) = Telemetry::new("test")
+        .format(LogFormat::Json)
+        .filter(LogFilter::new("warn,stackable_webhook=debug,request_spans=info").unwrap())
+        .dispatch(move || writer.clone())
+        .unwrap();
+    let _default = tracing::dispatcher::set_default(&dispatch);
+
+    let ca = TestCa::new("spans-ca");
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .validating("/validate", |request: AdmissionRequest<Pod>| async move {
+                tracing::info!(dry_run = request.dry_run, "validating");
+                Validation::allow()
+            })
+            .conversion("/convert", relabel_converter),
+    )
+    .await;
+    let client = client_config(&ca.pem);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}});
+    let answer = post_json(
+        &client,
+        server.local_addr(),
+        "/validate",
+        &pod_review("a-1", "CREATE", pod),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    for (uid, count) in [("c-1", 1), ("c-3", 3)] {
+        let answer = post(
+            &client,
+            server.local_addr(),
+            "/convert",
+            "application/json",
+            crontab_review(uid, count),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+    }
+    stop(server).await;
+
+    let lines = captured.lines();
+    let in_request = |uid: &str, message: &str| -> Value {
+        lines
+            .iter()
+            .find(|l| l["span"]["uid"] == uid && l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line of {uid}: {lines:#?}"))
+            .clone()
+    };
+
+    // The handler's own line carries the request's identity.
+    let handler = in_request("a-1", "validating");
+    assert_eq!(handler["spans"], json!(["webhook"]));
+    assert_eq!(handler["target"], "request_spans");
+    for (field, value) in [
+        ("route", "/validate"),
+        ("kind", "Pod"),
+        ("namespace", "default"),
+        ("name", "web-0"),
+        ("operation", "Create"),
+    ] {
+        assert_eq!(handler["span"][field], value, "{field}: {handler}");
+    }
+    // The server's line after the answer adds the outcome and latency.
+    let answered = in_request("a-1", "webhook request answered");
+    assert_eq!(answered["span"]["outcome"], "allowed", "{answered}");
+    assert!(
+        answered["span"]["latency_ms"].as_f64().unwrap() > 0.0,
+        "{answered}"
+    );
+    assert_eq!(answered["fields"]["status"], 200);
+
+    // A conversion of one object names it; of several, only their kind and number.
+    let one = in_request("c-1", "webhook request answered");
+    for (field, value) in [
+        ("route", json!("/convert")),
+        ("kind", json!("CronTab")),
+        ("namespace", json!("shop")),
+        ("name", json!("crontab-00000")),
+        ("operation", json!("example.com/v1")),
+        ("objects", json!(1)),
+        ("outcome", json!("converted")),
+    ] {
+        assert_eq!(one["span"][field], value, "{field}: {one}");
+    }
+    let three = in_request("c-3", "webhook request answered");
+    assert_eq!(three["span"]["kind"], "CronTab", "{three}");
+    assert_eq!(three["span"]["objects"], 3, "{three}");
+    assert!(three["span"].get("name").is_none(), "{three}");
+    assert!(three["span"].get("namespace").is_none(), "{three}");
+}
