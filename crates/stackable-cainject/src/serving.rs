@@ -193,13 +193,15 @@ impl ServingCertificates {
     pub fn start(self) -> Result<RunningCertificates, Error> {
         self.policy.validate().context(InvalidPolicySnafu)?;
         let (material_tx, material) = watch::channel::<Option<Arc<ServingMaterial>>>(None);
-        let (status_tx, status) = watch::channel(CertificatesStatus::starting(&self.targets));
-        let injector = (!self.targets.is_empty()).then(|| {
+        let observes_targets = !self.targets.is_empty() || !self.installs.is_empty();
+        let (status_tx, status) = watch::channel(CertificatesStatus::starting(observes_targets));
+        let injector = observes_targets.then(|| {
             let mut injector = CaInjector::new(
                 self.client.clone(),
                 &self.field_manager,
                 self.targets.clone(),
-            );
+            )
+            .install(self.installs.clone());
             if let Some(reporter) = self.reporter.clone() {
                 injector = injector.with_events(reporter);
             }
@@ -229,10 +231,10 @@ pub struct CertificatesStatus {
 }
 
 impl CertificatesStatus {
-    fn starting(targets: &[Target]) -> Self {
+    fn starting(observes_targets: bool) -> Self {
         CertificatesStatus {
             ready: false,
-            reason: Some(if targets.is_empty() {
+            reason: Some(if !observes_targets {
                 "starting the certificate rotation".to_owned()
             } else {
                 "listing the injection targets before starting the certificate rotation".to_owned()

@@ -32,7 +32,12 @@ async fn the_operator_installs_its_crd_with_the_bundle_in_the_first_write() {
     .await;
     h.wait_all_ready(Duration::from_secs(60)).await;
     let crds: Api<CustomResourceDefinition> = Api::all(h.client.clone());
-    let crd = crds.get(CRD_NAME).await.unwrap();
+    let crd = match crds.get(CRD_NAME).await {
+        Ok(crd) => crd,
+        Err(error) => h.fail(&format!(
+            "the replicas are ready but the CRD is not there: {error}"
+        )),
+    };
     let established = crd
         .status
         .and_then(|s| s.conditions)

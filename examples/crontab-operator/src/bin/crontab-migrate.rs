@@ -10,7 +10,7 @@
 use clap::Parser;
 use snafu::{ResultExt as _, Snafu};
 use stackable_conversion::migrate::Migration;
-use tracing_subscriber::EnvFilter;
+use stackable_telemetry::{LogArgs, Telemetry};
 
 /// Migrates CronTabs to the CRD's storage version.
 #[derive(Debug, Parser)]
@@ -28,12 +28,16 @@ struct Cli {
     /// Rewrite the objects but leave `status.storedVersions` as it is.
     #[arg(long)]
     no_prune: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Snafu)]
 enum Error {
     #[snafu(display("could not configure a Kubernetes client (KUBECONFIG or in-cluster)"))]
     KubeClient { source: kube::Error },
+    #[snafu(display("cannot set up logging"))]
+    Telemetry { source: stackable_telemetry::Error },
     #[snafu(display("the migration failed"))]
     Migrate {
         source: stackable_conversion::migrate::MigrateError,
@@ -43,12 +47,10 @@ enum Error {
 #[snafu::report]
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let _telemetry = Telemetry::from_args("crontab-migrate", &cli.log)
+        .init()
+        .context(TelemetrySnafu)?;
     let client = kube::Client::try_default().await.context(KubeClientSnafu)?;
     let migration = Migration::new(client, &cli.crd)
         .page_size(cli.page_size)
