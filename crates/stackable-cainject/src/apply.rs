@@ -117,6 +117,9 @@ fn classify(target: &Target, verb: &str, error: kube::Error) -> Failure {
     if let kube::Error::Api(status) = &error {
         match status.code {
             403 => {
+                // A server-side apply is authorized as `create` when the object does not
+                // exist: name the verb the API server checked.
+                let verb = refused_verb(&status.message).unwrap_or(verb);
                 return Failure::Fatal(ApplyError::Forbidden {
                     target: target.to_string(),
                     verb: verb.to_owned(),
@@ -261,6 +264,12 @@ impl Writer {
         self.apply(target, body, bundle.len()).await
     }
 
+    /// Server-side applies a whole object the operator installs (see [`crate::install`]), with
+    /// `force`: the operator owns every field of `body`, and only those.
+    pub async fn apply_installed(&self, target: &Target, body: &Value) -> Result<(), ApplyError> {
+        self.apply(target, Some(body.clone()), 0).await.map(|_| ())
+    }
+
     /// Writes `bundle` into `target` unless `current` (the object as last read) already
     /// carries it.
     pub async fn inject_into(
@@ -295,6 +304,13 @@ impl Writer {
         tracing::info!(%target, field_manager = %self.field_manager, certificates, "injected caBundle");
         Ok(Outcome::Written)
     }
+}
+
+/// The verb in the API server's `User "x" cannot <verb> resource ...` message.
+fn refused_verb(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" cannot ")?;
+    let verb = rest.split(' ').next()?;
+    (!verb.is_empty() && verb.chars().all(|c| c.is_ascii_lowercase())).then_some(verb)
 }
 
 #[cfg(test)]
@@ -419,6 +435,18 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, ApplyError::Forbidden { .. }));
         assert_eq!(calls.lock().unwrap().len(), 2, "403 is not retried");
+    }
+
+    #[test]
+    fn forbidden_names_the_verb_the_api_server_checked() {
+        assert_eq!(
+            refused_verb(
+                r#"customresourcedefinitions.apiextensions.k8s.io "a.b" is forbidden: User "u" cannot create resource "customresourcedefinitions" in API group "apiextensions.k8s.io" at the cluster scope"#
+            ),
+            Some("create")
+        );
+        assert_eq!(refused_verb("Forbidden"), None);
+        assert_eq!(refused_verb("x cannot Be"), None);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
 use crate::{
     apply::{ApplyError, Outcome, Writer},
+    install::Installed,
     patch,
     target::Target,
 };
@@ -109,6 +110,7 @@ impl InjectionStatus {
 pub struct CaInjector {
     writer: Writer,
     targets: Vec<Target>,
+    installs: Vec<Installed>,
     reporter: Option<Reporter>,
     retry_after_failure: Duration,
 }
@@ -132,9 +134,19 @@ impl CaInjector {
         Self {
             writer: Writer::new(client, field_manager),
             targets: targets.into_iter().collect(),
+            installs: Vec::new(),
             reporter: None,
             retry_after_failure: Duration::from_secs(10),
         }
+    }
+
+    /// Also installs these objects whole, with the bundle in the first write, and keeps them in
+    /// step (see [`crate::install`]). They count as targets (status, readiness, published
+    /// trust); a CRD is ready once Established.
+    #[must_use]
+    pub fn install(mut self, objects: impl IntoIterator<Item = Installed>) -> Self {
+        self.installs.extend(objects);
+        self
     }
 
     /// Also publishes Kubernetes Events on the targets (injections and refusals).
@@ -154,17 +166,23 @@ impl CaInjector {
     /// Starts injecting: one task validates the source, one task per target keeps it
     /// carrying the bundle. Dropping the handle stops them.
     pub fn start<S: BundleSource>(self, source: watch::Receiver<S>) -> InjectorHandle {
-        let initial = InjectionStatus {
-            targets: self
-                .targets
+        let mut jobs: Vec<(Target, Option<Installed>)> =
+            self.targets.iter().map(|t| (t.clone(), None)).collect();
+        jobs.extend(
+            self.installs
                 .iter()
-                .map(|t| (t.to_string(), TargetState::Pending))
+                .map(|i| (i.target().clone(), Some(i.clone()))),
+        );
+        let initial = InjectionStatus {
+            targets: jobs
+                .iter()
+                .map(|(t, _)| (t.to_string(), TargetState::Pending))
                 .collect(),
             refused: None,
         };
         let (status_tx, status_rx) = watch::channel(initial);
         let status_tx = Arc::new(status_tx);
-        let observed = Observed::new(self.targets.iter().map(ToString::to_string));
+        let observed = Observed::new(jobs.iter().map(|(t, _)| t.to_string()));
         let published = observed.subscribe();
         let (bundle_tx, bundle_rx) = watch::channel::<Option<Arc<CaBundle>>>(None);
         let recorder = self
@@ -178,13 +196,14 @@ impl CaInjector {
             bundle_tx,
             status_tx.clone(),
             recorder.clone(),
-            self.targets.clone(),
+            jobs.iter().map(|(t, _)| t.clone()).collect(),
         )));
-        for target in self.targets {
+        for (target, install) in jobs {
             tasks.push(tokio::spawn(
                 TargetTask {
                     writer: self.writer.clone(),
                     target,
+                    install,
                     bundles: bundle_rx.clone(),
                     status: status_tx.clone(),
                     observed: observed.clone(),
@@ -447,6 +466,8 @@ async fn validate_source<S: BundleSource>(
 struct TargetTask {
     writer: Writer,
     target: Target,
+    /// The whole object to install, for an installed target.
+    install: Option<Installed>,
     bundles: watch::Receiver<Option<Arc<CaBundle>>>,
     status: Arc<watch::Sender<InjectionStatus>>,
     observed: Observed,
@@ -455,6 +476,81 @@ struct TargetTask {
 }
 
 impl TargetTask {
+    /// Applies the installed object when it is missing, lacks the bundle or drifted; returns
+    /// when to retry after a failure. When RBAC forbids installing it, falls back to injecting
+    /// into the object others create (the CRD then comes from the generated YAML).
+    async fn keep_installed(
+        &mut self,
+        current: Option<&serde_json::Value>,
+        bundle: &CaBundle,
+        backoff: &mut Duration,
+    ) -> Option<Instant> {
+        let installed = self.install.clone()?;
+        let body = installed.body(&bundle.to_pem());
+        if let Some(current) = current {
+            if installed.is_installed(current, &body) {
+                self.set_state(TargetState::Injected);
+                return None;
+            }
+            if crate::install::contains(current, &body) {
+                // Applied, not Established yet: the watch brings the change.
+                self.set_state(TargetState::Pending);
+                return None;
+            }
+        }
+        match self.writer.apply_installed(&self.target, &body).await {
+            Ok(()) => {
+                *backoff = Duration::from_millis(500);
+                self.set_state(TargetState::Pending);
+                publish_event(
+                    self.recorder.as_ref(),
+                    &self.target,
+                    EventType::Normal,
+                    "Installed",
+                    format!(
+                        "applied with a trust bundle of {} certificate(s) as field manager {}",
+                        bundle.len(),
+                        self.writer.field_manager()
+                    ),
+                )
+                .await;
+                None
+            }
+            Err(error @ ApplyError::Forbidden { .. }) => {
+                let message = format!(
+                    "not allowed to install {}: {error}; injecting the caBundle into the object others create instead (apply it from the generated YAML, or grant the rule)",
+                    self.target
+                );
+                tracing::warn!(target = %self.target, "{message}");
+                self.set_state(TargetState::Failed(message.clone()));
+                publish_event(
+                    self.recorder.as_ref(),
+                    &self.target,
+                    EventType::Warning,
+                    "InstallForbidden",
+                    message,
+                )
+                .await;
+                self.install = None;
+                Some(Instant::now())
+            }
+            Err(error) => {
+                tracing::error!(target = %self.target, error = %snafu::Report::from_error(&error), "installing failed");
+                self.set_state(TargetState::Failed(
+                    snafu::Report::from_error(&error).to_string(),
+                ));
+                let delay = if error.is_transient() {
+                    let d = *backoff;
+                    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+                    d
+                } else {
+                    self.retry_after_failure
+                };
+                Some(Instant::now() + delay)
+            }
+        }
+    }
+
     fn observe(&self, object: Option<&serde_json::Value>) {
         self.observed
             .set(&self.target.to_string(), carried(&self.target, object));
@@ -546,6 +642,15 @@ impl TargetTask {
             let (true, Some(bundle)) = (dirty, bundle.as_ref()) else {
                 continue;
             };
+            if self.install.is_some() {
+                if let Some(retry) = self
+                    .keep_installed(current.as_ref(), bundle, &mut backoff)
+                    .await
+                {
+                    retry_at = Some(retry);
+                }
+                continue;
+            }
             let Some(object) = current.as_ref() else {
                 continue;
             };

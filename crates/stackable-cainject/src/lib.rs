@@ -23,12 +23,14 @@
 
 pub mod apply;
 pub mod injector;
+pub mod install;
 pub mod patch;
 pub mod serving;
 pub mod target;
 
 pub use apply::{ApplyError, Outcome, Writer};
 pub use injector::{BundleSource, CaInjector, InjectionStatus, InjectorHandle, TargetState};
+pub use install::Installed;
 #[cfg(feature = "clap")]
 pub use serving::ServingCertificatesArgs;
 pub use serving::{CertificatesStatus, RunningCertificates, ServingCertificates};

@@ -44,6 +44,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     injector::{CaInjector, InjectionStatus, InjectorHandle, TargetState},
+    install::Installed,
     target::Target,
 };
 
@@ -81,6 +82,7 @@ pub struct ServingCertificates {
     leaf: LeafOptions,
     policy: RotationPolicy,
     targets: Vec<Target>,
+    installs: Vec<Installed>,
     field_manager: String,
     reporter: Option<Reporter>,
 }
@@ -92,6 +94,7 @@ impl std::fmt::Debug for ServingCertificates {
             .field("leaf", &self.leaf)
             .field("policy", &self.policy)
             .field("targets", &self.targets)
+            .field("installs", &self.installs)
             .field("field_manager", &self.field_manager)
             .finish_non_exhaustive()
     }
@@ -132,6 +135,7 @@ impl ServingCertificates {
             leaf,
             policy: RotationPolicy::default(),
             targets: Vec::new(),
+            installs: Vec::new(),
             field_manager: "stackable-cainject".to_owned(),
             reporter: None,
         }
@@ -142,6 +146,17 @@ impl ServingCertificates {
     #[must_use]
     pub fn inject_into(mut self, targets: impl IntoIterator<Item = Target>) -> Self {
         self.targets.extend(targets);
+        self
+    }
+
+    /// Installs these objects (the operator's CRDs, webhook configurations) whole, with the
+    /// bundle in the first write, and keeps them in step (see [`crate::install`]): no moment
+    /// where the API server holds a webhook without a bundle. Needs RBAC `get`, `list`,
+    /// `watch`, `patch` on them, and `create`; when RBAC forbids it, the objects are only
+    /// injected into (as [`Self::inject_into`]) and the status says so.
+    #[must_use]
+    pub fn install(mut self, objects: impl IntoIterator<Item = Installed>) -> Self {
+        self.installs.extend(objects);
         self
     }
 
@@ -178,13 +193,15 @@ impl ServingCertificates {
     pub fn start(self) -> Result<RunningCertificates, Error> {
         self.policy.validate().context(InvalidPolicySnafu)?;
         let (material_tx, material) = watch::channel::<Option<Arc<ServingMaterial>>>(None);
-        let (status_tx, status) = watch::channel(CertificatesStatus::starting(&self.targets));
-        let injector = (!self.targets.is_empty()).then(|| {
+        let observes_targets = !self.targets.is_empty() || !self.installs.is_empty();
+        let (status_tx, status) = watch::channel(CertificatesStatus::starting(observes_targets));
+        let injector = observes_targets.then(|| {
             let mut injector = CaInjector::new(
                 self.client.clone(),
                 &self.field_manager,
                 self.targets.clone(),
-            );
+            )
+            .install(self.installs.clone());
             if let Some(reporter) = self.reporter.clone() {
                 injector = injector.with_events(reporter);
             }
@@ -214,10 +231,10 @@ pub struct CertificatesStatus {
 }
 
 impl CertificatesStatus {
-    fn starting(targets: &[Target]) -> Self {
+    fn starting(observes_targets: bool) -> Self {
         CertificatesStatus {
             ready: false,
-            reason: Some(if targets.is_empty() {
+            reason: Some(if !observes_targets {
                 "starting the certificate rotation".to_owned()
             } else {
                 "listing the injection targets before starting the certificate rotation".to_owned()

@@ -3,7 +3,9 @@
 //! Each `#[derive(CustomResource)]` type yields a CRD with one version. [`MultiVersionCrd`]
 //! merges them into one, checks that group, kind, scope and names agree, that exactly one version
 //! is the storage version and at least one is served, sets the `served`, `deprecated` and
-//! `deprecationWarning` flags, and fills `spec.conversion` with strategy `Webhook`,
+//! `deprecationWarning` flags, removes schema formats the API server does not know (the bounds
+//! they implied become `minimum`/`maximum`, see [`crate::schema`]), and fills `spec.conversion`
+//! with strategy `Webhook`,
 //! `conversionReviewVersions: ["v1"]` and a `clientConfig` (service or URL) whose `caBundle` is left
 //! empty for a CA injector to fill.
 //!
@@ -246,6 +248,9 @@ impl MultiVersionCrd {
             }
             single.served = served;
             single.storage = storage;
+            if let Some(schema) = single.schema.take() {
+                single.schema = Some(normalized(schema));
+            }
             match deprecation {
                 Some(warning) => {
                     single.deprecated = Some(true);
@@ -291,6 +296,17 @@ impl MultiVersionCrd {
         });
         Ok(crd)
     }
+}
+
+/// The schema without formats the API server does not know (see [`crate::schema`]).
+fn normalized(
+    schema: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceValidation,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceValidation {
+    let Ok(mut value) = serde_json::to_value(&schema) else {
+        return schema;
+    };
+    crate::schema::normalize_formats(&mut value);
+    serde_json::from_value(value).unwrap_or(schema)
 }
 
 fn check_same(

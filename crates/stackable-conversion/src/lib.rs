@@ -77,10 +77,13 @@ mod fingerprint;
 mod fingerprint_ser;
 pub mod graph;
 pub mod invariants;
+#[cfg(feature = "migrate")]
+pub mod migrate;
 pub mod names;
 mod object;
 mod raw;
 pub mod router;
+pub mod schema;
 mod semantic;
 pub mod stash;
 mod step;

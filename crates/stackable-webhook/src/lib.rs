@@ -44,6 +44,7 @@ pub mod conversion;
 mod idle;
 pub mod metrics;
 pub mod readiness;
+pub mod registration;
 pub mod router;
 pub mod server;
 pub mod source;
@@ -55,6 +56,7 @@ pub use conversion::{
 };
 pub use metrics::Metrics;
 pub use readiness::{Readiness, ReadinessCheck};
+pub use registration::{AdmissionConfigurations, Endpoint, Registration, Rule};
 pub use router::{ExtraService, ResponseBody};
 pub use server::{Limits, RunningServer, ServerError, WebhookServer, WebhookServerBuilder};
 pub use source::{CertSource, FileSource, SourceError};

@@ -23,6 +23,7 @@ use crate::{
     idle::{HeaderDeadline, HeadersRead},
     metrics::Metrics,
     readiness::{Readiness, ReadinessCheck},
+    registration::{AdmissionConfigurations, Endpoint, RegisteredKind, Registration, render},
     router::{ExtraService, ResponseBody, RouteKind, Router, WebhookRoute},
     source::{CertSource, SourceError},
     tls::{CertResolver, TlsError, server_config},
@@ -65,6 +66,22 @@ pub enum ServerError {
     DuplicateRoute {
         /// The path.
         path: String,
+    },
+
+    /// An admission route's registration would be rejected by the API server.
+    #[snafu(display("the registration of the route {path} is invalid: {reason}"))]
+    InvalidRegistration {
+        /// The route's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Two registered admission routes of the same kind share an entry name.
+    #[snafu(display("two admission routes are registered as {name}; entry names must be unique"))]
+    DuplicateRegistration {
+        /// The entry name.
+        name: String,
     },
 
     /// The server task ended abnormally.
@@ -139,6 +156,7 @@ pub struct WebhookServerBuilder {
     webhooks: BTreeMap<String, WebhookRoute>,
     services: Vec<(String, ExtraService)>,
     duplicate: Option<String>,
+    registrations: Vec<(String, RegisteredKind, Registration)>,
     metrics: Metrics,
     readiness: Readiness,
 }
@@ -169,6 +187,7 @@ impl Default for WebhookServerBuilder {
             webhooks: BTreeMap::new(),
             services: Vec::new(),
             duplicate: None,
+            registrations: Vec::new(),
             metrics: Metrics::new(),
             readiness: Readiness::default(),
         }
@@ -281,6 +300,61 @@ impl WebhookServerBuilder {
         )
     }
 
+    /// Mounts a validating webhook for objects of type `K` on `path`, registered with the API
+    /// server as `registration` says (see [`crate::registration`] and
+    /// [`Self::admission_configurations`]).
+    #[must_use]
+    pub fn validating_registered<K, H>(
+        mut self,
+        path: &str,
+        registration: Registration,
+        handler: H,
+    ) -> Self
+    where
+        K: Resource + DeserializeOwned + Send + 'static,
+        H: ValidatingHandler<K>,
+    {
+        self.registrations
+            .push((path.to_owned(), RegisteredKind::Validating, registration));
+        self.validating(path, handler)
+    }
+
+    /// Mounts a mutating webhook for objects of type `K` on `path`, registered with the API
+    /// server as `registration` says (see [`crate::registration`]).
+    #[must_use]
+    pub fn mutating_registered<K, H>(
+        mut self,
+        path: &str,
+        registration: Registration,
+        handler: H,
+    ) -> Self
+    where
+        K: Resource + DeserializeOwned + Serialize + Send + 'static,
+        H: MutatingHandler<K>,
+    {
+        self.registrations
+            .push((path.to_owned(), RegisteredKind::Mutating, registration));
+        self.mutating(path, handler)
+    }
+
+    /// The `ValidatingWebhookConfiguration` and `MutatingWebhookConfiguration` named `name`
+    /// that send the API server's requests to the registered routes through `endpoint`, in the
+    /// order the routes were mounted (without `caBundle`: the injector fills it in). Routes
+    /// mounted without a registration are not in them.
+    pub fn admission_configurations(
+        &self,
+        name: &str,
+        endpoint: &Endpoint,
+    ) -> AdmissionConfigurations {
+        render(
+            name,
+            endpoint,
+            self.registrations
+                .iter()
+                .map(|(path, kind, registration)| (path.as_str(), *kind, registration)),
+        )
+    }
+
     /// Mounts a CRD conversion webhook on `path`.
     #[must_use]
     pub fn conversion(self, path: &str, converter: impl Converter) -> Self {
@@ -314,6 +388,21 @@ impl WebhookServerBuilder {
     pub fn build(self) -> Result<WebhookServer, ServerError> {
         if let Some(path) = self.duplicate {
             return DuplicateRouteSnafu { path }.fail();
+        }
+        for (path, _, registration) in &self.registrations {
+            if let Some(reason) = registration.problem() {
+                return InvalidRegistrationSnafu { path, reason }.fail();
+            }
+        }
+        for kind in [RegisteredKind::Validating, RegisteredKind::Mutating] {
+            let names = self
+                .registrations
+                .iter()
+                .filter(|(_, k, _)| *k == kind)
+                .map(|(_, _, r)| r.name());
+            if let Some(name) = crate::registration::duplicate_names(names) {
+                return DuplicateRegistrationSnafu { name }.fail();
+            }
         }
         let certificates = self.certificates.ok_or(ServerError::NoCertificateSource)?;
         Ok(WebhookServer {

@@ -25,8 +25,9 @@ use crontab_operator::{
     server::{self, ServerOptions, webhook_server},
 };
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::{ServingCertificates, ServingCertificatesArgs, Target};
+use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
+use stackable_conversion::WebhookTarget;
 use stackable_telemetry::{LogArgs, Telemetry};
 use stackable_webhook::Limits;
 
@@ -57,6 +58,16 @@ struct Cli {
     /// `ca.crt` of the CA Secret). Needs RBAC `get`, `watch`, `patch` on that CRD.
     #[arg(long, env = "INJECT_CA_BUNDLE")]
     inject_ca_bundle: bool,
+    /// Install the CRD `crontabs.example.com` itself (server-side apply, field manager
+    /// `crontab-operator`) with the caBundle in the first write, and keep it in step; implies
+    /// `--inject-ca-bundle`. Needs RBAC `create`, `patch` on that CRD; when RBAC forbids it,
+    /// the operator only injects into the CRD applied from `deploy/crds/`.
+    #[arg(long, env = "INSTALL_CRD")]
+    install_crd: bool,
+    /// The port of the Service in front of the webhook, for the CRD's `clientConfig` (with
+    /// `--install-crd`).
+    #[arg(long, env = "WEBHOOK_SERVICE_PORT", default_value_t = 443)]
+    webhook_service_port: u16,
     /// Keep the CA in this process's memory instead of the shared Secret: for one process
     /// only (a demo, a test); two processes would fight over the caBundle.
     #[arg(long, env = "SINGLE_PROCESS")]
@@ -89,6 +100,11 @@ enum Error {
     /// Setting up the server failed.
     #[snafu(display("could not set up the webhook server"))]
     Setup { source: server::Error },
+    /// The CRD could not be built (a programming error).
+    #[snafu(display("the CronTab CRD is invalid"))]
+    Crd {
+        source: stackable_conversion::CrdError,
+    },
     /// No Kubernetes client could be configured (KUBECONFIG or in-cluster).
     #[snafu(display("could not configure a Kubernetes client (KUBECONFIG or in-cluster)"))]
     KubeClient { source: kube::Error },
@@ -117,7 +133,13 @@ async fn main() -> Result<(), Error> {
     }
     .policy(cli.certificates.policy())
     .field_manager("crontab-operator");
-    if cli.inject_ca_bundle {
+    if cli.install_crd {
+        let target = WebhookTarget::service(&cli.service_name, &cli.namespace)
+            .path(crontab_operator::crd::CONVERT_PATH)
+            .port(i32::from(cli.webhook_service_port));
+        let crd = crontab_operator::crd(target).context(CrdSnafu)?;
+        certificates = certificates.install([Installed::crd(&crd)]);
+    } else if cli.inject_ca_bundle {
         certificates = certificates.inject_into([Target::crd(crontab_operator::CRD_NAME)]);
     }
     let mut options = ServerOptions::in_memory(
@@ -157,6 +179,7 @@ async fn main() -> Result<(), Error> {
         service = %format!("{}.{}", cli.service_name, cli.namespace),
         ca_secret = %if cli.single_process { "(in memory)" } else { ca_secret },
         inject_ca_bundle = cli.inject_ca_bundle,
+        install_crd = cli.install_crd,
         controller = cli.controller,
         "starting the CronTab operator"
     );

@@ -4,16 +4,21 @@
 //!
 //! See <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/>.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::core::v1::{
         Container, EmptyDirVolumeSource, Pod, ResourceRequirements, Volume, VolumeMount,
     },
-    apimachinery::pkg::api::resource::Quantity,
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, LabelSelectorRequirement},
+    },
 };
 use kube::core::admission::{AdmissionRequest, Operation};
-use stackable_webhook::{Mutation, Validation, WebhookServerBuilder};
+use stackable_webhook::{
+    Mutation, Registration, Rule, Validation, WebhookServerBuilder, registration::Scope,
+};
 
 /// The label that asks for a logging sidecar.
 pub const INJECT_LABEL: &str = "example.com/inject-logging";
@@ -24,11 +29,36 @@ pub const LOG_VOLUME: &str = "app-logs";
 /// Where every container sees the shared log volume.
 pub const LOG_PATH: &str = "/var/log/app";
 
-/// Settings of the mutating webhook.
+/// The name of both webhook configurations in `deploy/webhooks.yaml`.
+pub const CONFIGURATION_NAME: &str = "sidecar-injector";
+
+/// Settings of the webhooks.
 #[derive(Clone, Debug)]
 pub struct InjectorConfig {
     /// Image of the sidecar.
     pub sidecar_image: String,
+    /// The injector's own namespace: the webhooks are not called for Pods there (nor in
+    /// `kube-system`), so a broken injector cannot block its own restart.
+    pub namespace: String,
+}
+
+/// Only labelled Pods, outside the injector's namespace and `kube-system`.
+fn registration(name: &str, config: &InjectorConfig, operations: &[Operation]) -> Registration {
+    Registration::new(name)
+        .rule(Rule::for_resource::<Pod>(operations.iter().cloned()).scope(Scope::Namespaced))
+        .object_selector(LabelSelector {
+            match_labels: Some([(INJECT_LABEL.to_owned(), "true".to_owned())].into()),
+            ..LabelSelector::default()
+        })
+        .namespace_selector(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "kubernetes.io/metadata.name".to_owned(),
+                operator: "NotIn".to_owned(),
+                values: Some(vec![config.namespace.clone(), "kube-system".to_owned()]),
+            }]),
+            ..LabelSelector::default()
+        })
+        .timeout(Duration::from_secs(5))
 }
 
 fn wants_injection(pod: &Pod) -> bool {
@@ -103,11 +133,25 @@ pub fn inject(mut pod: Pod, config: &InjectorConfig) -> Mutation<Pod> {
     Mutation::patched(pod).with_warning(format!("injected the {SIDECAR_NAME} sidecar"))
 }
 
-/// Mounts both webhooks (`/mutate`, `/validate`) on a server builder.
+/// Mounts both webhooks (`/mutate`, `/validate`) on a server builder, each with the rules the
+/// API server needs to call it (rendered by
+/// [`WebhookServerBuilder::admission_configurations`]; `deploy/webhooks.yaml` is generated from
+/// them by `cargo xtask gen-crds`).
 pub fn mount(builder: WebhookServerBuilder, config: InjectorConfig) -> WebhookServerBuilder {
+    let mutate = registration(
+        "inject.sidecar-injector.example.com",
+        &config,
+        &[Operation::Create],
+    )
+    .reinvoke_if_needed();
+    let limits = registration(
+        "limits.sidecar-injector.example.com",
+        &config,
+        &[Operation::Create, Operation::Update],
+    );
     let config = Arc::new(config);
     builder
-        .mutating("/mutate", move |request: AdmissionRequest<Pod>| {
+        .mutating_registered("/mutate", mutate, move |request: AdmissionRequest<Pod>| {
             let config = config.clone();
             async move {
                 match request.object {
@@ -116,9 +160,11 @@ pub fn mount(builder: WebhookServerBuilder, config: InjectorConfig) -> WebhookSe
                 }
             }
         })
-        .validating("/validate", |request: AdmissionRequest<Pod>| async move {
-            validate(&request)
-        })
+        .validating_registered(
+            "/validate",
+            limits,
+            |request: AdmissionRequest<Pod>| async move { validate(&request) },
+        )
 }
 
 /// The validation: labelled Pods must set CPU and memory limits on every container.
@@ -194,6 +240,7 @@ mod tests {
     fn injects_once() {
         let config = InjectorConfig {
             sidecar_image: "fluent-bit".to_owned(),
+            namespace: "sidecar-injector".to_owned(),
         };
         let pod: Pod = serde_json::from_value(labelled_pod(true)).unwrap();
         let first = inject(pod.clone(), &config);
@@ -225,6 +272,7 @@ mod tests {
                 .unwrap();
         let config = InjectorConfig {
             sidecar_image: "x".to_owned(),
+            namespace: "sidecar-injector".to_owned(),
         };
         assert_eq!(inject(pod, &config), Mutation::unchanged());
     }

@@ -7,12 +7,12 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use sidecar_injector::InjectorConfig;
+use sidecar_injector::{CONFIGURATION_NAME, InjectorConfig};
 use snafu::{ResultExt, Snafu};
-use stackable_cainject::{ServingCertificates, ServingCertificatesArgs, Target};
+use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
 use stackable_telemetry::{LogArgs, Telemetry};
-use stackable_webhook::{CertSource, FileSource, Limits, WebhookServer};
+use stackable_webhook::{CertSource, Endpoint, FileSource, Limits, WebhookServer};
 
 /// The Secret holding the shared CA when `--ca-secret` is not given.
 const DEFAULT_CA_SECRET: &str = "sidecar-injector-webhook-ca";
@@ -92,13 +92,26 @@ struct Args {
     #[arg(long, env = "INJECT_CA_BUNDLE")]
     inject_ca_bundle: bool,
 
-    /// Name of both webhook configurations (for `--inject-ca-bundle`).
+    /// Install both webhook configurations itself, rendered from the routes' registrations
+    /// (server-side apply, field manager `sidecar-injector`) with the caBundle in the first
+    /// write, and keep them in step; implies `--inject-ca-bundle`. Needs RBAC `create`,
+    /// `patch` on both; when RBAC forbids it, the injector only injects into the
+    /// configurations applied from `deploy/webhooks.yaml`.
+    #[arg(long, env = "INSTALL_WEBHOOKS", conflicts_with_all = ["cert_dir", "in_memory"])]
+    install_webhooks: bool,
+
+    /// Name of both webhook configurations (for `--inject-ca-bundle`, `--install-webhooks`).
     #[arg(
         long,
         env = "WEBHOOK_CONFIGURATION",
-        default_value = "sidecar-injector"
+        default_value = CONFIGURATION_NAME
     )]
     webhook_configuration: String,
+
+    /// The port of the Service in front of the webhooks, for the configurations' `clientConfig`
+    /// (with `--install-webhooks`).
+    #[arg(long, env = "WEBHOOK_SERVICE_PORT", default_value_t = 443)]
+    webhook_service_port: u16,
 
     /// Offer HTTP/2 (off by default, see the HTTP/2 Rapid Reset CVEs).
     #[arg(long, env = "HTTP2")]
@@ -124,7 +137,10 @@ async fn main() -> Result<(), Error> {
         .context(TelemetrySnafu)?;
     let config = InjectorConfig {
         sidecar_image: args.sidecar_image.clone(),
+        namespace: args.namespace.clone(),
     };
+    // The routes first: the webhook configurations are rendered from their registrations.
+    let mut builder = sidecar_injector::mount(WebhookServer::builder(), config);
 
     let leaf = LeafOptions::for_service(args.service_name.as_str(), args.namespace.as_str());
     let certificates = match &args.cert_dir {
@@ -142,7 +158,18 @@ async fn main() -> Result<(), Error> {
             )
             .policy(args.certificates.policy())
             .field_manager("sidecar-injector");
-            if args.inject_ca_bundle {
+            if args.install_webhooks {
+                let endpoint = Endpoint::service(&args.service_name, &args.namespace)
+                    .port(i32::from(args.webhook_service_port));
+                let rendered =
+                    builder.admission_configurations(&args.webhook_configuration, &endpoint);
+                let mutating = rendered.mutating.iter().map(Installed::mutating_webhook);
+                let validating = rendered
+                    .validating
+                    .iter()
+                    .map(Installed::validating_webhook);
+                shared = shared.install(mutating.chain(validating));
+            } else if args.inject_ca_bundle {
                 shared = shared.inject_into([
                     Target::mutating_webhook(args.webhook_configuration.as_str()),
                     Target::validating_webhook(args.webhook_configuration.as_str()),
@@ -151,7 +178,7 @@ async fn main() -> Result<(), Error> {
             shared.into()
         }
     };
-    let mut builder = WebhookServer::builder()
+    builder = builder
         .bind(args.bind)
         .http2(args.http2)
         .limits(Limits {
@@ -160,7 +187,6 @@ async fn main() -> Result<(), Error> {
             ..Limits::default()
         })
         .certificates(certificates);
-    builder = sidecar_injector::mount(builder, config);
     if let Some(health) = args.health_bind {
         builder = builder.health_bind(health);
     }

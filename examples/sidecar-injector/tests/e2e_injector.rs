@@ -53,6 +53,7 @@ async fn injects_and_validates_through_the_api_server() {
         builder,
         InjectorConfig {
             sidecar_image: "fluent-bit:test".to_owned(),
+            namespace: "sidecar-injector".to_owned(),
         },
     )
     .build()

@@ -78,6 +78,22 @@ impl Harness {
     /// [`Harness::start`] with `objects` CronTabs (named `crontab-<n>`) created before the
     /// replicas start.
     pub async fn start_with(replicas: usize, objects: usize, extra_args: &[&str]) -> Harness {
+        Self::start_full(replicas, objects, false, extra_args).await
+    }
+
+    /// Like [`Harness::start`] on a control plane without the CRD: the replicas install it
+    /// themselves (`--install-crd`, the Service port of the forwarder). The CRD watch runs from
+    /// before the replicas start.
+    pub async fn start_installing(replicas: usize, extra_args: &[&str]) -> Harness {
+        Self::start_full(replicas, 0, true, extra_args).await
+    }
+
+    async fn start_full(
+        replicas: usize,
+        objects: usize,
+        install: bool,
+        extra_args: &[&str],
+    ) -> Harness {
         let env = TestEnv::start().await.expect("control plane");
         let client = env.client().unwrap();
         env.kubectl_apply(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
@@ -96,13 +112,14 @@ impl Harness {
         let target = WebhookTarget::service(SERVICE, &namespace)
             .path(crontab_operator::crd::CONVERT_PATH)
             .port(i32::from(forwarder.local_addr().port()));
-        let crd = crd::crd(target).unwrap();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &crd).await.unwrap();
         let crd_watch = CrdWatch::start(client.clone());
-
-        // Objects stored as v1beta1 (the storage version: no conversion to create them).
-        wait_established(&crds).await;
+        if !install {
+            let crd = crd::crd(target).unwrap();
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+            // Objects stored as v1beta1 (the storage version: no conversion to create them).
+            wait_established(&crds).await;
+        }
         let api: Api<v1beta1::CronTab> = Api::namespaced(client.clone(), &namespace);
         let creates = (0..objects).map(|i| {
             let api = api.clone();
@@ -130,7 +147,14 @@ impl Harness {
             .collect::<Vec<()>>()
             .await;
 
-        let args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
+        let mut args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
+        if install {
+            args.push("--install-crd".to_owned());
+            args.push(format!(
+                "--webhook-service-port={}",
+                forwarder.local_addr().port()
+            ));
+        }
         let ns = namespace.clone();
         let replicas = Replicas::builder(env!("CARGO_BIN_EXE_crontab-operator"))
             .test_env(&env)
@@ -253,6 +277,8 @@ pub struct CrdHistory {
     pub bundles: Vec<(Instant, String)>,
     /// Modifications of the CRD seen (every write by anyone: API server status updates too).
     pub modifications: u64,
+    /// Events that showed the CRD without a caBundle.
+    pub without_bundle: u64,
 }
 
 impl CrdWatch {
@@ -272,6 +298,9 @@ impl CrdWatch {
                 let bundle = ca_bundle(&crd).unwrap_or_default();
                 let mut h = history.lock().unwrap();
                 h.modifications += 1;
+                if bundle.is_empty() {
+                    h.without_bundle += 1;
+                }
                 if h.bundles.last().map(|(_, b)| b) != Some(&bundle) {
                     h.bundles.push((Instant::now(), bundle));
                 }
@@ -312,6 +341,11 @@ impl CrdWatch {
 
     pub fn modifications(&self) -> u64 {
         self.inner.lock().unwrap().modifications
+    }
+
+    /// How many watch events showed the CRD without a caBundle.
+    pub fn seen_without_bundle(&self) -> u64 {
+        self.inner.lock().unwrap().without_bundle
     }
 
     /// Waits until the caBundle is non-empty.
