@@ -9,7 +9,7 @@ use ca_issuer::{api, signer::CaSigner};
 use clap::{Parser, Subcommand};
 use snafu::{ResultExt as _, Snafu};
 use stackable_issuer::IssuerControllers;
-use tracing_subscriber::EnvFilter;
+use stackable_telemetry::{LogArgs, Telemetry};
 
 /// A cert-manager external issuer whose CA lives in a Secret.
 #[derive(Debug, Parser)]
@@ -32,6 +32,8 @@ struct Cli {
     /// Do not sign Kubernetes CertificateSigningRequests.
     #[arg(long)]
     no_kubernetes_csrs: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +46,8 @@ enum Command {
 enum Error {
     #[snafu(display("cannot render the CRDs"))]
     RenderCrds { source: serde_saphyr::ser::Error },
+    #[snafu(display("cannot set up logging"))]
+    Telemetry { source: stackable_telemetry::Error },
     #[snafu(display("cannot connect to the Kubernetes API server"))]
     Connect { source: kube::Error },
     #[snafu(display("the issuer controllers stopped"))]
@@ -58,9 +62,9 @@ async fn main() -> Result<(), Error> {
         print!("{}", api::crds_yaml().context(RenderCrdsSnafu)?);
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    let _telemetry = Telemetry::from_args("ca-issuer", &cli.log)
+        .init()
+        .context(TelemetrySnafu)?;
     let client = kube::Client::try_default().await.context(ConnectSnafu)?;
     let signer = CaSigner::new(client.clone(), cli.cluster_resource_namespace);
     let recheck = (!cli.recheck_interval.is_zero()).then_some(cli.recheck_interval);
