@@ -11,11 +11,14 @@ use std::future::Future;
 use kube::core::{Resource, admission::AdmissionRequest};
 
 mod answer;
+pub mod audit;
 mod decode;
 mod patch;
 mod route;
+pub mod warnings;
 
 pub use answer::{Mutation, Validation};
+pub use audit::{AuditAnnotationKeyError, check_audit_annotation_key};
 pub use decode::DecodeError;
 pub use patch::compute_patch;
 pub(crate) use route::{mutating_route, validating_route};

@@ -257,6 +257,18 @@ async fn bad_requests_get_json_errors() {
         text.contains("webhook_requests_total{route=\"/validate\",outcome=\"too_large\"} 1"),
         "{text}"
     );
+    // controller-runtime's names and labels, for dashboards written for Go operators.
+    for line in [
+        "controller_runtime_webhook_requests_total{webhook=\"/validate\",code=\"413\"} 1",
+        "controller_runtime_webhook_requests_total{webhook=\"/validate\",code=\"405\"} 1",
+        "controller_runtime_webhook_requests_total{webhook=\"/validate\",code=\"200\"} 3",
+        "controller_runtime_webhook_requests_total{webhook=\"/validate\",code=\"415\"} 1",
+        "controller_runtime_webhook_requests_in_flight{webhook=\"/validate\"} 0",
+        "controller_runtime_webhook_latency_seconds_count{webhook=\"/validate\"} 6",
+        "controller_runtime_webhook_panics_total 0",
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
     stop(server).await;
 }
 

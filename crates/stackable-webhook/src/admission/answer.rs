@@ -1,6 +1,27 @@
-//! What admission handlers answer: [`Validation`] and [`Mutation`].
+//! What admission handlers answer: [`Validation`] and [`Mutation`], each with warnings and
+//! audit annotations.
+
+use std::collections::BTreeMap;
 
 use kube::core::admission::AdmissionResponse;
+
+use super::{audit, warnings};
+
+/// What an answer says besides its verdict: warnings for the API client and audit annotations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Notes {
+    pub(super) warnings: Vec<String>,
+    pub(super) audit_annotations: BTreeMap<String, String>,
+}
+
+impl Notes {
+    /// Puts the warnings (sanitised and bounded, see [`super::warnings`]) and the audit
+    /// annotations the API server accepts (see [`super::audit`]) into `response`.
+    pub(super) fn apply(self, response: &mut AdmissionResponse) {
+        response.warnings = warnings::bounded(self.warnings);
+        response.audit_annotations = audit::accepted(self.audit_annotations);
+    }
+}
 
 /// The answer of a validating handler: allow, or deny with a reason and an HTTP-style code,
 /// plus warnings shown to the API client either way.
@@ -9,7 +30,7 @@ pub struct Validation {
     pub(super) allowed: bool,
     pub(super) code: u16,
     pub(super) reason: String,
-    pub(super) warnings: Vec<String>,
+    pub(super) notes: Notes,
 }
 
 impl Validation {
@@ -19,7 +40,7 @@ impl Validation {
             allowed: true,
             code: 200,
             reason: String::new(),
-            warnings: Vec::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -29,7 +50,7 @@ impl Validation {
             allowed: false,
             code: 403,
             reason: reason.into(),
-            warnings: Vec::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -40,10 +61,28 @@ impl Validation {
         self
     }
 
-    /// Adds a warning (shown by kubectl as `Warning: ...`). Keep it under 120 characters.
+    /// Adds a warning (shown by kubectl as `Warning: ...`). Keep it under 120 characters;
+    /// control characters become spaces, and each warning is cut to 256 characters and all of
+    /// them to 4,096 (see [`crate::admission::warnings`]).
     #[must_use]
     pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
-        self.warnings.push(warning.into());
+        self.notes.warnings.push(warning.into());
+        self
+    }
+
+    /// Adds an audit annotation: the API server records it in the request's audit event as
+    /// `<webhook name>/<key>`. A key it would refuse (see
+    /// [`check_audit_annotation_key`](crate::admission::check_audit_annotation_key)) is logged
+    /// and not sent.
+    #[must_use]
+    pub fn with_audit_annotation(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.notes
+            .audit_annotations
+            .insert(key.into(), value.into());
         self
     }
 
@@ -61,9 +100,7 @@ impl Validation {
             denied.result.status = Some(kube::core::response::StatusSummary::Failure);
             denied
         };
-        if !self.warnings.is_empty() {
-            response.warnings = Some(self.warnings);
-        }
+        self.notes.apply(&mut response);
         response
     }
 }
@@ -81,7 +118,7 @@ pub(super) enum MutationOutcome<K> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mutation<K> {
     pub(super) outcome: MutationOutcome<K>,
-    pub(super) warnings: Vec<String>,
+    pub(super) notes: Notes,
 }
 
 impl<K> Mutation<K> {
@@ -89,7 +126,7 @@ impl<K> Mutation<K> {
     pub fn unchanged() -> Self {
         Self {
             outcome: MutationOutcome::Unchanged,
-            warnings: Vec::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -98,7 +135,7 @@ impl<K> Mutation<K> {
     pub fn patched(object: K) -> Self {
         Self {
             outcome: MutationOutcome::Patched(Box::new(object)),
-            warnings: Vec::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -109,7 +146,7 @@ impl<K> Mutation<K> {
                 reason: reason.into(),
                 code: 403,
             },
-            warnings: Vec::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -122,10 +159,25 @@ impl<K> Mutation<K> {
         self
     }
 
-    /// Adds a warning shown to the API client.
+    /// Adds a warning shown to the API client (sanitised and bounded like
+    /// [`Validation::with_warning`]).
     #[must_use]
     pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
-        self.warnings.push(warning.into());
+        self.notes.warnings.push(warning.into());
+        self
+    }
+
+    /// Adds an audit annotation (see [`Validation::with_audit_annotation`]), sent with any
+    /// outcome, denials included.
+    #[must_use]
+    pub fn with_audit_annotation(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.notes
+            .audit_annotations
+            .insert(key.into(), value.into());
         self
     }
 }
@@ -136,9 +188,13 @@ mod tests {
 
     #[test]
     fn deny_carries_code_and_reason() {
-        let v = Validation::deny("nope").with_code(422).with_warning("w");
+        let v = Validation::deny("nope")
+            .with_code(422)
+            .with_warning("w")
+            .with_audit_annotation("decision", "denied");
         assert!(!v.is_allowed());
         assert_eq!(v.code, 422);
-        assert_eq!(v.warnings, vec!["w".to_owned()]);
+        assert_eq!(v.notes.warnings, vec!["w".to_owned()]);
+        assert_eq!(v.notes.audit_annotations["decision"], "denied");
     }
 }

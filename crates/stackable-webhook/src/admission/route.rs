@@ -119,9 +119,7 @@ where
                 }
             };
             let mut response = base;
-            if !mutation.warnings.is_empty() {
-                response.warnings = Some(mutation.warnings);
-            }
+            mutation.notes.apply(&mut response);
             match mutation.outcome {
                 MutationOutcome::Unchanged => review_reply(response, "allowed"),
                 MutationOutcome::Denied { reason, code } => {
