@@ -3,6 +3,12 @@
 //!
 //! Counted: requests per route and outcome, request latency per route, handler panics,
 //! certificate swaps, certificate reload errors, and the `notAfter` of the served certificate.
+//!
+//! Alongside, the metrics of controller-runtime's webhook server under its names and labels
+//! (`sigs.k8s.io/controller-runtime/pkg/webhook/internal/metrics`), so that dashboards and alerts
+//! written for Go operators work unchanged: `controller_runtime_webhook_requests_total{webhook,code}`
+//! (`webhook` is the route path, `code` the HTTP status), `controller_runtime_webhook_latency_seconds{webhook}`,
+//! `controller_runtime_webhook_requests_in_flight{webhook}` and `controller_runtime_webhook_panics_total`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -33,6 +39,41 @@ pub(crate) struct RouteLabels {
     pub(crate) route: String,
 }
 
+/// Labels of controller-runtime's request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WebhookCodeLabels {
+    /// The route path.
+    pub(crate) webhook: String,
+    /// The HTTP status code of the answer.
+    pub(crate) code: String,
+}
+
+/// Labels of controller-runtime's latency histogram and in-flight gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WebhookLabels {
+    /// The route path.
+    pub(crate) webhook: String,
+}
+
+/// The metrics controller-runtime's webhook server exports, under its names.
+#[derive(Clone, Debug)]
+pub(crate) struct ControllerRuntime {
+    pub(crate) requests: Family<WebhookCodeLabels, Counter>,
+    pub(crate) latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
+    pub(crate) in_flight: Family<WebhookLabels, Gauge>,
+    pub(crate) panics: Counter,
+}
+
+/// Counts one request in flight on a route until dropped (also when the connection is cut).
+#[derive(Debug)]
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Labels of the readiness gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CheckLabels {
@@ -56,6 +97,7 @@ pub struct Metrics {
     pub(crate) cert_expiry: Gauge<i64>,
     pub(crate) tls_handshake_failures: Counter,
     pub(crate) ready: Family<CheckLabels, Gauge>,
+    pub(crate) controller_runtime: ControllerRuntime,
     registry: Arc<Mutex<Registry>>,
 }
 
@@ -66,9 +108,40 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates the metrics and a registry holding them, with the prefix `webhook`.
+    /// Creates the metrics and a registry holding them: ours with the prefix `webhook`, and
+    /// controller-runtime's under their own names.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("webhook");
+        let mut root = Registry::default();
+        let controller_runtime = ControllerRuntime {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            in_flight: Family::default(),
+            panics: Counter::default(),
+        };
+        {
+            let registry = root.sub_registry_with_prefix("controller_runtime_webhook");
+            registry.register(
+                "requests",
+                "Total number of admission requests by HTTP status code (controller-runtime's name)",
+                controller_runtime.requests.clone(),
+            );
+            registry.register(
+                "latency_seconds",
+                "Histogram of the latency of processing admission requests (controller-runtime's name)",
+                controller_runtime.latency.clone(),
+            );
+            registry.register(
+                "requests_in_flight",
+                "Current number of admission requests being served (controller-runtime's name)",
+                controller_runtime.in_flight.clone(),
+            );
+            registry.register(
+                "panics",
+                "Webhook handler panics (controller-runtime's name)",
+                controller_runtime.panics.clone(),
+            );
+        }
+        let registry = root.sub_registry_with_prefix("webhook");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
@@ -128,7 +201,8 @@ impl Metrics {
             cert_expiry,
             tls_handshake_failures,
             ready,
-            registry: Arc::new(Mutex::new(registry)),
+            controller_runtime,
+            registry: Arc::new(Mutex::new(root)),
         }
     }
 
@@ -142,6 +216,7 @@ impl Metrics {
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .sub_registry_with_prefix("webhook")
             .register(name, help, metric);
     }
 
@@ -157,6 +232,41 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Counts a request on a webhook route as in flight until the returned guard is dropped.
+    pub(crate) fn start_webhook_request(&self, route: &str) -> InFlight {
+        let gauge = self
+            .controller_runtime
+            .in_flight
+            .get_or_create(&WebhookLabels {
+                webhook: route.to_owned(),
+            })
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// Records an answered request of a webhook route: ours by outcome, controller-runtime's
+    /// by HTTP status code.
+    pub(crate) fn observe_webhook(&self, route: &str, outcome: &str, status: u16, seconds: f64) {
+        self.observe(route, outcome, seconds);
+        let webhook = route.to_owned();
+        self.controller_runtime
+            .requests
+            .get_or_create(&WebhookCodeLabels {
+                webhook: webhook.clone(),
+                code: status.to_string(),
+            })
+            .inc();
+        self.controller_runtime
+            .latency
+            .get_or_create(&WebhookLabels { webhook })
+            .observe(seconds);
+        if outcome == "panic" {
+            self.panics.inc();
+            self.controller_runtime.panics.inc();
+        }
     }
 
     pub(crate) fn set_ready(&self, check: &str, ready: bool) {

@@ -249,6 +249,7 @@ impl Router {
             latency_ms = tracing::field::Empty,
         );
         let started = Instant::now();
+        let in_flight = self.metrics.start_webhook_request(path);
         let reply = self
             .webhook_reply(route, request)
             .instrument(span.clone())
@@ -257,15 +258,15 @@ impl Router {
         span.record("outcome", reply.outcome);
         span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
         span.in_scope(|| tracing::debug!(status = reply.status, "webhook request answered"));
+        drop(in_flight);
         self.metrics
-            .observe(path, reply.outcome, elapsed.as_secs_f64());
-        if reply.outcome == "panic" {
-            self.metrics.panics.inc();
-        }
+            .observe_webhook(path, reply.outcome, reply.status, elapsed.as_secs_f64());
         reply.into_response()
     }
 
     async fn webhook_reply(&self, route: WebhookRoute, request: Request<Incoming>) -> Reply {
+        let started = Instant::now();
+        let deadline = request.uri().query().and_then(api_server_timeout);
         if request.method() != Method::POST {
             return Reply::status(
                 405,
@@ -322,8 +323,80 @@ impl Router {
                 }
                 Ok(Ok(collected)) => collected,
             };
-        (route.handler)(collected).await
+        let Some(timeout) = deadline else {
+            return (route.handler)(collected).await;
+        };
+        let answer_within = answer_within(timeout).saturating_sub(started.elapsed());
+        match tokio::time::timeout(answer_within, (route.handler)(collected)).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?timeout,
+                    "the handler did not answer before the API server's deadline; answering 504"
+                );
+                Reply::status(
+                    504,
+                    "Timeout",
+                    format!(
+                        "the webhook handler did not answer within the API server's timeout of \
+                         {timeout:?} (answered after {:?} so that the API server sees this \
+                         message; its failurePolicy decides)",
+                        started.elapsed()
+                    ),
+                    "deadline",
+                )
+            }
+        }
     }
+}
+
+/// The `timeout` query parameter the API server adds to every webhook call (`?timeout=10s`,
+/// the webhook's `timeoutSeconds`), in Go's duration format; `None` when absent or unreadable.
+pub(crate) fn api_server_timeout(query: &str) -> Option<Duration> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "timeout")
+        .and_then(|(_, value)| parse_go_duration(value))
+        .filter(|timeout| !timeout.is_zero())
+}
+
+/// How long a handler may take so that the answer reaches the API server before it gives up:
+/// the timeout less a tenth of it, at most 500 ms (9.5 s of 10 s, 0.9 s of 1 s).
+pub(crate) fn answer_within(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 10).min(Duration::from_millis(500)))
+}
+
+/// Parses Go's `time.Duration` text (`10s`, `1m30s`, `1.5s`, `250ms`, `1h`), as written by
+/// `Duration.String()`; negative and overflowing values are `None`.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&end| end > 0)?;
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number * seconds_per_unit;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Reads the whole body into one buffer sized up front from `Content-Length`, so that a body
@@ -368,6 +441,45 @@ mod tests {
         assert!(path_has_prefix("/debug/x", "/debug/"));
         assert!(!path_has_prefix("/debugger", "/debug"));
         assert!(path_has_prefix("/anything", "/"));
+    }
+
+    #[test]
+    fn the_api_server_timeout_is_read_from_the_query() {
+        assert_eq!(
+            api_server_timeout("timeout=10s"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            api_server_timeout("a=b&timeout=1m30s"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            api_server_timeout("timeout=1.5s"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            api_server_timeout("timeout=250ms"),
+            Some(Duration::from_millis(250))
+        );
+        for unreadable in [
+            "",
+            "timeout=",
+            "timeout=10",
+            "timeout=-1s",
+            "timeout=10x",
+            "timeout=s",
+            "timeout=0s",
+        ] {
+            assert_eq!(api_server_timeout(unreadable), None, "{unreadable}");
+        }
+        assert_eq!(
+            answer_within(Duration::from_secs(10)),
+            Duration::from_millis(9500)
+        );
+        assert_eq!(
+            answer_within(Duration::from_secs(1)),
+            Duration::from_millis(900)
+        );
     }
 
     #[test]

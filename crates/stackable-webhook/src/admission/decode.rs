@@ -1,0 +1,269 @@
+//! Decoding an `AdmissionReview` into the handler's type, and the definite refusal of one that
+//! does not decode.
+//!
+//! The API server treats an HTTP error from a webhook as a failed call and applies the
+//! webhook's `failurePolicy`: with `Ignore`, a review the server could not read would be
+//! admitted unvalidated. So, as controller-runtime does (`pkg/webhook/admission/http.go`
+//! answers `Errored(http.StatusBadRequest, err)` in an `AdmissionReview`), every body that
+//! reaches an admission route is answered with an `AdmissionReview` whose response is
+//! `allowed: false` with code 400 and a message naming what did not decode — carrying the
+//! request's `uid` and `apiVersion` whenever they can be read, which is what makes the API
+//! server accept the answer as a denial. An object of another kind (CONNECT options such as
+//! `PodExecOptions`, a `Deployment` sent to a `Pod` handler) or of a newer schema than the Rust
+//! type is such a case.
+
+use bytes::Bytes;
+use kube::core::{
+    Resource,
+    admission::{AdmissionRequest, AdmissionReview},
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use snafu::Snafu;
+
+use super::SUPPORTED_ADMISSION_VERSIONS;
+use crate::router::Reply;
+
+/// Why an admission route could not decode a request (the message of the refusal).
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+pub enum DecodeError {
+    /// The body is not JSON.
+    #[snafu(display("request body is not valid JSON: {source}"))]
+    NotJson {
+        /// The parse error.
+        source: serde_json::Error,
+    },
+
+    /// The body is JSON but not an `AdmissionReview`.
+    #[snafu(display("expected kind AdmissionReview, got {kind}"))]
+    NotAdmissionReview {
+        /// The `kind` found (`<none>` when absent or not a string).
+        kind: String,
+    },
+
+    /// The `AdmissionReview` is of a version this server does not serve.
+    #[snafu(display(
+        "unsupported AdmissionReview apiVersion {api_version} (supported: {})",
+        SUPPORTED_ADMISSION_VERSIONS.join(", ")
+    ))]
+    UnsupportedVersion {
+        /// The `apiVersion` found.
+        api_version: String,
+    },
+
+    /// The `AdmissionReview` has no `request`.
+    #[snafu(display("AdmissionReview has no request"))]
+    NoRequest,
+
+    /// `request.object` or `request.oldObject` does not decode into the handler's type.
+    #[snafu(display(
+        "{field} (kind {kind}, operation {operation}) does not decode into {type_name}: {source}"
+    ))]
+    Object {
+        /// `request.object` or `request.oldObject`.
+        field: &'static str,
+        /// The `kind` of the object as sent (`request.kind.kind` when the object has none).
+        kind: String,
+        /// The request's operation.
+        operation: String,
+        /// The handler's type.
+        type_name: String,
+        /// The decode error.
+        source: serde_json::Error,
+    },
+
+    /// The envelope around the objects is malformed (a field missing or of the wrong type).
+    #[snafu(display("malformed AdmissionReview request: {source}"))]
+    Envelope {
+        /// The decode error.
+        source: serde_json::Error,
+    },
+}
+
+/// A decoded review plus the raw request object (as received) for patch computation.
+pub(super) struct Decoded<K: Resource> {
+    pub(super) request: AdmissionRequest<K>,
+    pub(super) raw_object: Option<Value>,
+}
+
+/// The identity of a review, read before the whole is decoded, so that a refusal can answer it.
+struct Identity {
+    api_version: &'static str,
+    uid: String,
+}
+
+impl Identity {
+    fn of(value: &Value) -> Self {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .and_then(|version| {
+                SUPPORTED_ADMISSION_VERSIONS
+                    .iter()
+                    .copied()
+                    .find(|supported| *supported == version)
+            })
+            .unwrap_or(SUPPORTED_ADMISSION_VERSIONS[0]);
+        let uid = value
+            .pointer("/request/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Self { api_version, uid }
+    }
+
+    fn none() -> Self {
+        Self {
+            api_version: SUPPORTED_ADMISSION_VERSIONS[0],
+            uid: String::new(),
+        }
+    }
+}
+
+/// The short name of `K` (`Pod` for `k8s_openapi::api::core::v1::Pod`).
+fn short_type_name<K>() -> &'static str {
+    let full = std::any::type_name::<K>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Names what in `value` (a review that did not decode as a whole) fails to decode into `K`.
+fn explain<K: DeserializeOwned>(value: &Value, whole: serde_json::Error) -> DecodeError {
+    let request = value.get("request");
+    let operation = request
+        .and_then(|r| r.get("operation"))
+        .and_then(Value::as_str)
+        .unwrap_or("<none>");
+    let request_kind = request
+        .and_then(|r| r.pointer("/kind/kind"))
+        .and_then(Value::as_str)
+        .unwrap_or("<none>");
+    for (field, key) in [
+        ("request.object", "object"),
+        ("request.oldObject", "oldObject"),
+    ] {
+        let Some(object) = request.and_then(|r| r.get(key)).filter(|o| !o.is_null()) else {
+            continue;
+        };
+        if let Err(source) = K::deserialize(object) {
+            let kind = object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or(request_kind);
+            return DecodeError::Object {
+                field,
+                kind: kind.to_owned(),
+                operation: operation.to_owned(),
+                type_name: short_type_name::<K>().to_owned(),
+                source,
+            };
+        }
+    }
+    DecodeError::Envelope { source: whole }
+}
+
+/// Decodes a review; what does not decode is answered with a refusal (see the module docs).
+pub(super) fn decode<K>(body: &Bytes, keep_raw: bool) -> Result<Decoded<K>, Reply>
+where
+    K: Resource + DeserializeOwned,
+{
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(source) => return Err(refusal(&Identity::none(), &DecodeError::NotJson { source })),
+    };
+    let identity = Identity::of(&value);
+    if let Err(error) = check_envelope(&value) {
+        return Err(refusal(&identity, &error));
+    }
+    let raw_object = keep_raw
+        .then(|| value.pointer("/request/object"))
+        .flatten()
+        .filter(|object| !object.is_null())
+        .cloned();
+    let review: AdmissionReview<K> = match serde_json::from_value(value) {
+        Ok(review) => review,
+        Err(whole) => {
+            // The failure path reads the body again to name what did not decode; the
+            // success path moves the parsed tree into the typed review without a copy.
+            let error = match serde_json::from_slice::<Value>(body) {
+                Ok(value) => explain::<K>(&value, whole),
+                Err(_) => DecodeError::Envelope { source: whole },
+            };
+            return Err(refusal(&identity, &error));
+        }
+    };
+    let request: AdmissionRequest<K> = match review.try_into() {
+        Ok(request) => request,
+        Err(_) => return Err(refusal(&identity, &DecodeError::NoRequest)),
+    };
+    let span = tracing::Span::current();
+    span.record("uid", request.uid.as_str());
+    span.record("kind", request.kind.kind.as_str());
+    span.record("namespace", request.namespace.as_deref().unwrap_or(""));
+    span.record("name", request.name.as_str());
+    span.record("operation", tracing::field::debug(&request.operation));
+    Ok(Decoded {
+        request,
+        raw_object,
+    })
+}
+
+/// Checks `kind`, `apiVersion` and the presence of `request`.
+fn check_envelope(value: &Value) -> Result<(), DecodeError> {
+    let kind = value.get("kind").and_then(Value::as_str);
+    if kind != Some("AdmissionReview") {
+        return NotAdmissionReviewSnafu {
+            kind: kind.unwrap_or("<none>"),
+        }
+        .fail();
+    }
+    let api_version = value.get("apiVersion").and_then(Value::as_str);
+    if !api_version.is_some_and(|v| SUPPORTED_ADMISSION_VERSIONS.contains(&v)) {
+        return UnsupportedVersionSnafu {
+            api_version: api_version.unwrap_or("<none>"),
+        }
+        .fail();
+    }
+    if value.get("request").is_none_or(Value::is_null) {
+        return NoRequestSnafu.fail();
+    }
+    Ok(())
+}
+
+/// An `AdmissionReview` refusing the request: `allowed: false`, code 400, reason `BadRequest`.
+fn refusal(identity: &Identity, error: &DecodeError) -> Reply {
+    let message = error.to_string();
+    let span = tracing::Span::current();
+    span.record("uid", identity.uid.as_str());
+    tracing::warn!(%message, "refusing an admission request that does not decode");
+    let review = serde_json::json!({
+        "apiVersion": identity.api_version,
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": identity.uid,
+            "allowed": false,
+            "status": {
+                "metadata": {},
+                "status": "Failure",
+                "message": message,
+                "reason": "BadRequest",
+                "code": 400,
+            },
+        },
+    });
+    Reply::json(200, review.to_string().into_bytes(), "bad_request")
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::*;
+
+    #[test]
+    fn short_type_names() {
+        assert_eq!(short_type_name::<Pod>(), "Pod");
+        assert_eq!(short_type_name::<Vec<Pod>>(), "Vec");
+    }
+}

@@ -1,0 +1,327 @@
+//! The JSON Patch of a mutating handler, computed against the object as received.
+
+use serde_json::Value;
+
+/// Computes the JSON Patch that turns `raw` (the object as received) into `raw` with the
+/// changes the handler made, where the handler's changes are `typed_original -> desired`
+/// (both serialised from the Rust type).
+///
+/// A three-way merge: subtrees the handler did not change keep their raw JSON, so fields the
+/// Rust type does not know (or normalises away) are never removed by the patch. Lists whose
+/// elements all carry a distinct `name` (containers, volumes, ...) are matched by name; other
+/// lists by position when their length is unchanged; when an element was inserted or removed,
+/// the unchanged leading and trailing elements keep their raw JSON and the rest is taken as the
+/// handler made it, so unknown fields never move to another element.
+pub fn compute_patch(raw: &Value, typed_original: &Value, desired: &Value) -> json_patch::Patch {
+    let mut merged = raw.clone();
+    merge3(&mut merged, typed_original, desired);
+    json_patch::diff(raw, &merged)
+}
+
+fn element_name(value: &Value) -> Option<&str> {
+    value.get("name").and_then(Value::as_str)
+}
+
+fn merge3(target: &mut Value, base: &Value, desired: &Value) {
+    if base == desired {
+        // The handler left this subtree alone: keep the raw JSON untouched.
+        return;
+    }
+    match (target, base, desired) {
+        (Value::Object(target), Value::Object(base), Value::Object(desired)) => {
+            for (key, desired_value) in desired {
+                match (target.get_mut(key), base.get(key)) {
+                    (Some(target_value), Some(base_value)) => {
+                        merge3(target_value, base_value, desired_value)
+                    }
+                    _ => {
+                        target.insert(key.clone(), desired_value.clone());
+                    }
+                }
+            }
+            for key in base.keys() {
+                if !desired.contains_key(key) {
+                    target.remove(key);
+                }
+            }
+        }
+        (Value::Array(target), Value::Array(base), Value::Array(desired))
+            if target.len() == base.len() =>
+        {
+            *target = if unique_names(base) && unique_names(desired) {
+                merge_by_name(target, base, desired)
+            } else if base.len() == desired.len() {
+                merge_by_position(target, base, desired)
+            } else {
+                merge_around_change(target, base, desired)
+            };
+        }
+        (target, _, desired) => *target = desired.clone(),
+    }
+}
+
+/// Whether every element carries a `name` and no two share one (containers, volumes; not `env`
+/// with a repeated name, whose elements cannot be told apart by name).
+fn unique_names(list: &[Value]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    list.iter()
+        .all(|value| element_name(value).is_some_and(|name| seen.insert(name)))
+}
+
+/// Elements matched by name; new names are taken as the handler made them.
+fn merge_by_name(target: &[Value], base: &[Value], desired: &[Value]) -> Vec<Value> {
+    desired
+        .iter()
+        .map(|desired_value| {
+            let name = element_name(desired_value);
+            match base.iter().position(|b| element_name(b) == name) {
+                Some(index) => {
+                    let mut value = target[index].clone();
+                    merge3(&mut value, &base[index], desired_value);
+                    value
+                }
+                None => desired_value.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Lists of the same length: element `i` of the result is element `i` merged.
+fn merge_by_position(target: &[Value], base: &[Value], desired: &[Value]) -> Vec<Value> {
+    target
+        .iter()
+        .zip(base)
+        .zip(desired)
+        .map(|((target_value, base_value), desired_value)| {
+            let mut value = target_value.clone();
+            merge3(&mut value, base_value, desired_value);
+            value
+        })
+        .collect()
+}
+
+/// Lists whose length changed (an element inserted or removed, tolerations say): matching by
+/// position would move the fields the type does not know to the wrong element. The leading and
+/// trailing elements the handler left as they were keep their raw JSON; the changed middle is
+/// taken as the handler made it (what it cannot know about those elements is dropped, never
+/// moved onto another one).
+fn merge_around_change(target: &[Value], base: &[Value], desired: &[Value]) -> Vec<Value> {
+    let prefix = base
+        .iter()
+        .zip(desired)
+        .take_while(|(base_value, desired_value)| base_value == desired_value)
+        .count();
+    let shortest = base.len().min(desired.len());
+    let suffix = base[prefix..]
+        .iter()
+        .rev()
+        .zip(desired[prefix..].iter().rev())
+        .take(shortest - prefix)
+        .take_while(|(base_value, desired_value)| base_value == desired_value)
+        .count();
+    let mut result = Vec::with_capacity(desired.len());
+    result.extend_from_slice(&target[..prefix]);
+    result.extend_from_slice(&desired[prefix..desired.len() - suffix]);
+    result.extend_from_slice(&target[target.len() - suffix..]);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn unknown_fields_survive_and_changes_apply() {
+        let raw = json!({
+            "metadata": {"name": "p", "labels": {"a": "1"}, "futureField": {"x": 1}},
+            "spec": {"containers": [{"name": "main", "image": "img", "unknownInContainer": true}]}
+        });
+        // What the Rust type sees: no unknown fields.
+        let typed = json!({
+            "metadata": {"name": "p", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "main", "image": "img"}]}
+        });
+        let desired = json!({
+            "metadata": {"name": "p", "labels": {"a": "1", "b": "2"}},
+            "spec": {"containers": [
+                {"name": "sidecar", "image": "log"},
+                {"name": "main", "image": "img"}
+            ]}
+        });
+        let patch = compute_patch(&raw, &typed, &desired);
+        let mut patched = raw.clone();
+        json_patch::patch(&mut patched, &patch).unwrap();
+        assert_eq!(patched["metadata"]["futureField"], json!({"x": 1}));
+        assert_eq!(patched["metadata"]["labels"]["b"], json!("2"));
+        assert_eq!(patched["spec"]["containers"][0]["name"], json!("sidecar"));
+        assert_eq!(
+            patched["spec"]["containers"][1]["unknownInContainer"],
+            json!(true)
+        );
+    }
+
+    #[test]
+    fn no_change_means_empty_patch() {
+        let raw = json!({"a": 1, "unknown": 2});
+        let typed = json!({"a": 1});
+        assert!(compute_patch(&raw, &typed, &typed).0.is_empty());
+    }
+
+    #[test]
+    fn removals_apply() {
+        let raw = json!({"a": 1, "b": 2, "unknown": 3});
+        let typed = json!({"a": 1, "b": 2});
+        let desired = json!({"a": 1});
+        let mut patched = raw.clone();
+        json_patch::patch(&mut patched, &compute_patch(&raw, &typed, &desired)).unwrap();
+        assert_eq!(patched, json!({"a": 1, "unknown": 3}));
+    }
+
+    #[test]
+    fn positional_lists_merge() {
+        let raw = json!({"l": [{"v": 1, "u": 0}, {"v": 2}]});
+        let typed = json!({"l": [{"v": 1}, {"v": 2}]});
+        let desired = json!({"l": [{"v": 5}, {"v": 2}]});
+        let mut patched = raw.clone();
+        json_patch::patch(&mut patched, &compute_patch(&raw, &typed, &desired)).unwrap();
+        assert_eq!(patched, json!({"l": [{"v": 5, "u": 0}, {"v": 2}]}));
+    }
+
+    fn apply(raw: &Value, typed: &Value, desired: &Value) -> Value {
+        let mut patched = raw.clone();
+        json_patch::patch(&mut patched, &compute_patch(raw, typed, desired)).unwrap();
+        patched
+    }
+
+    #[test]
+    fn an_inserted_toleration_does_not_take_over_unknown_fields() {
+        let raw = json!({"tolerations": [
+            {"key": "a", "operator": "Exists", "futureField": "of-a"},
+            {"key": "b", "operator": "Exists", "futureField": "of-b"}
+        ]});
+        let typed = json!({"tolerations": [
+            {"key": "a", "operator": "Exists"},
+            {"key": "b", "operator": "Exists"}
+        ]});
+        let inserted = json!({"tolerations": [
+            {"key": "new", "operator": "Exists"},
+            {"key": "a", "operator": "Exists"},
+            {"key": "b", "operator": "Exists"}
+        ]});
+        assert_eq!(
+            apply(&raw, &typed, &inserted),
+            json!({"tolerations": [
+                {"key": "new", "operator": "Exists"},
+                {"key": "a", "operator": "Exists", "futureField": "of-a"},
+                {"key": "b", "operator": "Exists", "futureField": "of-b"}
+            ]})
+        );
+        let removed = json!({"tolerations": [{"key": "b", "operator": "Exists"}]});
+        assert_eq!(
+            apply(&raw, &typed, &removed),
+            json!({"tolerations": [{"key": "b", "operator": "Exists", "futureField": "of-b"}]})
+        );
+    }
+
+    #[test]
+    fn repeated_names_are_not_matched_by_name() {
+        // `env` may repeat a name (the last one wins in the container); matching by name would
+        // give both elements the first one's unknown fields.
+        let raw = json!({"env": [
+            {"name": "A", "value": "1", "futureField": "first"},
+            {"name": "A", "value": "2"}
+        ]});
+        let typed = json!({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]});
+        let desired = json!({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "3"}]});
+        assert_eq!(
+            apply(&raw, &typed, &desired),
+            json!({"env": [
+                {"name": "A", "value": "1", "futureField": "first"},
+                {"name": "A", "value": "3"}
+            ]})
+        );
+        let appended = json!({"env": [
+            {"name": "A", "value": "1"},
+            {"name": "A", "value": "2"},
+            {"name": "A", "value": "4"}
+        ]});
+        assert_eq!(
+            apply(&raw, &typed, &appended),
+            json!({"env": [
+                {"name": "A", "value": "1", "futureField": "first"},
+                {"name": "A", "value": "2"},
+                {"name": "A", "value": "4"}
+            ]})
+        );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::apply;
+
+        /// What the handler does to a list of distinct elements.
+        #[derive(Clone, Debug)]
+        enum Edit {
+            Insert(usize),
+            Remove(usize),
+            Change(usize),
+        }
+
+        fn element(id: u32, value: u32) -> Value {
+            json!({"id": id, "value": value})
+        }
+
+        proptest! {
+            /// Whatever is inserted, removed or changed, the patch (applied by `json_patch`)
+            /// gives exactly the handler's list, and every unknown field is still on the
+            /// element it came with (never moved to another one).
+            #[test]
+            fn unknown_fields_stay_with_their_element(
+                values in proptest::collection::vec(0u32..3, 0..8),
+                unknown in proptest::collection::vec(any::<bool>(), 8),
+                edit in prop_oneof![
+                    (0usize..9).prop_map(Edit::Insert),
+                    (0usize..8).prop_map(Edit::Remove),
+                    (0usize..8).prop_map(Edit::Change),
+                ],
+            ) {
+                let typed: Vec<Value> = values.iter().enumerate()
+                    .map(|(id, value)| element(id as u32, *value))
+                    .collect();
+                let raw: Vec<Value> = typed.iter().zip(&unknown)
+                    .map(|(element, has_unknown)| {
+                        let mut element = element.clone();
+                        if *has_unknown {
+                            element["unknown"] = json!(element["id"].clone());
+                        }
+                        element
+                    })
+                    .collect();
+                let mut desired = typed.clone();
+                match edit {
+                    Edit::Insert(at) => desired.insert(at.min(desired.len()), element(100, 0)),
+                    Edit::Remove(at) if at < desired.len() => { desired.remove(at); }
+                    Edit::Change(at) if at < desired.len() => desired[at]["value"] = json!(9),
+                    _ => {}
+                }
+                let patched = apply(&json!({"l": raw}), &json!({"l": typed}), &json!({"l": desired}));
+                let patched = patched["l"].as_array().unwrap();
+                let known: Vec<Value> = patched.iter().map(|element| {
+                    let mut element = element.clone();
+                    element.as_object_mut().unwrap().remove("unknown");
+                    element
+                }).collect();
+                prop_assert_eq!(&known, &desired);
+                for element in patched {
+                    if let Some(unknown) = element.get("unknown") {
+                        prop_assert_eq!(unknown, &element["id"]);
+                    }
+                }
+            }
+        }
+    }
+}
