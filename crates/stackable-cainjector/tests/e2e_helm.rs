@@ -162,7 +162,7 @@ async fn run_deployment(env: &TestEnv, namespace: &str) -> (Replicas, ContainerC
         .unwrap()
         .name_prefix("stackable-cainjector")
         .readiness_path("/readyz")
-        .start(1)
+        .start(command.replica_count)
         .unwrap();
     if let Err(error) = injector.wait_all_ready(Duration::from_secs(30)).await {
         panic!("{error}\n{}", injector.log_tails(30));

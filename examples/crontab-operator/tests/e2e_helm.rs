@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use crontab_operator::{CRD_NAME, controller::config_map_name, v1, v1beta1};
 use k8s_openapi::{
-    api::core::v1::{ConfigMap, Namespace},
+    api::{
+        coordination::v1::Lease,
+        core::v1::{ConfigMap, Namespace},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -180,6 +183,8 @@ async fn install_and_run(
         .await
         .unwrap();
     assert_eq!(command.service_account, SERVICE_ACCOUNT);
+    assert_eq!(command.replica_count, 2);
+    assert_eq!(command.pod_name_env, ["POD_NAME"]);
     let mut replicas = command
         .replicas(
             env,
@@ -190,7 +195,7 @@ async fn install_and_run(
         .name_prefix("crontab-operator")
         .behind(&forwarder)
         .readiness_path("/readyz")
-        .start(1)
+        .start(command.replica_count)
         .unwrap();
     if let Err(error) = replicas.wait_all_ready(Duration::from_secs(60)).await {
         panic!("{error}\n{}", replicas.log_tails(40));
@@ -243,6 +248,19 @@ async fn install_and_run(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // One of the two replicas holds the Lease, under its own Pod name.
+    let lease = Api::<Lease>::namespaced(client.clone(), NAMESPACE)
+        .get("crontab-operator-controller")
+        .await
+        .unwrap();
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        ["crontab-operator-0", "crontab-operator-1"].contains(&holder.as_str()),
+        "{holder}"
+    );
     let logs = replicas.log_tails(400);
     assert!(!logs.contains("forbidden"), "{logs}");
     drop(forwarder);

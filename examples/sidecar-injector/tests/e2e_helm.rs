@@ -221,13 +221,14 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
     );
 }
 
-/// Starts the Deployment's command line of the installed release as its ServiceAccount,
-/// behind `forwarder`, and waits until it is ready.
+/// Starts the Deployment's command line of the installed release as its ServiceAccount, as
+/// many replicas as it runs (2), behind `forwarder`, and waits until they are ready.
 async fn run_deployment(
     env: &TestEnv,
     command: &ContainerCommand,
     forwarder: &Forwarder,
 ) -> Replicas {
+    assert_eq!(command.replica_count, 2);
     let mut replicas = command
         .replicas(
             env,
@@ -238,7 +239,7 @@ async fn run_deployment(
         .name_prefix("sidecar-injector")
         .behind(forwarder)
         .readiness_path("/readyz")
-        .start(1)
+        .start(command.replica_count)
         .unwrap();
     if let Err(error) = replicas.wait_all_ready(Duration::from_secs(60)).await {
         panic!("{error}\n{}", replicas.log_tails(40));

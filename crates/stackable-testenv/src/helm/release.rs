@@ -241,16 +241,21 @@ impl Manifest {
 pub struct ContainerCommand {
     /// Its arguments.
     pub args: Vec<String>,
-    /// Its environment, `fieldRef`s resolved (`metadata.namespace`, `metadata.name`).
+    /// Its environment, `fieldRef`s resolved (`metadata.namespace`; `metadata.name` as
+    /// `<deployment>-0`, see [`ContainerCommand::pod_name_env`]).
     pub env: Vec<(String, String)>,
+    /// The variables of [`ContainerCommand::env`] that hold the Pod's name (`fieldRef`
+    /// `metadata.name`): [`ContainerCommand::replicas`] gives each replica its own.
+    pub pod_name_env: Vec<String>,
     /// The Pod's ServiceAccount as a user name (`system:serviceaccount:<namespace>:<name>`),
     /// for [`TestEnv::kubeconfig_as`].
     pub service_account: String,
+    /// The Deployment's `spec.replicas` (1 when unset).
+    pub replica_count: usize,
 }
 
 impl ContainerCommand {
-    /// Reads the Deployment `namespace/name` from the control plane; the Pod's name is
-    /// `<name>-0`.
+    /// Reads the Deployment `namespace/name` from the control plane.
     pub async fn of_deployment(env: &TestEnv, namespace: &str, name: &str) -> Result<Self, Error> {
         let what = format!("Deployment {namespace}/{name}");
         let client = env.client().context(EnvSnafu {
@@ -284,6 +289,7 @@ impl ContainerCommand {
         };
         let pod_name = format!("{name}-0");
         let mut env = Vec::new();
+        let mut pod_name_env = Vec::new();
         for var in container
             .get("env")
             .and_then(|e| e.as_array())
@@ -299,7 +305,10 @@ impl ContainerCommand {
                 (None, Some(from)) => {
                     match from.pointer("/fieldRef/fieldPath").and_then(|p| p.as_str()) {
                         Some("metadata.namespace") => namespace.to_owned(),
-                        Some("metadata.name") => pod_name.clone(),
+                        Some("metadata.name") => {
+                            pod_name_env.push(key.to_owned());
+                            pod_name.clone()
+                        }
                         _ => {
                             return WorkloadSnafu {
                                 what: &what,
@@ -317,10 +326,16 @@ impl ContainerCommand {
             .and_then(|p| p.get("serviceAccountName"))
             .and_then(|a| a.as_str())
             .unwrap_or("default");
+        let replica_count = deployment
+            .pointer("/spec/replicas")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
         Ok(Self {
             args: strings(container.get("args")),
             env,
+            pod_name_env,
             service_account: format!("system:serviceaccount:{namespace}:{account}"),
+            replica_count,
         })
     }
 
@@ -339,9 +354,12 @@ impl ContainerCommand {
     }
 
     /// [`Replicas`] of `program` started as the kubelet would start this container: its
-    /// arguments, its environment, `KUBECONFIG` impersonating its ServiceAccount, and each
-    /// listen address named in `listen` (`--<flag>=…`, which the arguments must set) moved to
-    /// the replica's free port on 127.0.0.1.
+    /// arguments, its environment (the Pod's name is the replica's name, so give the builder a
+    /// [`ReplicasBuilder::name_prefix`] that looks like the Deployment's Pods), `KUBECONFIG`
+    /// impersonating its ServiceAccount, and each listen address named in `listen`
+    /// (`--<flag>=…`, which the arguments must set) moved to the replica's free port on
+    /// 127.0.0.1. Start [`ContainerCommand::replica_count`] of them for what the Deployment
+    /// runs.
     pub fn replicas(
         &self,
         env: &TestEnv,
@@ -380,6 +398,9 @@ impl ContainerCommand {
             });
         for (key, value) in &self.env {
             builder = builder.env(key, value);
+        }
+        for key in &self.pod_name_env {
+            builder = builder.name_env(key);
         }
         Ok(builder)
     }
