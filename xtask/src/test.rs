@@ -17,15 +17,15 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result {
     warn_when_disk_is_short();
     eprintln!(
-        "xtask test: kube-apiserver, etcd and kubectl (reused from the cache; the first run \
-         builds them from Go modules, several minutes), then `cargo test --workspace`"
+        "xtask test: kube-apiserver, etcd, kubectl and helm (reused from the cache; the first \
+         run builds them from Go modules, several minutes), then `cargo test --workspace`"
     );
-    // Build (or reuse) kube-apiserver, etcd and kubectl once, and tell every e2e test where
-    // they are, so no test triggers a build of its own.
+    // Build (or reuse) kube-apiserver, etcd, kubectl and helm once, and tell every e2e test
+    // where they are, so no test triggers a build of its own.
     let binaries = crate::testenv::ensure_binaries()?;
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace", "--locked"])
-        .envs(binaries.env_vars())
+        .envs(binaries)
         .args(&args.cargo_args)
         .status()?;
     if !status.success() {

@@ -10,6 +10,7 @@ use stackable_testenv::{
     Binaries, KUBERNETES_VERSION, TestEnv,
     assets::cache_dir,
     build::{BuildOptions, build},
+    helm::{self, Helm},
 };
 
 use crate::Result;
@@ -24,7 +25,8 @@ pub(crate) struct Args {
 /// The testenv subcommands.
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Build kube-apiserver, etcd and kubectl from Go modules into the cache (or reuse them).
+    /// Build kube-apiserver, etcd, kubectl and helm from Go modules into the cache (or reuse
+    /// them).
     Build {
         /// Rebuild even when the cache holds a complete build.
         #[arg(long)]
@@ -52,14 +54,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Build { force } => {
             let dir = cache_dir()?;
-            if !force && let Some(binaries) = Binaries::locate()? {
-                print_binaries(&binaries);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut options = BuildOptions::new(dir);
-            options.force = force;
-            let binaries = build(&options)?;
+            let binaries = match Binaries::locate()? {
+                Some(binaries) if !force => binaries,
+                _ => {
+                    let mut options = BuildOptions::new(dir);
+                    options.force = force;
+                    build(&options)?
+                }
+            };
             print_binaries(&binaries);
+            let helm = match Helm::locate()? {
+                Some(helm) if !force => helm,
+                _ => helm::build(&helm::cache_dir()?, Path::new("go"), force)?,
+            };
+            println!("helm:           {}", helm.path().display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Env => {
@@ -67,6 +75,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             for (name, path) in binaries.env_vars() {
                 println!("export {name}={}", path.display());
             }
+            let (name, path) = Helm::ensure()?.env_var();
+            println!("export {name}={}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { command } => runtime()?.block_on(run_command(command)),
@@ -74,15 +84,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-/// The binaries for `cargo xtask test`: found or built once, then exported to the tests.
-pub(crate) fn ensure_binaries() -> Result<Binaries> {
+/// The binaries for `cargo xtask test`: found or built once, then exported to the tests as
+/// environment variables (kube-apiserver, etcd, kubectl and helm).
+pub(crate) fn ensure_binaries() -> Result<Vec<(&'static str, PathBuf)>> {
     let binaries = Binaries::ensure()?;
     eprintln!(
         "testenv: using kube-apiserver {} ({:?})",
         binaries.kube_apiserver.display(),
         binaries.origin
     );
-    Ok(binaries)
+    let helm = Helm::ensure()?;
+    eprintln!("testenv: using helm {}", helm.path().display());
+    let mut vars = binaries.env_vars();
+    vars.push(helm.env_var());
+    Ok(vars)
 }
 
 fn print_binaries(binaries: &Binaries) {

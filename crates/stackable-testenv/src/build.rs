@@ -30,6 +30,7 @@ pub const BINARIES: [&str; 3] = ["kube-apiserver", "etcd", "kubectl"];
 
 /// Errors of a build. Each names the step that failed.
 #[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
 pub enum Error {
     /// `go` could not be run.
     #[snafu(display(
@@ -140,20 +141,7 @@ pub fn build(options: &BuildOptions) -> Result<Binaries, Error> {
         path: parent,
     })?;
 
-    let lock_path = out_dir.with_extension("lock");
-    let lock = File::create(&lock_path).context(IoSnafu {
-        step: "lock cache folder",
-        path: &lock_path,
-    })?;
-    if lock.try_lock().is_err() {
-        progress(format_args!(
-            "another process is building into {out_dir:?}; waiting for it"
-        ));
-        lock.lock().context(IoSnafu {
-            step: "lock cache folder",
-            path: &lock_path,
-        })?;
-    }
+    let lock = lock_out_dir(out_dir)?;
     if !options.force
         && let Some(binaries) = Binaries::from_cache_dir(out_dir)
     {
@@ -228,20 +216,7 @@ pub fn build(options: &BuildOptions) -> Result<Binaries, Error> {
         "kubernetes {KUBERNETES_VERSION}\n{go_version}\nbuilt in {}\n",
         secs(started.elapsed())
     );
-    std::fs::write(staging.join(STAMP_FILE), stamp).context(IoSnafu {
-        step: "write stamp",
-        path: staging.join(STAMP_FILE),
-    })?;
-    if out_dir.exists() {
-        std::fs::remove_dir_all(out_dir).context(IoSnafu {
-            step: "remove old build",
-            path: out_dir,
-        })?;
-    }
-    std::fs::rename(&staging, out_dir).context(IoSnafu {
-        step: "install build",
-        path: out_dir,
-    })?;
+    install_staging(&staging, out_dir, &stamp)?;
     progress(format_args!(
         "built {KUBERNETES_VERSION} in {}",
         secs(started.elapsed())
@@ -253,6 +228,44 @@ pub fn build(options: &BuildOptions) -> Result<Binaries, Error> {
         etcd: out_dir.join("etcd"),
         kubectl: Some(out_dir.join("kubectl")),
         origin: Origin::Cache,
+    })
+}
+
+/// Locks `out_dir` (through `<out_dir>.lock`) against a concurrent build into it, waiting for
+/// a build that holds the lock; the lock is released when the returned file is dropped.
+pub(crate) fn lock_out_dir(out_dir: &Path) -> Result<File, Error> {
+    let lock_path = out_dir.with_extension("lock");
+    let lock = File::create(&lock_path).context(IoSnafu {
+        step: "lock cache folder",
+        path: &lock_path,
+    })?;
+    if lock.try_lock().is_err() {
+        progress(format_args!(
+            "another process is building into {out_dir:?}; waiting for it"
+        ));
+        lock.lock().context(IoSnafu {
+            step: "lock cache folder",
+            path: &lock_path,
+        })?;
+    }
+    Ok(lock)
+}
+
+/// Writes the stamp into `staging` and moves it to `out_dir`, replacing an older build.
+pub(crate) fn install_staging(staging: &Path, out_dir: &Path, stamp: &str) -> Result<(), Error> {
+    std::fs::write(staging.join(STAMP_FILE), stamp).context(IoSnafu {
+        step: "write stamp",
+        path: staging.join(STAMP_FILE),
+    })?;
+    if out_dir.exists() {
+        std::fs::remove_dir_all(out_dir).context(IoSnafu {
+            step: "remove old build",
+            path: out_dir,
+        })?;
+    }
+    std::fs::rename(staging, out_dir).context(IoSnafu {
+        step: "install build",
+        path: out_dir,
     })
 }
 
@@ -359,7 +372,7 @@ fn check_versions(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn run(step: &str, command: &mut Command) -> Result<Output, Error> {
+pub(crate) fn run(step: &str, command: &mut Command) -> Result<Output, Error> {
     let line = format!("{command:?}");
     let output = command.output().context(StepSpawnSnafu {
         step,
@@ -385,11 +398,11 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-fn progress(message: std::fmt::Arguments<'_>) {
+pub(crate) fn progress(message: std::fmt::Arguments<'_>) {
     eprintln!("stackable-testenv: {message}");
 }
 

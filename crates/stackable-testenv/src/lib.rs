@@ -28,6 +28,7 @@ pub mod assets;
 pub mod build;
 pub mod env;
 pub mod forwarder;
+pub mod helm;
 pub mod pki;
 pub mod ports;
 mod process;

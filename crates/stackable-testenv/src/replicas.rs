@@ -68,6 +68,7 @@ pub struct ReplicasBuilder {
     program: PathBuf,
     args: Arc<ArgsFn>,
     env: Vec<(OsString, OsString)>,
+    name_env: Vec<OsString>,
     kubeconfig: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     name_prefix: String,
@@ -83,6 +84,7 @@ impl std::fmt::Debug for ReplicasBuilder {
         f.debug_struct("ReplicasBuilder")
             .field("program", &self.program)
             .field("env", &self.env)
+            .field("name_env", &self.name_env)
             .field("kubeconfig", &self.kubeconfig)
             .field("log_dir", &self.log_dir)
             .field("name_prefix", &self.name_prefix)
@@ -113,6 +115,13 @@ impl ReplicasBuilder {
     /// Sets an environment variable for every replica (on top of the test's environment).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets environment variable `key` of each replica to its name (as a Pod's
+    /// `metadata.name` through the downward API), over a value set with [`Self::env`].
+    pub fn name_env(mut self, key: impl Into<OsString>) -> Self {
+        self.name_env.push(key.into());
         self
     }
 
@@ -229,6 +238,7 @@ impl Replicas {
             program: program.into(),
             args: Arc::new(|_| Vec::new()),
             env: Vec::new(),
+            name_env: Vec::new(),
             kubeconfig: None,
             log_dir: None,
             name_prefix: "replica".to_owned(),

@@ -299,17 +299,19 @@ async fn a_replica_that_exits_fails_the_wait_with_its_log() {
 }
 
 #[tokio::test]
-async fn replicas_get_their_ports_and_kubeconfig_and_are_killed_on_drop() {
+async fn replicas_get_their_ports_names_and_kubeconfig_and_are_killed_on_drop() {
     let logs = tempfile::tempdir().unwrap();
     let replicas = Replicas::builder("/bin/sh")
         .kubeconfig("/some/kubeconfig")
         .env("EXTRA", "yes")
+        .env("POD_NAME", "overridden")
+        .name_env("POD_NAME")
         .log_dir(logs.path())
         .args(|r| {
             vec![
                 "-c".to_owned(),
                 format!(
-                    "echo name={} https={} health={} KUBECONFIG=$KUBECONFIG EXTRA=$EXTRA; exec sleep 600",
+                    "echo name={} https={} health={} KUBECONFIG=$KUBECONFIG EXTRA=$EXTRA POD_NAME=$POD_NAME; exec sleep 600",
                     r.name, r.https, r.health
                 ),
             ]
@@ -323,10 +325,11 @@ async fn replicas_get_their_ports_and_kubeconfig_and_are_killed_on_drop() {
     let deadline = Instant::now() + Duration::from_secs(10);
     for replica in replicas.all() {
         let expected = format!(
-            "name={} https={} health={} KUBECONFIG=/some/kubeconfig EXTRA=yes",
+            "name={} https={} health={} KUBECONFIG=/some/kubeconfig EXTRA=yes POD_NAME={}",
             replica.name(),
             replica.info().https,
-            replica.info().health
+            replica.info().health,
+            replica.name()
         );
         while !replica.log_tail(1).contains(&expected) {
             assert!(Instant::now() < deadline, "{}", replicas.log_tails(5));

@@ -74,6 +74,9 @@ impl Replica {
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true);
+        for key in &template.name_env {
+            command.env(key, &info.name);
+        }
         if let Some(kubeconfig) = &template.kubeconfig {
             command.env("KUBECONFIG", kubeconfig);
         }
