@@ -2,9 +2,10 @@
 //!
 //! The conversions are generated from the declaration in [`crate::crd::versions`]; this module
 //! holds what its field actions cannot express, the `hostPort` split, as plain functions the
-//! declaration points to. v1 is the hub: v1beta1 converts to and from it. `v1 -> v1beta1` cannot
-//! fail; `v1beta1 -> v1` fails when `hostPort` is not `host:port` with a port number. Fields
-//! v1beta1 cannot hold (`timeZone`) are stashed by `stackable-conversion`, not here.
+//! declaration points to. v1 is the hub: v1beta1 and v2 convert to and from it. `v1 -> v1beta1`
+//! and `v1 <-> v2` cannot fail; `v1beta1 -> v1` fails when `hostPort` is not `host:port` with a
+//! port number. Fields an older version cannot hold (`timeZone`, `concurrencyPolicy`) are stashed
+//! by `stackable-conversion`, not here.
 //!
 //! See <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definition-versioning/#webhook-conversion>.
 
@@ -60,7 +61,7 @@ pub(crate) fn join_host_port(new: &v1::CronTabSpec) -> String {
     format!("{}:{}", new.host, new.port)
 }
 
-/// The CronTab versions with v1 as hub.
+/// The CronTab versions (v1beta1, v1, v2) with v1 as hub.
 pub fn converter() -> Result<KindConverter, BuildError> {
     CronTabVersions::converter()
 }
