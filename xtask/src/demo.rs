@@ -60,8 +60,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// When the demo started, for the elapsed time each step prints.
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 fn step(number: usize, text: &str) {
-    println!("\n[{number}/6] {text}");
+    let elapsed = STARTED.get_or_init(Instant::now).elapsed();
+    println!("\n[{number}/6 at {:.1}s] {text}", elapsed.as_secs_f64());
 }
 
 fn show(text: &str) {
@@ -71,7 +75,7 @@ fn show(text: &str) {
 }
 
 async fn demo(args: Args) -> Result {
-    let started = Instant::now();
+    let started = *STARTED.get_or_init(Instant::now);
 
     step(
         1,
