@@ -234,7 +234,14 @@ async fn a_replica_that_exits_at_once_loses_connections_until_its_endpoint_is_go
     let stats = forwarder.stats();
     println!("{} failed connections; {stats:?}", failures.len());
     assert!(!failures.is_empty(), "{stats:?}");
-    assert_eq!(stats.reset_after_dial_errors, failures.len() as u64);
+    // Each connection sent to the exited replica is reset by the forwarder; besides those, the
+    // one request in flight when the process exited may be cut (the load is one client).
+    let resets = stats.reset_after_dial_errors;
+    let failed = failures.len() as u64;
+    assert!(
+        resets > 0 && (failed == resets || failed == resets + 1),
+        "{failed} failures, {resets} resets after dial errors: {failures:?}"
+    );
     assert_eq!(
         forwarder.backends().len(),
         1,
