@@ -168,7 +168,21 @@ async fn the_leader_reconciles_and_hands_over_without_failed_calls() {
     assert_ne!(new_holder, holder);
     assert!(took < Duration::from_secs(15), "handover took {took:?}");
     let reads = readers.stop().await;
-    assert_eq!(reads.failed(), 0, "failed reads: {:?}", reads.errors());
+    // A SIGKILL cuts the connections the API server holds to the killed replica: a conversion
+    // call in flight on one of them fails with `EOF` (Go does not retry a POST), as it would when
+    // a node dies. That, at most twice, is the only failure allowed; anything else (a refused
+    // review, an untrusted certificate, a replica that was not ready) fails the test. CI saw one
+    // such read of 303.
+    let errors = reads.errors();
+    let cut = |error: &String| {
+        ["EOF", "connection reset by peer", "broken pipe"]
+            .iter()
+            .any(|symptom| error.contains(symptom))
+    };
+    assert!(
+        errors.len() <= 2 && errors.iter().all(cut),
+        "failed reads beyond the calls the SIGKILL cut: {errors:?}"
+    );
     assert!(ok > 20, "too few reads: {ok}");
 }
 
