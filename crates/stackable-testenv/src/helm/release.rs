@@ -114,22 +114,7 @@ impl<'a> Chart<'a> {
         namespace: &str,
         sets: &[&str],
     ) -> Result<Manifest, Error> {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "install".into(),
-            release.into(),
-            self.dir.clone().into(),
-            "--namespace".into(),
-            namespace.into(),
-            "--create-namespace".into(),
-        ];
-        args.extend(set_args(sets));
-        self.helm.run(self.env, args)?;
-        let text = self.helm.run(
-            self.env,
-            ["get", "manifest", release, "--namespace", namespace],
-        )?;
-        let path = self.write_manifest(release, &text)?;
-        Ok(Manifest { path, text })
+        self.release("install", "--create-namespace", release, namespace, sets)
     }
 
     /// `helm upgrade` of release `release` in `namespace`, keeping the values it was installed
@@ -141,13 +126,26 @@ impl<'a> Chart<'a> {
         namespace: &str,
         sets: &[&str],
     ) -> Result<Manifest, Error> {
+        self.release("upgrade", "--reuse-values", release, namespace, sets)
+    }
+
+    /// `helm <verb> <release> <chart> --namespace <namespace> <flag> --set ..`, then the
+    /// release's manifest (`helm get manifest`), also written to the work folder.
+    fn release(
+        &self,
+        verb: &str,
+        flag: &str,
+        release: &str,
+        namespace: &str,
+        sets: &[&str],
+    ) -> Result<Manifest, Error> {
         let mut args: Vec<std::ffi::OsString> = vec![
-            "upgrade".into(),
+            verb.into(),
             release.into(),
             self.dir.clone().into(),
             "--namespace".into(),
             namespace.into(),
-            "--reuse-values".into(),
+            flag.into(),
         ];
         args.extend(set_args(sets));
         self.helm.run(self.env, args)?;
