@@ -598,7 +598,12 @@ impl TargetTask {
                         bundles_open = false;
                     } else {
                         bundle = self.bundles.borrow_and_update().clone();
-                        self.set_state(TargetState::Pending);
+                        // Pending only when something will be written: a target known to be
+                        // missing keeps saying so (a bundle published after the watch found
+                        // nothing used to turn "does not exist" into "not injected yet").
+                        if current.is_some() || self.install.is_some() {
+                            self.set_state(TargetState::Pending);
+                        }
                         dirty = true;
                     }
                 }
