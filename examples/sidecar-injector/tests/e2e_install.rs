@@ -25,7 +25,10 @@ use k8s_openapi::{
 use kube::{
     Api, Resource,
     api::{Patch, PatchParams, PostParams},
-    runtime::watcher::{self, Event},
+    runtime::{
+        WatchStreamExt as _,
+        watcher::{self, Event},
+    },
 };
 use serde_json::json;
 use sidecar_injector::{CONFIGURATION_NAME, INJECT_LABEL, SIDECAR_NAME};
@@ -60,7 +63,10 @@ where
     let record = seen.clone();
     let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGURATION_NAME}"));
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher::watcher(api, config));
+        // With a backoff: when the control plane stops at the end of the test, a watcher
+        // without one retries in a loop that never yields, and the runtime cannot shut down
+        // (CI hung here once).
+        let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
         while let Some(event) = stream.next().await {
             let object = match event {
                 Ok(Event::Apply(object) | Event::InitApply(object)) => object,
