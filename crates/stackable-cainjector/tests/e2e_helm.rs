@@ -9,8 +9,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::{
-    admissionregistration::v1::ValidatingWebhookConfiguration,
-    core::v1::{Namespace, Secret},
+    admissionregistration::v1::ValidatingWebhookConfiguration, core::v1::Secret,
 };
 use kube::{
     Api, Client,
@@ -22,7 +21,7 @@ use stackable_testenv::{
     TestEnv,
     helm::{
         Helm,
-        release::{Chart, ContainerCommand, Listen},
+        release::{Chart, ContainerCommand, Listen, sorted_names},
     },
     replicas::Replicas,
 };
@@ -34,24 +33,10 @@ const CHART: &str = concat!(
 const RELEASE: &str = "stackable-cainjector";
 const NAMESPACE: &str = "stackable-cainjector";
 
-async fn create_namespaces(client: &Client, names: &[&str]) {
+async fn create_namespaces(env: &TestEnv, names: &[&str]) {
     for name in names {
-        let namespace: Namespace =
-            serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
+        env.create_namespace_named(name).await.unwrap();
     }
-}
-
-fn sorted(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    names
-}
-
-fn names(names: &[&str]) -> Vec<String> {
-    sorted(names.iter().map(|n| (*n).to_owned()).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,11 +45,7 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_every_scope() {
     let env = TestEnv::start().await.unwrap();
     let started = Instant::now();
     let chart = Chart::new(&helm, &env, CHART);
-    create_namespaces(
-        &env.client().unwrap(),
-        &[NAMESPACE, "team-a", "team-b", "ca"],
-    )
-    .await;
+    create_namespaces(&env, &[NAMESPACE, "team-a", "team-b", "ca"]).await;
 
     let base = [
         "serviceaccount/stackable-cainjector",
@@ -75,11 +56,11 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_every_scope() {
     let role = "role.rbac.authorization.k8s.io/stackable-cainjector";
     let binding = "rolebinding.rbac.authorization.k8s.io/stackable-cainjector";
     let cases: [(&str, &[&str], Vec<String>); 3] = [
-        ("defaults", &[], names(&base)),
+        ("defaults", &[], sorted_names(&base)),
         (
             "ConfigMaps in every namespace",
             &["configMaps=true"],
-            names(
+            sorted_names(
                 &[
                     &base[..],
                     &[
@@ -97,14 +78,14 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_every_scope() {
                 "configMaps=true",
                 "serviceCa.secret=ca/service-ca",
             ],
-            names(&[&base[..], &[role, binding, role, binding, role, binding]].concat()),
+            sorted_names(&[&base[..], &[role, binding, role, binding, role, binding]].concat()),
         ),
     ];
     for (case, sets, expected) in cases {
         let lint = chart.lint(sets).unwrap();
         assert!(lint.contains("0 chart(s) failed"), "{case}: {lint}");
         let objects = chart.dry_run(RELEASE, NAMESPACE, sets).unwrap();
-        assert_eq!(sorted(objects), expected, "{case}");
+        assert_eq!(objects, expected, "{case}");
     }
 
     // The scope decides where Secrets may be read: cluster-wide, or by a Role per namespace.
@@ -153,7 +134,7 @@ async fn run_deployment(env: &TestEnv, namespace: &str) -> (Replicas, ContainerC
         command.service_account,
         format!("system:serviceaccount:{namespace}:stackable-cainjector")
     );
-    let mut injector = command
+    let injector = command
         .replicas(
             env,
             env!("CARGO_BIN_EXE_stackable-cainjector"),
@@ -162,11 +143,9 @@ async fn run_deployment(env: &TestEnv, namespace: &str) -> (Replicas, ContainerC
         .unwrap()
         .name_prefix("stackable-cainjector")
         .readiness_path("/readyz")
-        .start(command.replica_count)
+        .start_ready(command.replica_count, Duration::from_secs(30))
+        .await
         .unwrap();
-    if let Err(error) = injector.wait_all_ready(Duration::from_secs(30)).await {
-        panic!("{error}\n{}", injector.log_tails(30));
-    }
     (injector, command)
 }
 
@@ -233,13 +212,13 @@ async fn helm_install_runs_the_injector_as_its_service_account_and_uninstall_rem
     let admin = env.client().unwrap();
     let chart = Chart::new(&helm, &env, CHART);
     let manifest = chart.install(RELEASE, NAMESPACE, &[]).unwrap();
-    let expected = names(&[
+    let expected = sorted_names(&[
         "serviceaccount/stackable-cainjector",
         "clusterrole.rbac.authorization.k8s.io/stackable-cainjector",
         "clusterrolebinding.rbac.authorization.k8s.io/stackable-cainjector",
         "deployment.apps/stackable-cainjector",
     ]);
-    assert_eq!(sorted(chart.existing(&manifest).unwrap()), expected);
+    assert_eq!(chart.existing(&manifest).unwrap(), expected);
 
     // The Deployment's command line, as the kubelet would start it, as its ServiceAccount.
     let (injector, command) = run_deployment(&env, NAMESPACE).await;
@@ -283,7 +262,7 @@ async fn helm_install_scoped_to_a_namespace_reads_its_secrets_through_a_role() {
     let env = TestEnv::start().await.unwrap();
     let started = Instant::now();
     let admin = env.client().unwrap();
-    create_namespaces(&admin, &["team-a", "team-b"]).await;
+    create_namespaces(&env, &["team-a", "team-b"]).await;
     let chart = Chart::new(&helm, &env, CHART);
     let manifest = chart
         .install(RELEASE, "injector", &["namespaces={team-a}"])

@@ -486,6 +486,25 @@ impl TestEnv {
             .context(NoNameSnafu { kind: "Namespace" })
     }
 
+    /// Creates the namespace `name` (a fixed name, e.g. the one a chart or manifest names;
+    /// see [`Self::create_namespace`] for a unique one).
+    pub async fn create_namespace_named(&self, name: &str) -> Result<(), Error> {
+        let api: Api<Namespace> = Api::all(self.client()?);
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &namespace)
+            .await
+            .context(RequestSnafu {
+                action: format!("create namespace {name}"),
+            })?;
+        Ok(())
+    }
+
     /// Creates a Service `name` in `namespace` of type ExternalName pointing at `localhost`,
     /// so a webhook configured with `clientConfig.service` reaches a server on this machine.
     ///

@@ -219,6 +219,13 @@ impl ReplicasBuilder {
         }
         Ok(replicas)
     }
+
+    /// [`Self::start`] `n` replicas, then [`Replicas::wait_all_ready`] within `timeout`.
+    pub async fn start_ready(self, n: usize, timeout: Duration) -> Result<Replicas, Error> {
+        let mut replicas = self.start(n)?;
+        replicas.wait_all_ready(timeout).await?;
+        Ok(replicas)
+    }
 }
 
 /// Replicas of one program as real processes: see the [module documentation](self).

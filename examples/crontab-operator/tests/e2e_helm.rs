@@ -13,23 +13,19 @@ use std::time::{Duration, Instant};
 
 use crontab_operator::{CRD_NAME, controller::config_map_name, v1, v1beta1};
 use k8s_openapi::{
-    api::{
-        coordination::v1::Lease,
-        core::v1::{ConfigMap, Namespace},
-    },
+    api::{coordination::v1::Lease, core::v1::ConfigMap},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client,
+    Api,
     api::{ObjectMeta, PostParams},
 };
-use serde_json::json;
 use stackable_testenv::{
     TestEnv,
     forwarder::Forwarder,
     helm::{
         Helm,
-        release::{Chart, ContainerCommand, Listen, Manifest, serve_service_locally},
+        release::{Chart, ContainerCommand, Listen, Manifest, sorted_names},
     },
     replicas::Replicas,
 };
@@ -38,15 +34,6 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/crontab-op
 const RELEASE: &str = "crontab-operator";
 const NAMESPACE: &str = "crontab-operator";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:crontab-operator:crontab-operator";
-
-fn sorted(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    names
-}
-
-fn names(names: &[&str]) -> Vec<String> {
-    sorted(names.iter().map(|n| (*n).to_owned()).collect())
-}
 
 /// What the chart renders in every mode.
 const RELEASE_OBJECTS: [&str; 8] = [
@@ -61,15 +48,6 @@ const RELEASE_OBJECTS: [&str; 8] = [
 ];
 const CRD: &str = "customresourcedefinition.apiextensions.k8s.io/crontabs.example.com";
 
-async fn create_namespace(client: &Client, name: &str) {
-    let namespace: Namespace =
-        serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
-}
-
 /// The ClusterRole of a rendered manifest (the text between its `kind:` and the next object).
 fn cluster_role(manifest: &str) -> &str {
     let start = manifest.find("kind: ClusterRole\n").unwrap();
@@ -83,20 +61,20 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
     let env = TestEnv::start().await.unwrap();
     let started = Instant::now();
     let chart = Chart::new(&helm, &env, CHART);
-    create_namespace(&env.client().unwrap(), NAMESPACE).await;
+    env.create_namespace_named(NAMESPACE).await.unwrap();
 
-    let with_crd = names(&[&RELEASE_OBJECTS[..], &[CRD]].concat());
+    let with_crd = sorted_names(&[&RELEASE_OBJECTS[..], &[CRD]].concat());
     let cases: [(&str, &[&str], Vec<String>); 4] = [
         ("defaults (inject)", &[], with_crd.clone()),
         (
             "install: the operator applies the CRD",
             &["caBundleMode=install"],
-            names(&RELEASE_OBJECTS),
+            sorted_names(&RELEASE_OBJECTS),
         ),
         (
             "inject, CRD applied elsewhere",
             &["crd.enabled=false"],
-            names(&RELEASE_OBJECTS),
+            sorted_names(&RELEASE_OBJECTS),
         ),
         (
             "webhook only, no controller, one replica",
@@ -108,7 +86,7 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
         let lint = chart.lint(sets).unwrap();
         assert!(lint.contains("0 chart(s) failed"), "{case}: {lint}");
         let objects = chart.dry_run(RELEASE, NAMESPACE, sets).unwrap();
-        assert_eq!(sorted(objects), expected, "{case}");
+        assert_eq!(objects, expected, "{case}");
     }
 
     // The RBAC follows the mode: `create` on the CRD only when the operator installs it, and
@@ -165,17 +143,8 @@ async fn install_and_run(
         .start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let port = format!("service.port={}", forwarder.local_addr().port());
-    let sets: Vec<&str> = [sets, &[port.as_str()]].concat();
-    let manifest = chart.install(RELEASE, NAMESPACE, &sets).unwrap();
-    // Every object of the release exists.
-    assert_eq!(
-        chart.existing(&manifest).unwrap().len(),
-        manifest.object_count(),
-        "{}",
-        manifest.text
-    );
-    serve_service_locally(env, NAMESPACE, RELEASE)
+    let manifest = chart
+        .install_served_locally(RELEASE, NAMESPACE, sets, forwarder.local_addr().port())
         .await
         .unwrap();
 
@@ -185,7 +154,7 @@ async fn install_and_run(
     assert_eq!(command.service_account, SERVICE_ACCOUNT);
     assert_eq!(command.replica_count, 2);
     assert_eq!(command.pod_name_env, ["POD_NAME"]);
-    let mut replicas = command
+    let replicas = command
         .replicas(
             env,
             env!("CARGO_BIN_EXE_crontab-operator"),
@@ -195,11 +164,9 @@ async fn install_and_run(
         .name_prefix("crontab-operator")
         .behind(&forwarder)
         .readiness_path("/readyz")
-        .start(command.replica_count)
+        .start_ready(command.replica_count, Duration::from_secs(60))
+        .await
         .unwrap();
-    if let Err(error) = replicas.wait_all_ready(Duration::from_secs(60)).await {
-        panic!("{error}\n{}", replicas.log_tails(40));
-    }
 
     // Conversion through the API server: stored as v1beta1, read as v1.
     let v1beta1_api: Api<v1beta1::CronTab> = Api::namespaced(client.clone(), NAMESPACE);

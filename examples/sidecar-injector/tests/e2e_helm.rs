@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::{
     api::{
         admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
-        core::v1::{Namespace, Pod},
+        core::v1::Pod,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -38,7 +38,7 @@ use stackable_testenv::{
     forwarder::Forwarder,
     helm::{
         Helm,
-        release::{Chart, ContainerCommand, Listen, Manifest, serve_service_locally},
+        release::{Chart, ContainerCommand, Listen, Manifest, sorted_names},
     },
     replicas::Replicas,
     webhooks::{LocalWebhook, create_until, mutating_configuration, validating_configuration},
@@ -50,15 +50,6 @@ const NAMESPACE: &str = "sidecar-injector";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:sidecar-injector:sidecar-injector";
 /// Where the Deployment of mode `olm` expects OLM's certificate.
 const OLM_CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
-
-fn sorted(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    names
-}
-
-fn names(names: &[&str]) -> Vec<String> {
-    sorted(names.iter().map(|n| (*n).to_owned()).collect())
-}
 
 const WORKLOAD: [&str; 3] = [
     "serviceaccount/sidecar-injector",
@@ -94,15 +85,6 @@ fn cert_manager_crd() -> CustomResourceDefinition {
     .unwrap()
 }
 
-async fn create_namespace(client: &Client, name: &str) {
-    let namespace: Namespace =
-        serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
-}
-
 fn pod(name: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -129,18 +111,18 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
         .unwrap();
     let started = Instant::now();
     let chart = Chart::new(&helm, &env, CHART);
-    create_namespace(&env.client().unwrap(), NAMESPACE).await;
+    env.create_namespace_named(NAMESPACE).await.unwrap();
 
     let cases: [(&str, &[&str], Vec<String>); 4] = [
         (
             "defaults (inject)",
             &[],
-            names(&[&WORKLOAD[..], &[SERVICE], &RBAC, &CONFIGURATIONS].concat()),
+            sorted_names(&[&WORKLOAD[..], &[SERVICE], &RBAC, &CONFIGURATIONS].concat()),
         ),
         (
             "install: the injector applies both configurations",
             &["certificateMode=install"],
-            names(&[&WORKLOAD[..], &[SERVICE], &RBAC].concat()),
+            sorted_names(&[&WORKLOAD[..], &[SERVICE], &RBAC].concat()),
         ),
         (
             "certManager: a Certificate, inject-ca-from, no RBAC",
@@ -148,19 +130,19 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
                 "certificateMode=certManager",
                 "certManager.certificate.issuerRef.name=ca",
             ],
-            names(&[&WORKLOAD[..], &[SERVICE, CERTIFICATE], &CONFIGURATIONS].concat()),
+            sorted_names(&[&WORKLOAD[..], &[SERVICE, CERTIFICATE], &CONFIGURATIONS].concat()),
         ),
         (
             "olm: OLM makes the Service and configurations, no RBAC",
             &["certificateMode=olm"],
-            names(&WORKLOAD),
+            sorted_names(&WORKLOAD),
         ),
     ];
     for (case, sets, expected) in cases {
         let lint = chart.lint(sets).unwrap();
         assert!(lint.contains("0 chart(s) failed"), "{case}: {lint}");
         let objects = chart.dry_run(RELEASE, NAMESPACE, sets).unwrap();
-        assert_eq!(sorted(objects), expected, "{case}");
+        assert_eq!(objects, expected, "{case}");
     }
 
     // Each mode passes its flag; the ones without API access get no token either.
@@ -229,7 +211,7 @@ async fn run_deployment(
     forwarder: &Forwarder,
 ) -> Replicas {
     assert_eq!(command.replica_count, 2);
-    let mut replicas = command
+    command
         .replicas(
             env,
             env!("CARGO_BIN_EXE_sidecar-injector"),
@@ -239,12 +221,9 @@ async fn run_deployment(
         .name_prefix("sidecar-injector")
         .behind(forwarder)
         .readiness_path("/readyz")
-        .start(command.replica_count)
-        .unwrap();
-    if let Err(error) = replicas.wait_all_ready(Duration::from_secs(60)).await {
-        panic!("{error}\n{}", replicas.log_tails(40));
-    }
-    replicas
+        .start_ready(command.replica_count, Duration::from_secs(60))
+        .await
+        .unwrap()
 }
 
 /// A labelled Pod in a namespace of its own gets the sidecar through the API server.
@@ -279,13 +258,8 @@ async fn helm_install_inject_mode_runs_the_injector_as_its_service_account() {
         .start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let port = format!("service.port={}", forwarder.local_addr().port());
-    let manifest = chart.install(RELEASE, NAMESPACE, &[&port]).unwrap();
-    assert_eq!(
-        chart.existing(&manifest).unwrap().len(),
-        manifest.object_count()
-    );
-    serve_service_locally(&env, NAMESPACE, RELEASE)
+    let manifest = chart
+        .install_served_locally(RELEASE, NAMESPACE, &[], forwarder.local_addr().port())
         .await
         .unwrap();
     let command = ContainerCommand::of_deployment(&env, NAMESPACE, RELEASE)
@@ -338,7 +312,7 @@ async fn helm_install_olm_mode_serves_mounted_files_with_no_rights() {
     let manifest = chart
         .install(RELEASE, NAMESPACE, &["certificateMode=olm"])
         .unwrap();
-    assert_eq!(sorted(chart.existing(&manifest).unwrap()), names(&WORKLOAD));
+    assert_eq!(chart.existing(&manifest).unwrap(), sorted_names(&WORKLOAD));
     let mut command = ContainerCommand::of_deployment(&env, NAMESPACE, RELEASE)
         .await
         .unwrap();
@@ -365,7 +339,7 @@ async fn helm_install_olm_mode_serves_mounted_files_with_no_rights() {
         .await
         .unwrap();
     let apps = "olm-apps";
-    create_namespace(&env.client().unwrap(), apps).await;
+    env.create_namespace_named(apps).await.unwrap();
     let hook = |name: &str, path: &str| {
         LocalWebhook::service(name, NAMESPACE, RELEASE, port, path)
             .ca_bundle(&ca.certificate().to_pem())

@@ -84,7 +84,7 @@ impl<'a> Chart<'a> {
     /// Renders like [`Chart::template`] and applies the result with
     /// `kubectl apply --server-side --dry-run=server`: the API server validates and admits
     /// every object, then stores none. The objects as `kind.group/name` (kubectl's `-o name`),
-    /// in the manifest's order. `namespace` must exist.
+    /// sorted (compare with [`sorted_names`]). `namespace` must exist.
     pub fn dry_run(
         &self,
         release: &str,
@@ -102,7 +102,7 @@ impl<'a> Chart<'a> {
             "-f".as_ref(),
             file.as_os_str(),
         ])?;
-        Ok(lines(&names))
+        Ok(sorted_lines(&names))
     }
 
     /// `helm install` of release `release` in `namespace` (created when missing) with these
@@ -173,7 +173,39 @@ impl<'a> Chart<'a> {
         )
     }
 
-    /// The objects of `manifest` that exist, as `kind.group/name` (`kubectl get -o name`).
+    /// [`Chart::install`] with `service.port=<port>` added to `sets`, checked (every object
+    /// of the manifest exists), then the release's Service (named like the release) served on
+    /// this machine by [`serve_service_locally`]: the chart's webhook configurations and CRDs
+    /// reach `localhost:<port>`, e.g. a [`crate::forwarder::Forwarder`] in front of replicas.
+    pub async fn install_served_locally(
+        &self,
+        release: &str,
+        namespace: &str,
+        sets: &[&str],
+        port: u16,
+    ) -> Result<Manifest, Error> {
+        let port = format!("service.port={port}");
+        let sets: Vec<&str> = sets.iter().copied().chain([port.as_str()]).collect();
+        let manifest = self.install(release, namespace, &sets)?;
+        let existing = self.existing(&manifest)?;
+        if existing.len() != manifest.object_count() {
+            return WorkloadSnafu {
+                what: format!("release {namespace}/{release}"),
+                reason: format!(
+                    "{} objects installed, {} exist ({existing:?}); manifest {}",
+                    manifest.object_count(),
+                    existing.len(),
+                    manifest.path.display()
+                ),
+            }
+            .fail();
+        }
+        serve_service_locally(self.env, namespace, release).await?;
+        Ok(manifest)
+    }
+
+    /// The objects of `manifest` that exist, as `kind.group/name` (`kubectl get -o name`),
+    /// sorted.
     pub fn existing(&self, manifest: &Manifest) -> Result<Vec<String>, Error> {
         let names = self.kubectl(&[
             "get".as_ref(),
@@ -183,7 +215,7 @@ impl<'a> Chart<'a> {
             "-f".as_ref(),
             manifest.path.as_os_str(),
         ])?;
-        Ok(lines(&names))
+        Ok(sorted_lines(&names))
     }
 
     fn kubectl(&self, args: &[&std::ffi::OsStr]) -> Result<String, Error> {
@@ -481,12 +513,23 @@ fn set_args(sets: &[&str]) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-fn lines(text: &str) -> Vec<String> {
-    text.lines()
+/// Object names such as `deployment.apps/x`, sorted: what [`Chart::dry_run`] and
+/// [`Chart::existing`] return for them.
+pub fn sorted_names(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect();
+    lines.sort();
+    lines
 }
 
 #[cfg(test)]
