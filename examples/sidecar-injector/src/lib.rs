@@ -73,18 +73,22 @@ fn quantity(value: &str) -> Quantity {
     Quantity(value.to_owned())
 }
 
+/// Whether the Pod already runs the sidecar (a container named [`SIDECAR_NAME`]).
+pub fn has_sidecar(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .is_some_and(|spec| spec.containers.iter().any(|c| c.name == SIDECAR_NAME))
+}
+
 /// The mutation: adds the sidecar, the shared volume and its mount. Idempotent, so a
 /// reinvocation (`reinvocationPolicy: IfNeeded`) changes nothing.
 pub fn inject(mut pod: Pod, config: &InjectorConfig) -> Mutation<Pod> {
-    if !wants_injection(&pod) {
+    if !wants_injection(&pod) || has_sidecar(&pod) {
         return Mutation::unchanged();
     }
     let Some(spec) = pod.spec.as_mut() else {
         return Mutation::unchanged();
     };
-    if spec.containers.iter().any(|c| c.name == SIDECAR_NAME) {
-        return Mutation::unchanged();
-    }
     let mount = VolumeMount {
         name: LOG_VOLUME.to_owned(),
         mount_path: LOG_PATH.to_owned(),

@@ -14,6 +14,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::{
@@ -28,7 +30,7 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::json;
-use sidecar_injector::{INJECT_LABEL, SIDECAR_NAME};
+use sidecar_injector::{INJECT_LABEL, has_sidecar};
 use stackable_certs::{
     LeafOptions,
     ca::{CaOptions, CertificateAuthority},
@@ -44,10 +46,10 @@ use stackable_testenv::{
     webhooks::{LocalWebhook, create_until, mutating_configuration, validating_configuration},
 };
 
+use crate::common::{NAMESPACE, SERVICE_ACCOUNT, pod};
+
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/sidecar-injector");
 const RELEASE: &str = "sidecar-injector";
-const NAMESPACE: &str = "sidecar-injector";
-const SERVICE_ACCOUNT: &str = "system:serviceaccount:sidecar-injector:sidecar-injector";
 /// Where the Deployment of mode `olm` expects OLM's certificate.
 const OLM_CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
 
@@ -83,22 +85,6 @@ fn cert_manager_crd() -> CustomResourceDefinition {
         }
     }))
     .unwrap()
-}
-
-fn pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {INJECT_LABEL: "true"}},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
-                                 "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}}}]}
-    }))
-    .unwrap()
-}
-
-fn has_sidecar(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .is_some_and(|spec| spec.containers.iter().any(|c| c.name == SIDECAR_NAME))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +218,7 @@ async fn pods_get_the_sidecar(env: &TestEnv, replicas: &Replicas) {
     let pods: Api<Pod> = Api::namespaced(env.client().unwrap(), &namespace);
     let created = create_until(
         &pods,
-        &pod("app"),
+        &pod("app", true, true),
         Duration::from_secs(30),
         |outcome| matches!(outcome, Ok(pod) if has_sidecar(pod)),
     )
@@ -382,7 +368,7 @@ async fn helm_install_olm_mode_serves_mounted_files_with_no_rights() {
     let pods: Api<Pod> = Api::namespaced(admin.clone(), apps);
     let created = create_until(
         &pods,
-        &pod("app"),
+        &pod("app", true, true),
         Duration::from_secs(30),
         |outcome| matches!(outcome, Ok(pod) if has_sidecar(pod)),
     )

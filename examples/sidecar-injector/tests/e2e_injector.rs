@@ -2,6 +2,8 @@
 //! sidecar, a labelled Pod without limits is refused, an unlabelled Pod is untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{net::SocketAddr, time::Duration};
 
 use k8s_openapi::api::{
@@ -9,7 +11,6 @@ use k8s_openapi::api::{
     core::v1::Pod,
 };
 use kube::{Api, api::PostParams};
-use serde_json::json;
 use sidecar_injector::{INJECT_LABEL, InjectorConfig, SIDECAR_NAME};
 use stackable_testenv::{
     TestEnv,
@@ -20,24 +21,7 @@ use stackable_testenv::{
 };
 use stackable_webhook::{CertSource, WebhookServer};
 
-fn pod(name: &str, labelled: bool, limits: bool) -> Pod {
-    let labels = if labelled {
-        json!({INJECT_LABEL: "true"})
-    } else {
-        json!({})
-    };
-    let resources = if limits {
-        json!({"limits": {"cpu": "200m", "memory": "128Mi"}})
-    } else {
-        json!({})
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1", "resources": resources}]}
-    }))
-    .unwrap()
-}
+use crate::common::pod;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injects_and_validates_through_the_api_server() {

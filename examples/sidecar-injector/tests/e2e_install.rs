@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     collections::BTreeSet,
     sync::{Arc, Mutex},
@@ -31,17 +33,14 @@ use kube::{
     },
 };
 use serde_json::json;
-use sidecar_injector::{CONFIGURATION_NAME, INJECT_LABEL, SIDECAR_NAME};
+use sidecar_injector::{CONFIGURATION_NAME, has_sidecar};
 use stackable_testenv::{
     TestEnv,
-    forwarder::Forwarder,
     replicas::{ReplicaInfo, Replicas},
     webhooks::create_until,
 };
 
-const SERVICE: &str = "sidecar-injector";
-const NAMESPACE: &str = "sidecar-injector";
-const SERVICE_ACCOUNT: &str = "system:serviceaccount:sidecar-injector:sidecar-injector";
+use crate::common::{Deployed, NAMESPACE, SERVICE, deploy, pod};
 
 /// What a watch of one configuration saw.
 #[derive(Default, Debug)]
@@ -96,45 +95,16 @@ where
     seen
 }
 
-fn pod(name: &str, limits: bool) -> Pod {
-    let resources = if limits {
-        json!({"limits": {"cpu": "200m", "memory": "128Mi"}})
-    } else {
-        json!({})
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {INJECT_LABEL: "true"}},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1", "resources": resources}]}
-    }))
-    .unwrap()
-}
-
-fn has_sidecar(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .is_some_and(|spec| spec.containers.iter().any(|c| c.name == SIDECAR_NAME))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the_first_write() {
     let env = TestEnv::start().await.unwrap();
-    let client = env.client().unwrap();
-    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-    env.kubectl_apply(format!("{deploy}/namespace.yaml"))
-        .unwrap();
-    env.kubectl_apply(format!("{deploy}/rbac.yaml")).unwrap();
-    let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
-    let namespace = env.create_namespace("apps").await.unwrap();
-    env.create_external_name_service(NAMESPACE, SERVICE)
-        .await
-        .unwrap();
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let port = forwarder.local_addr().port();
+    let Deployed {
+        client,
+        kubeconfig,
+        namespace,
+        forwarder,
+        port,
+    } = deploy(&env).await;
 
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -207,7 +177,7 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
     let warm_up = Instant::now();
     create_until(
         &pods,
-        &pod("warm-up", true),
+        &pod("warm-up", true, true),
         Duration::from_secs(30),
         |outcome| matches!(outcome, Ok(pod) if has_sidecar(pod)),
     )
@@ -219,7 +189,7 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
         warm_up.elapsed()
     );
     let denied = pods
-        .create(&PostParams::default(), &pod("no-limits", false))
+        .create(&PostParams::default(), &pod("no-limits", true, false))
         .await
         .unwrap_err();
     assert!(
@@ -299,7 +269,7 @@ async fn the_injector_installs_its_webhook_configurations_with_the_bundle_in_the
         "the user's label was removed"
     );
     let after = pods
-        .create(&PostParams::default(), &pod("after-restart", true))
+        .create(&PostParams::default(), &pod("after-restart", true, true))
         .await
         .unwrap();
     assert!(has_sidecar(&after));

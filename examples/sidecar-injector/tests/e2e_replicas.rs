@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::{
@@ -18,55 +20,25 @@ use kube::{
     Api,
     api::{DeleteParams, PostParams},
 };
-use serde_json::json;
-use sidecar_injector::{INJECT_LABEL, SIDECAR_NAME};
+use sidecar_injector::{CONFIGURATION_NAME as CONFIGURATION, INJECT_LABEL, has_sidecar};
 use stackable_testenv::{
     TestEnv,
-    forwarder::Forwarder,
     replicas::{ReplicaInfo, Replicas},
     webhooks::{LocalWebhook, create_until, mutating_configuration, validating_configuration},
 };
 
-const SERVICE: &str = "sidecar-injector";
-/// The names of `deploy/`: namespace, configurations, ServiceAccount.
-const NAMESPACE: &str = "sidecar-injector";
-const CONFIGURATION: &str = "sidecar-injector";
-const SERVICE_ACCOUNT: &str = "system:serviceaccount:sidecar-injector:sidecar-injector";
-
-fn pod(name: &str, limits: bool) -> Pod {
-    let resources = if limits {
-        json!({"limits": {"cpu": "200m", "memory": "128Mi"}})
-    } else {
-        json!({})
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {INJECT_LABEL: "true"}},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1", "resources": resources}]}
-    }))
-    .unwrap()
-}
+use crate::common::{Deployed, NAMESPACE, SERVICE, deploy, pod};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_admitted_while_two_replicas_are_rolled() {
     let env = TestEnv::start().await.unwrap();
-    let client = env.client().unwrap();
-    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-    env.kubectl_apply(format!("{deploy}/namespace.yaml"))
-        .unwrap();
-    env.kubectl_apply(format!("{deploy}/rbac.yaml")).unwrap();
-    let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
-    // The webhooks exclude their own namespace (as deploy/webhooks.yaml does): Pods elsewhere.
-    let namespace = env.create_namespace("apps").await.unwrap();
-    env.create_external_name_service(NAMESPACE, SERVICE)
-        .await
-        .unwrap();
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let port = forwarder.local_addr().port();
+    let Deployed {
+        client,
+        kubeconfig,
+        namespace,
+        forwarder,
+        port,
+    } = deploy(&env).await;
     let hook = |name: &str, path: &str| {
         LocalWebhook::service(name, NAMESPACE, SERVICE, port, path)
             .rule("", "v1", "pods", &["CREATE"])
@@ -126,7 +98,7 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     create_until(
         &pods,
-        &pod("warm-up", true),
+        &pod("warm-up", true, true),
         Duration::from_secs(30),
         |outcome| matches!(outcome, Ok(pod) if has_sidecar(pod)),
     )
@@ -135,7 +107,7 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
     .unwrap();
     // The validating webhook answers too: no limits, refused (a denial, not a failed call).
     let denied = pods
-        .create(&PostParams::default(), &pod("no-limits", false))
+        .create(&PostParams::default(), &pod("no-limits", true, false))
         .await
         .unwrap_err();
     assert!(
@@ -150,7 +122,10 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
             let (mut created, mut refused, mut errors) = (0u32, 0u32, Vec::new());
             for i in 0.. {
                 let name = format!("app-{i}");
-                match pods.create(&PostParams::default(), &pod(&name, true)).await {
+                match pods
+                    .create(&PostParams::default(), &pod(&name, true, true))
+                    .await
+                {
                     Ok(pod) => {
                         assert!(has_sidecar(&pod), "{name} has no sidecar");
                         created += 1;
@@ -197,9 +172,3 @@ async fn pods_are_admitted_while_two_replicas_are_rolled() {
 }
 
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn has_sidecar(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .is_some_and(|spec| spec.containers.iter().any(|c| c.name == SIDECAR_NAME))
-}
