@@ -234,6 +234,16 @@ impl Forwarder {
         Self::builder().start(listen).await
     }
 
+    /// Starts a forwarder that behaves like kube-proxy in front of a Service (a failed dial
+    /// is not retried on another backend) on a free port of 127.0.0.1: what a test that
+    /// plays a Service in front of replicas wants.
+    pub async fn kube_proxy() -> Result<Self, Error> {
+        Self::builder()
+            .retry_failed_dial(false)
+            .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+    }
+
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.handle.local_addr

@@ -328,11 +328,7 @@ async fn a_failed_dial_is_retried_on_the_next_backend_unless_switched_off() {
     assert_eq!(stats.reset_after_dial_errors, 0, "{stats:?}");
     assert_eq!(retrying.backend(dead_id).unwrap().dial_errors, 5);
 
-    let faithful = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start(LOOPBACK)
-        .await
-        .unwrap();
+    let faithful = Forwarder::kube_proxy().await.unwrap();
     faithful.add_backend(Backend::always_ready(dead));
     faithful.add_backend(Backend::always_ready(server.addr));
     let mut failed = 0;

@@ -151,11 +151,7 @@ async fn three_replicas_behind_the_forwarder_take_turns() {
 /// not retrying failed dials (as kube-proxy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_updates_of_draining_replicas_lose_no_connection() {
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let forwarder = Forwarder::kube_proxy().await.unwrap();
     let mut replicas = echo_replicas(Duration::from_millis(1500))
         .behind(&forwarder)
         .readiness_path("/readyz")
@@ -206,11 +202,7 @@ async fn rolling_updates_of_draining_replicas_lose_no_connection() {
 /// server that stops listening at SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_exits_at_once_loses_connections_until_its_endpoint_is_gone() {
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let forwarder = Forwarder::kube_proxy().await.unwrap();
     let mut replicas = echo_replicas(Duration::ZERO)
         .behind(&forwarder)
         // No probe: only the endpoint removal takes the replica out of rotation.

@@ -138,11 +138,7 @@ async fn install_and_run(
     sets: &[&str],
 ) -> (Replicas, ContainerCommand, Manifest) {
     let client = env.client().unwrap();
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let forwarder = Forwarder::kube_proxy().await.unwrap();
     let manifest = chart
         .install_served_locally(RELEASE, NAMESPACE, sets, forwarder.local_addr().port())
         .await

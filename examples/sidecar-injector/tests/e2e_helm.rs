@@ -239,11 +239,7 @@ async fn helm_install_inject_mode_runs_the_injector_as_its_service_account() {
     let env = TestEnv::start().await.unwrap();
     let started = Instant::now();
     let chart = Chart::new(&helm, &env, CHART);
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let forwarder = Forwarder::kube_proxy().await.unwrap();
     let manifest = chart
         .install_served_locally(RELEASE, NAMESPACE, &[], forwarder.local_addr().port())
         .await
@@ -315,11 +311,7 @@ async fn helm_install_olm_mode_serves_mounted_files_with_no_rights() {
     std::fs::write(dir.path().join("tls.key"), leaf.key.to_pem()).unwrap();
     assert!(command.replace_flag("cert-dir", &dir.path().display().to_string()));
     // ...the Service, and both configurations from the CSV's webhookdefinitions, with the CA.
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let forwarder = Forwarder::kube_proxy().await.unwrap();
     let port = forwarder.local_addr().port();
     env.create_external_name_service(NAMESPACE, RELEASE)
         .await

@@ -104,11 +104,7 @@ impl Harness {
             .await
             .unwrap();
         // Like kube-proxy: a failed dial is not retried on another endpoint.
-        let forwarder = Forwarder::builder()
-            .retry_failed_dial(false)
-            .start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let forwarder = Forwarder::kube_proxy().await.unwrap();
         let target = WebhookTarget::service(SERVICE, &namespace)
             .path(crontab_operator::crd::CONVERT_PATH)
             .port(i32::from(forwarder.local_addr().port()));

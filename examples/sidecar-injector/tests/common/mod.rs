@@ -66,11 +66,7 @@ pub async fn deploy(env: &TestEnv) -> Deployed {
     env.create_external_name_service(NAMESPACE, SERVICE)
         .await
         .unwrap();
-    let forwarder = Forwarder::builder()
-        .retry_failed_dial(false)
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let forwarder = Forwarder::kube_proxy().await.unwrap();
     let port = forwarder.local_addr().port();
     Deployed {
         client: env.client().unwrap(),
