@@ -482,7 +482,7 @@ impl RunningServer {
     }
 
     /// The CA bundle (PEM) for the `caBundle` of webhook configurations, when the certificate
-    /// source knows it (generated, material and rotation sources).
+    /// source knows it (in-memory, shared, material and rotation sources; not files or `Static`).
     pub fn ca_bundle_pem(&self) -> Option<String> {
         self.resolver.ca_bundle_pem()
     }
@@ -564,10 +564,7 @@ impl WebhookServer {
 
     /// Binds, loads the first certificate and serves in the background.
     pub async fn start(self) -> Result<RunningServer, ServerError> {
-        let resolver = match &self.certificates {
-            CertSource::Resolver(resolver) => resolver.clone(),
-            _ => Arc::new(CertResolver::with_metrics(self.metrics.clone())),
-        };
+        let resolver = Arc::new(CertResolver::with_metrics(self.metrics.clone()));
         self.certificates
             .start(
                 resolver.clone(),

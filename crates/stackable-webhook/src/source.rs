@@ -158,15 +158,11 @@ impl FileSource {
 // Built once per server and consumed at start: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum CertSource {
-    /// One fixed certificate.
+    /// One fixed certificate (tests; a caller that renews it swaps a new one in with
+    /// [`RunningServer::resolver`](crate::RunningServer::resolver)).
     Static(Arc<CertifiedKey>),
-    /// Whatever a watch channel holds; every new value is swapped in (e.g. fed by
-    /// `stackable-certs`' rotation driver).
-    Watch(watch::Receiver<Arc<CertifiedKey>>),
     /// Files, reloaded on change (see [`FileSource`]).
     Files(FileSource),
-    /// A resolver the caller swaps by hand ([`CertResolver::swap`]).
-    Resolver(Arc<CertResolver>),
     /// Serving material published by stackable-certs (e.g. `RunningRotation::subscribe()`);
     /// every new value is swapped in and its CA bundle published.
     Material(MaterialReceiver),
@@ -217,9 +213,7 @@ impl fmt::Debug for CertSource {
         // Never print key material.
         match self {
             Self::Static(_) => f.write_str("CertSource::Static(..)"),
-            Self::Watch(_) => f.write_str("CertSource::Watch(..)"),
             Self::Files(files) => f.debug_tuple("CertSource::Files").field(files).finish(),
-            Self::Resolver(_) => f.write_str("CertSource::Resolver(..)"),
             Self::Material(_) => f.write_str("CertSource::Material(..)"),
             Self::Rotation(_) => f.write_str("CertSource::Rotation(..)"),
             Self::InMemory { leaf, .. } => f
@@ -250,27 +244,6 @@ impl CertSource {
         match self {
             Self::Static(key) => {
                 resolver.swap(key);
-                Ok(())
-            }
-            Self::Resolver(_) => Ok(()),
-            Self::Watch(mut receiver) => {
-                let first = receiver.borrow_and_update().clone();
-                resolver.swap(first);
-                tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            changed = receiver.changed() => {
-                                if changed.is_err() {
-                                    tracing::warn!("certificate channel closed; keeping the last certificate");
-                                    break;
-                                }
-                                let next = receiver.borrow_and_update().clone();
-                                resolver.swap(next);
-                            }
-                            _ = token.cancelled() => break,
-                        }
-                    }
-                });
                 Ok(())
             }
             Self::Files(files) => start_file_source(files, resolver, metrics, token).await,

@@ -112,7 +112,7 @@ impl CertResolver {
             .unwrap_or_else(PoisonError::into_inner) = Some(pem);
     }
 
-    /// The CA bundle (PEM) to put into `caBundle`, when the source knows it (generated,
+    /// The CA bundle (PEM) to put into `caBundle`, when the source knows it (in-memory, shared,
     /// material and rotation sources do; file sources do not).
     pub fn ca_bundle_pem(&self) -> Option<String> {
         self.ca_bundle_pem
