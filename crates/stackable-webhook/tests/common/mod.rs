@@ -323,18 +323,23 @@ pub fn custom_client_config(
     Arc::new(config)
 }
 
+/// The server's count of failed TLS handshakes.
+pub fn handshake_failure_count(server: &RunningServer) -> u64 {
+    server
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix("webhook_tls_handshake_failures_total "))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Waits (up to 2 s) until the server counted `expected` failed TLS handshakes, and returns
 /// the count it saw last: the server counts a failure just after its alert reached the client.
 pub async fn handshake_failures(server: &RunningServer, expected: u64) -> u64 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let count = server
-            .metrics()
-            .encode()
-            .lines()
-            .find_map(|line| line.strip_prefix("webhook_tls_handshake_failures_total "))
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let count = handshake_failure_count(server);
         if count == expected || std::time::Instant::now() > deadline {
             return count;
         }
