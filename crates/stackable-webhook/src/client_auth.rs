@@ -90,7 +90,8 @@ impl ClientAuth {
         self
     }
 
-    /// Changes how often the CA file is compared without a file-system event (default 10 s).
+    /// Changes how often the CA file is compared without a file-system event (default 10 s;
+    /// no effect on [`ClientAuth::ca_bundle`]).
     #[must_use]
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         if let ClientCaSource::File { poll_interval, .. } = &mut self.source {

@@ -2,7 +2,8 @@
 //!
 //! HTTP/1.1 by default; HTTP/2 is offered through ALPN only when enabled (kubebuilder turned it
 //! off by default after the HTTP/2 Rapid Reset CVEs, CVE-2023-44487). TLS 1.2 and 1.3 via
-//! rustls with the aws-lc-rs provider. See
+//! rustls with the aws-lc-rs provider ([`TlsOptions`] narrows them), optionally requiring the
+//! API server's client certificate ([`ClientAuth`]). See
 //! <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/>.
 
 use std::{collections::BTreeMap, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
