@@ -40,6 +40,7 @@
 //! ```
 
 pub mod admission;
+pub mod client_auth;
 pub mod conversion;
 mod idle;
 pub mod metrics;
@@ -51,6 +52,7 @@ pub mod source;
 pub mod tls;
 
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
+pub use client_auth::{ClientAuth, ClientCaVerifier};
 pub use conversion::{
     CONVERSION_REVIEW_API_VERSION, Converter, INLINE_CONVERSION_MAX_BYTES, RawConversionRequest,
 };
@@ -60,7 +62,7 @@ pub use registration::{AdmissionConfigurations, Endpoint, Registration, Rule};
 pub use router::{ExtraService, ResponseBody};
 pub use server::{Limits, RunningServer, ServerError, WebhookServer, WebhookServerBuilder};
 pub use source::{CertSource, FileSource, SourceError};
-pub use tls::{CertResolver, TlsError, certified_key_from_pem};
+pub use tls::{CertResolver, MinTlsVersion, TlsError, TlsOptions, certified_key_from_pem};
 
 /// The README's example, compiled as a doctest.
 #[doc = include_str!("../README.md")]

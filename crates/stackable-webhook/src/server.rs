@@ -2,7 +2,8 @@
 //!
 //! HTTP/1.1 by default; HTTP/2 is offered through ALPN only when enabled (kubebuilder turned it
 //! off by default after the HTTP/2 Rapid Reset CVEs, CVE-2023-44487). TLS 1.2 and 1.3 via
-//! rustls with the aws-lc-rs provider. See
+//! rustls with the aws-lc-rs provider ([`TlsOptions`] narrows them), optionally requiring the
+//! API server's client certificate ([`ClientAuth`]). See
 //! <https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/>.
 
 use std::{collections::BTreeMap, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
@@ -19,6 +20,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     admission::{MutatingHandler, ValidatingHandler, mutating_route, validating_route},
+    client_auth::{ClientAuth, ClientCaVerifier},
     conversion::{Converter, conversion_route},
     idle::{HeaderDeadline, HeadersRead},
     metrics::Metrics,
@@ -26,7 +28,7 @@ use crate::{
     registration::{AdmissionConfigurations, Endpoint, RegisteredKind, Registration, render},
     router::{ExtraService, ResponseBody, RouteKind, Router, WebhookRoute},
     source::{CertSource, SourceError},
-    tls::{CertResolver, TlsError, server_config},
+    tls::{CertResolver, TlsError, TlsOptions, server_config},
 };
 
 /// Errors starting the server.
@@ -42,6 +44,24 @@ pub enum ServerError {
         /// The TLS error.
         #[snafu(source(from(TlsError, Box::new)))]
         source: Box<TlsError>,
+    },
+
+    /// The client CA bundle could not be loaded.
+    #[snafu(display("failed to load the client CA bundle"))]
+    ClientCa {
+        /// The source error.
+        #[snafu(source(from(SourceError, Box::new)))]
+        source: Box<SourceError>,
+    },
+
+    /// Client certificates are required on a server with a conversion route: the API server
+    /// presents none to conversion webhooks, so every conversion would fail.
+    #[snafu(display(
+        "the conversion route {path} cannot be served with client authentication: the API server presents no client certificate to CRD conversion webhooks; serve conversion from a server without ClientAuth"
+    ))]
+    ClientAuthWithConversion {
+        /// The conversion route.
+        path: String,
     },
 
     /// The certificate source failed to deliver its first certificate.
@@ -150,6 +170,8 @@ pub struct WebhookServerBuilder {
     health_bind: Option<SocketAddr>,
     http2: bool,
     limits: Limits,
+    tls: TlsOptions,
+    client_auth: Option<ClientAuth>,
     certificates: Option<CertSource>,
     token: Option<CancellationToken>,
     handle_signals: bool,
@@ -168,6 +190,8 @@ impl std::fmt::Debug for WebhookServerBuilder {
             .field("health_bind", &self.health_bind)
             .field("http2", &self.http2)
             .field("limits", &self.limits)
+            .field("tls", &self.tls)
+            .field("client_auth", &self.client_auth)
             .field("certificates", &self.certificates)
             .field("routes", &self.webhooks.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -181,6 +205,8 @@ impl Default for WebhookServerBuilder {
             health_bind: None,
             http2: false,
             limits: Limits::default(),
+            tls: TlsOptions::default(),
+            client_auth: None,
             certificates: None,
             token: None,
             handle_signals: true,
@@ -222,6 +248,23 @@ impl WebhookServerBuilder {
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// TLS versions, cipher suites and ALPN (default: [`TlsOptions::default`]); checked by
+    /// [`Self::build`].
+    #[must_use]
+    pub fn tls_options(mut self, options: TlsOptions) -> Self {
+        self.tls = options;
+        self
+    }
+
+    /// Require a client certificate from the CA of `auth` at the TLS handshake (off by
+    /// default): only the API server, configured with such a certificate, gets through. See
+    /// [`crate::client_auth`]; not possible with conversion routes.
+    #[must_use]
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = Some(auth);
         self
     }
 
@@ -404,12 +447,23 @@ impl WebhookServerBuilder {
                 return DuplicateRegistrationSnafu { name }.fail();
             }
         }
+        self.tls.validate(self.http2).context(TlsSnafu)?;
+        if self.client_auth.is_some()
+            && let Some((path, _)) = self
+                .webhooks
+                .iter()
+                .find(|(_, route)| matches!(route.kind, RouteKind::Conversion))
+        {
+            return ClientAuthWithConversionSnafu { path }.fail();
+        }
         let certificates = self.certificates.ok_or(ServerError::NoCertificateSource)?;
         Ok(WebhookServer {
             bind: self.bind,
             health_bind: self.health_bind,
             http2: self.http2,
             limits: self.limits,
+            tls: self.tls,
+            client_auth: self.client_auth,
             certificates,
             token: self.token.unwrap_or_default(),
             handle_signals: self.handle_signals,
@@ -427,6 +481,8 @@ pub struct WebhookServer {
     health_bind: Option<SocketAddr>,
     http2: bool,
     limits: Limits,
+    tls: TlsOptions,
+    client_auth: Option<ClientAuth>,
     certificates: CertSource,
     token: CancellationToken,
     handle_signals: bool,
@@ -454,6 +510,7 @@ pub struct RunningServer {
     health_addr: Option<SocketAddr>,
     token: CancellationToken,
     resolver: Arc<CertResolver>,
+    client_ca: Option<Arc<ClientCaVerifier>>,
     metrics: Metrics,
     readiness: Readiness,
     drain_period: Duration,
@@ -476,13 +533,19 @@ impl RunningServer {
         &self.resolver
     }
 
+    /// The client certificate verifier, when [`WebhookServerBuilder::client_auth`] is set (to
+    /// swap the trusted bundle by hand).
+    pub fn client_ca(&self) -> Option<&Arc<ClientCaVerifier>> {
+        self.client_ca.as_ref()
+    }
+
     /// The server's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// The CA bundle (PEM) for the `caBundle` of webhook configurations, when the certificate
-    /// source knows it (generated, material and rotation sources).
+    /// source knows it (in-memory, shared, material and rotation sources; not files or `Static`).
     pub fn ca_bundle_pem(&self) -> Option<String> {
         self.resolver.ca_bundle_pem()
     }
@@ -564,10 +627,7 @@ impl WebhookServer {
 
     /// Binds, loads the first certificate and serves in the background.
     pub async fn start(self) -> Result<RunningServer, ServerError> {
-        let resolver = match &self.certificates {
-            CertSource::Resolver(resolver) => resolver.clone(),
-            _ => Arc::new(CertResolver::with_metrics(self.metrics.clone())),
-        };
+        let resolver = Arc::new(CertResolver::with_metrics(self.metrics.clone()));
         self.certificates
             .start(
                 resolver.clone(),
@@ -577,7 +637,23 @@ impl WebhookServer {
             )
             .await
             .context(CertificateSnafu)?;
-        let config = server_config(resolver.clone(), self.http2).context(TlsSnafu)?;
+        let client_ca = match self.client_auth {
+            Some(auth) => Some(
+                auth.start(self.metrics.clone(), self.token.clone())
+                    .await
+                    .context(ClientCaSnafu)?,
+            ),
+            None => None,
+        };
+        let config = server_config(
+            resolver.clone(),
+            client_ca
+                .clone()
+                .map(|verifier| verifier as Arc<dyn rustls::server::danger::ClientCertVerifier>),
+            &self.tls,
+            self.http2,
+        )
+        .context(TlsSnafu)?;
         warm_up_random().await;
         let listener = TcpListener::bind(self.bind)
             .await
@@ -668,6 +744,7 @@ impl WebhookServer {
             health_addr,
             token: self.token,
             resolver,
+            client_ca,
             metrics: self.metrics,
             readiness: self.readiness,
             drain_period: self.limits.drain_period,

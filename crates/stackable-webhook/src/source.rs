@@ -55,6 +55,16 @@ pub enum SourceError {
         source: Box<TlsError>,
     },
 
+    /// The client CA bundle (of [`ClientAuth`](crate::ClientAuth)) is unusable.
+    #[snafu(display("the client CA bundle from {} is unusable", path.display()))]
+    BadClientCa {
+        /// The file ("memory" for a bundle given in code).
+        path: PathBuf,
+        /// Why.
+        #[snafu(source(from(TlsError, Box::new)))]
+        source: Box<TlsError>,
+    },
+
     /// The file watcher could not be set up.
     #[snafu(display("failed to watch {} for certificate changes", path.display()))]
     Watch {
@@ -130,18 +140,8 @@ impl FileSource {
         self
     }
 
-    async fn read(&self) -> Result<(Vec<u8>, Vec<u8>), SourceError> {
-        let cert = tokio::fs::read(&self.cert_path)
-            .await
-            .context(ReadFileSnafu {
-                path: self.cert_path.clone(),
-            })?;
-        let key = tokio::fs::read(&self.key_path)
-            .await
-            .context(ReadFileSnafu {
-                path: self.key_path.clone(),
-            })?;
-        Ok((cert, key))
+    fn watched(&self) -> Vec<PathBuf> {
+        vec![self.cert_path.clone(), self.key_path.clone()]
     }
 
     fn parse(&self, cert: &[u8], key: &[u8]) -> Result<CertifiedKey, SourceError> {
@@ -158,15 +158,11 @@ impl FileSource {
 // Built once per server and consumed at start: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum CertSource {
-    /// One fixed certificate.
+    /// One fixed certificate (tests; a caller that renews it swaps a new one in with
+    /// [`RunningServer::resolver`](crate::RunningServer::resolver)).
     Static(Arc<CertifiedKey>),
-    /// Whatever a watch channel holds; every new value is swapped in (e.g. fed by
-    /// `stackable-certs`' rotation driver).
-    Watch(watch::Receiver<Arc<CertifiedKey>>),
     /// Files, reloaded on change (see [`FileSource`]).
     Files(FileSource),
-    /// A resolver the caller swaps by hand ([`CertResolver::swap`]).
-    Resolver(Arc<CertResolver>),
     /// Serving material published by stackable-certs (e.g. `RunningRotation::subscribe()`);
     /// every new value is swapped in and its CA bundle published.
     Material(MaterialReceiver),
@@ -217,9 +213,7 @@ impl fmt::Debug for CertSource {
         // Never print key material.
         match self {
             Self::Static(_) => f.write_str("CertSource::Static(..)"),
-            Self::Watch(_) => f.write_str("CertSource::Watch(..)"),
             Self::Files(files) => f.debug_tuple("CertSource::Files").field(files).finish(),
-            Self::Resolver(_) => f.write_str("CertSource::Resolver(..)"),
             Self::Material(_) => f.write_str("CertSource::Material(..)"),
             Self::Rotation(_) => f.write_str("CertSource::Rotation(..)"),
             Self::InMemory { leaf, .. } => f
@@ -250,27 +244,6 @@ impl CertSource {
         match self {
             Self::Static(key) => {
                 resolver.swap(key);
-                Ok(())
-            }
-            Self::Resolver(_) => Ok(()),
-            Self::Watch(mut receiver) => {
-                let first = receiver.borrow_and_update().clone();
-                resolver.swap(first);
-                tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            changed = receiver.changed() => {
-                                if changed.is_err() {
-                                    tracing::warn!("certificate channel closed; keeping the last certificate");
-                                    break;
-                                }
-                                let next = receiver.borrow_and_update().clone();
-                                resolver.swap(next);
-                            }
-                            _ = token.cancelled() => break,
-                        }
-                    }
-                });
                 Ok(())
             }
             Self::Files(files) => start_file_source(files, resolver, metrics, token).await,
@@ -416,11 +389,59 @@ async fn start_file_source(
     metrics: Metrics,
     token: CancellationToken,
 ) -> Result<(), SourceError> {
-    let (cert, key) = files.read().await?;
-    let first = files.parse(&cert, &key)?;
-    resolver.swap(Arc::new(first));
+    let paths = files.watched();
+    let first = read_files(&paths).await?;
+    resolver.swap(Arc::new(files.parse(&first[0], &first[1])?));
     tracing::info!(cert = %files.cert_path.display(), key = %files.key_path.display(), "serving certificate loaded from files");
+    let poll_interval = files.poll_interval;
+    watch_files(
+        paths,
+        poll_interval,
+        first,
+        token,
+        move |contents| match files.parse(&contents[0], &contents[1]) {
+            Ok(certified) => {
+                resolver.swap(Arc::new(certified));
+                tracing::info!(cert = %files.cert_path.display(), "reloaded serving certificate from files");
+            }
+            Err(error) => {
+                metrics.cert_reload_errors.inc();
+                tracing::warn!(
+                    error = %snafu::Report::from_error(error),
+                    "refused a certificate reload; the previous certificate keeps serving"
+                );
+            }
+        },
+    )
+}
 
+/// Reads every file of `paths`, in order.
+pub(crate) async fn read_files(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, SourceError> {
+    let mut contents = Vec::with_capacity(paths.len());
+    for path in paths {
+        contents.push(
+            tokio::fs::read(path)
+                .await
+                .context(ReadFileSnafu { path: path.clone() })?,
+        );
+    }
+    Ok(contents)
+}
+
+/// Calls `apply` with the contents of `paths` (in order) whenever they differ from what was
+/// seen last (`first` at the start), checked on file-system events in the files' directories
+/// and every `poll_interval`, until `token` is cancelled. Each distinct content is applied
+/// once, so a bad file is reported once, not at every tick.
+pub(crate) fn watch_files<F>(
+    paths: Vec<PathBuf>,
+    poll_interval: Duration,
+    first: Vec<Vec<u8>>,
+    token: CancellationToken,
+    mut apply: F,
+) -> Result<(), SourceError>
+where
+    F: FnMut(&[Vec<u8>]) + Send + 'static,
+{
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -429,14 +450,15 @@ async fn start_file_source(
         }
     })
     .context(WatchSnafu {
-        path: files.cert_path.clone(),
+        path: paths.first().cloned().unwrap_or_default(),
     })?;
     // Watch the directories, not the files: the kubelet replaces a `..data` symlink, which
     // a watch on the file itself would miss.
-    let mut dirs: Vec<PathBuf> = [&files.cert_path, &files.key_path]
+    let mut dirs: Vec<PathBuf> = paths
         .iter()
         .filter_map(|path| path.parent().map(Path::to_path_buf))
         .collect();
+    dirs.sort();
     dirs.dedup();
     for dir in &dirs {
         watcher
@@ -447,8 +469,8 @@ async fn start_file_source(
     tokio::spawn(async move {
         // Keep the watcher alive as long as the task.
         let _watcher = watcher;
-        let mut last_seen = (cert, key);
-        let mut interval = tokio::time::interval(files.poll_interval);
+        let mut last_seen = first;
+        let mut interval = tokio::time::interval(poll_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -463,32 +485,19 @@ async fn start_file_source(
                 _ = interval.tick() => {}
                 _ = token.cancelled() => break,
             }
-            let (cert, key) = match files.read().await {
-                Ok(pair) => pair,
+            let contents = match read_files(&paths).await {
+                Ok(contents) => contents,
                 Err(error) => {
                     // Mid-swap a file may be briefly missing; the next event or tick retries.
-                    tracing::debug!(error = %snafu::Report::from_error(error), "certificate files not readable right now");
+                    tracing::debug!(error = %snafu::Report::from_error(error), "watched files not readable right now");
                     continue;
                 }
             };
-            if (&cert, &key) == (&last_seen.0, &last_seen.1) {
+            if contents == last_seen {
                 continue;
             }
-            match files.parse(&cert, &key) {
-                Ok(certified) => {
-                    resolver.swap(Arc::new(certified));
-                    tracing::info!(cert = %files.cert_path.display(), "reloaded serving certificate from files");
-                }
-                Err(error) => {
-                    metrics.cert_reload_errors.inc();
-                    tracing::warn!(
-                        error = %snafu::Report::from_error(error),
-                        "refused a certificate reload; the previous certificate keeps serving"
-                    );
-                }
-            }
-            // Remember what was tried either way, so a bad pair is reported once, not every tick.
-            last_seen = (cert, key);
+            apply(&contents);
+            last_seen = contents;
         }
     });
     Ok(())

@@ -1,5 +1,6 @@
 //! TLS for the webhook server: a hot-swappable certificate resolver and the rustls
-//! [`ServerConfig`] built on the aws-lc-rs provider (TLS 1.2 and 1.3 only).
+//! [`ServerConfig`] built on the aws-lc-rs provider (TLS 1.2 and 1.3 only), shaped by
+//! [`TlsOptions`] (minimum version, cipher suites, ALPN).
 //!
 //! The Kubernetes API server calls webhooks over HTTPS and verifies the serving certificate
 //! against the `caBundle` of the webhook configuration
@@ -14,10 +15,10 @@ use std::{
 
 use rustls::{
     ServerConfig,
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, danger::ClientCertVerifier},
     sign::CertifiedKey,
 };
-use snafu::{ResultExt, Snafu};
+use snafu::{OptionExt, ResultExt, Snafu};
 
 use crate::metrics::Metrics;
 
@@ -41,6 +42,171 @@ pub enum TlsError {
         /// The rustls error.
         source: rustls::Error,
     },
+
+    /// A cipher suite of [`TlsOptions::cipher_suites`] is not one of the aws-lc-rs provider.
+    #[snafu(display("the cipher suite {suite} is not offered by the aws-lc-rs provider"))]
+    UnknownCipherSuite {
+        /// The suite, as rustls names it.
+        suite: String,
+    },
+
+    /// A TLS version the options allow has no cipher suite in [`TlsOptions::cipher_suites`].
+    #[snafu(display(
+        "{version} is allowed but no {version} cipher suite is listed: clients speaking it would be refused; list one or raise min_version"
+    ))]
+    NoSuiteForVersion {
+        /// The version without a suite.
+        version: &'static str,
+    },
+
+    /// An ALPN protocol the server cannot speak.
+    #[snafu(display(
+        "the ALPN protocol {protocol:?} is not served: only \"h2\" and \"http/1.1\" are"
+    ))]
+    UnsupportedAlpn {
+        /// The protocol, lossily decoded.
+        protocol: String,
+    },
+
+    /// ALPN offers `h2` while HTTP/2 is off.
+    #[snafu(display(
+        "ALPN offers \"h2\" but HTTP/2 is off: enable WebhookServerBuilder::http2 or drop \"h2\""
+    ))]
+    AlpnH2WithoutHttp2,
+
+    /// The client CA bundle is unusable.
+    #[snafu(display("the client CA bundle from {source_name} is unusable"))]
+    ClientCa {
+        /// Where the PEM came from (a path or "memory").
+        source_name: String,
+        /// What is wrong.
+        source: stackable_certs::Error,
+    },
+
+    /// A certificate of the client CA bundle is no usable trust anchor.
+    #[snafu(display("a certificate of the client CA bundle is no usable trust anchor"))]
+    ClientCaAnchor {
+        /// The rustls error.
+        source: rustls::Error,
+    },
+
+    /// rustls refused to build a client certificate verifier for the bundle.
+    #[snafu(display("failed to build the client certificate verifier"))]
+    ClientVerifier {
+        /// The rustls error.
+        source: rustls::server::VerifierBuilderError,
+    },
+}
+
+/// The lowest TLS version the server accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MinTlsVersion {
+    /// TLS 1.2 and 1.3 (the default; what kube-apiserver's own `--tls-min-version` defaults to).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only. Every supported Kubernetes API server speaks it.
+    Tls13,
+}
+
+/// How the server speaks TLS, beyond its certificate: checked by
+/// [`WebhookServerBuilder::build`](crate::WebhookServerBuilder::build).
+///
+/// The defaults are safe: TLS 1.2 and 1.3, the aws-lc-rs provider's default suites (AEAD
+/// only, forward-secret key exchange), ALPN `h2` + `http/1.1` when HTTP/2 is enabled, else
+/// `http/1.1`. The aws-lc-rs provider is the only one: there is no switch for another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The lowest version accepted.
+    pub min_version: MinTlsVersion,
+    /// The cipher suites, in the server's order of preference (`None`: the provider's
+    /// defaults). Every allowed version needs at least one.
+    pub cipher_suites: Option<Vec<rustls::CipherSuite>>,
+    /// The ALPN protocols offered, in order (`None`: derived from
+    /// [`WebhookServerBuilder::http2`](crate::WebhookServerBuilder::http2)). Only `h2` (with
+    /// HTTP/2 enabled) and `http/1.1` are served; an empty list offers no ALPN (HTTP/1.1).
+    pub alpn: Option<Vec<Vec<u8>>>,
+}
+
+impl TlsOptions {
+    fn versions(&self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        const BOTH: &[&rustls::SupportedProtocolVersion] =
+            &[&rustls::version::TLS13, &rustls::version::TLS12];
+        const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        match self.min_version {
+            MinTlsVersion::Tls12 => BOTH,
+            MinTlsVersion::Tls13 => TLS13,
+        }
+    }
+
+    /// The provider with the chosen suites, refusing unknown suites and allowed versions
+    /// without a suite.
+    fn provider(&self) -> Result<rustls::crypto::CryptoProvider, TlsError> {
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(wanted) = &self.cipher_suites {
+            let mut suites = Vec::with_capacity(wanted.len());
+            for suite in wanted {
+                let found = provider
+                    .cipher_suites
+                    .iter()
+                    .find(|s| s.suite() == *suite)
+                    .context(UnknownCipherSuiteSnafu {
+                        suite: match suite.as_str() {
+                            Some(name) => format!("{name} (0x{:04x})", u16::from(*suite)),
+                            None => format!("0x{:04x}", u16::from(*suite)),
+                        },
+                    })?;
+                suites.push(*found);
+            }
+            provider.cipher_suites = suites;
+        }
+        for version in self.versions() {
+            if !provider
+                .cipher_suites
+                .iter()
+                .any(|s| s.version().version == version.version)
+            {
+                return NoSuiteForVersionSnafu {
+                    version: match version.version {
+                        rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2",
+                        _ => "TLS 1.3",
+                    },
+                }
+                .fail();
+            }
+        }
+        Ok(provider)
+    }
+
+    fn alpn(&self, http2: bool) -> Result<Vec<Vec<u8>>, TlsError> {
+        let Some(alpn) = &self.alpn else {
+            return Ok(if http2 {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            } else {
+                vec![b"http/1.1".to_vec()]
+            });
+        };
+        for protocol in alpn {
+            match protocol.as_slice() {
+                b"http/1.1" => {}
+                b"h2" if http2 => {}
+                b"h2" => return AlpnH2WithoutHttp2Snafu.fail(),
+                other => {
+                    return UnsupportedAlpnSnafu {
+                        protocol: String::from_utf8_lossy(other).into_owned(),
+                    }
+                    .fail();
+                }
+            }
+        }
+        Ok(alpn.clone())
+    }
+
+    /// Checks the options as [`server_config`] will use them.
+    pub(crate) fn validate(&self, http2: bool) -> Result<(), TlsError> {
+        self.provider()?;
+        self.alpn(http2)?;
+        Ok(())
+    }
 }
 
 /// A [`ResolvesServerCert`] that serves whatever [`CertifiedKey`] was stored last.
@@ -112,7 +278,7 @@ impl CertResolver {
             .unwrap_or_else(PoisonError::into_inner) = Some(pem);
     }
 
-    /// The CA bundle (PEM) to put into `caBundle`, when the source knows it (generated,
+    /// The CA bundle (PEM) to put into `caBundle`, when the source knows it (in-memory, shared,
     /// material and rotation sources do; file sources do not).
     pub fn ca_bundle_pem(&self) -> Option<String> {
         self.ca_bundle_pem
@@ -138,28 +304,30 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Builds the server configuration: aws-lc-rs, TLS 1.2 + 1.3, certificates from `resolver`,
-/// ALPN `h2` only when `http2` is set (always offering `http/1.1`).
+/// Builds the server configuration: aws-lc-rs, the versions, suites and ALPN of `options`
+/// (ALPN `h2` by default only when `http2` is set), certificates from `resolver`, and client
+/// certificates checked by `client_verifier` when one is given.
 pub fn server_config(
     resolver: Arc<CertResolver>,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    options: &TlsOptions,
     http2: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .context(BuildServerConfigSnafu)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    // No session resumption: a resumed session skips the certificate resolver, so after a
-    // swap a client could keep seeing the old certificate on "new" connections. The API
-    // server's Go client does not resume sessions anyway, so this costs nothing in practice
-    // and makes "new handshakes get the new certificate" exact.
+    let builder = ServerConfig::builder_with_provider(Arc::new(options.provider()?))
+        .with_protocol_versions(options.versions())
+        .context(BuildServerConfigSnafu)?;
+    let mut config = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    }
+    .with_cert_resolver(resolver);
+    // No session resumption: a resumed session skips the certificate resolver (and the client
+    // certificate verifier), so after a swap a client could keep seeing the old certificate on
+    // "new" connections. The API server's Go client does not resume sessions anyway, so this
+    // costs nothing in practice and makes "new handshakes get the new certificate" exact.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+    config.alpn_protocols = options.alpn(http2)?;
     Ok(Arc::new(config))
 }
 

@@ -19,7 +19,7 @@ use kube::core::{
     conversion::{ConversionRequest, ConversionResponse},
 };
 use serde_json::json;
-use stackable_webhook::{CertResolver, CertSource, Limits, Mutation, RunningServer, Validation};
+use stackable_webhook::{CertSource, Limits, Mutation, RunningServer, Validation};
 
 /// The server of most tests (/validate, /mutate and /convert with the test behaviours) and a
 /// client trusting its CA.
@@ -351,18 +351,28 @@ async fn conversion_route_calls_converter() {
 #[tokio::test]
 async fn health_on_separate_port_and_readiness() {
     let ca = TestCa::new("test-ca");
-    let resolver = Arc::new(CertResolver::new());
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let check = synced.clone();
     let server = start(
         local_builder()
             .health_bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .certificates(CertSource::Resolver(resolver.clone())),
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .readiness_check("cache", move || {
+                if check.load(std::sync::atomic::Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("not synced".to_owned())
+                }
+            }),
     )
     .await;
     let health = server.health_addr().unwrap();
     assert_eq!(plain_get(health, "/livez").await, 200);
     assert_eq!(plain_get(health, "/readyz").await, 503);
-    resolver.swap(ca.leaf(7));
+    synced.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(plain_get(health, "/readyz").await, 200);
+    // A certificate swapped in by hand serves the next handshake.
+    server.resolver().swap(ca.leaf(7));
     let client = client_config(&ca.pem);
     let answer = get(&client, server.local_addr(), "/readyz").await.unwrap();
     // Health routes live on the health port only.

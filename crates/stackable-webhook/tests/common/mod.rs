@@ -272,3 +272,77 @@ pub fn relabel_converter(
     }
     kube::core::conversion::ConversionResponse::for_request(request).success(objects)
 }
+
+impl TestCa {
+    /// A client certificate (extendedKeyUsage clientAuth) with common name `cn`: (cert PEM,
+    /// key PEM).
+    pub fn client_pem(&self, cn: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A client config trusting only `ca_bundle_pem`, speaking only `versions`, offering `alpn`
+/// and presenting the client certificate `client` (cert PEM, key PEM) when given.
+pub fn custom_client_config(
+    ca_bundle_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+    client: Option<&(String, String)>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_bundle_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// The server's count of failed TLS handshakes.
+pub fn handshake_failure_count(server: &RunningServer) -> u64 {
+    server
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix("webhook_tls_handshake_failures_total "))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (up to 2 s) until the server counted `expected` failed TLS handshakes, and returns
+/// the count it saw last: the server counts a failure just after its alert reached the client.
+pub async fn handshake_failures(server: &RunningServer, expected: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let count = handshake_failure_count(server);
+        if count == expected || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
