@@ -50,6 +50,7 @@ pub mod router;
 pub mod server;
 pub mod source;
 pub mod tls;
+pub mod traceparent;
 
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
 pub use conversion::{

@@ -20,7 +20,7 @@
 //!
 //! What the server does around every route, outside all layers: `POST` and
 //! `Content-Type: application/json` are checked, the body is read, the request runs in the
-//! `webhook` span, the API
+//! `webhook` span (with the API server's `traceparent`, see [`crate::traceparent`]), the API
 //! server's `?timeout=` deadline is enforced (504 `Status` just before it), a panic anywhere in
 //! the route is caught (500 `Status`, counted), the metrics are recorded, and while draining
 //! the answer carries `Connection: close`. An error a layer returns becomes a Kubernetes

@@ -239,7 +239,10 @@ impl Router {
             objects = tracing::field::Empty,
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
         );
+        crate::traceparent::continue_trace(&span, request.headers());
         let started = Instant::now();
         let in_flight = self.metrics.start_webhook_request(path);
         let response = self
