@@ -46,10 +46,12 @@ mod idle;
 pub mod metrics;
 pub mod readiness;
 pub mod registration;
+pub mod route;
 pub mod router;
 pub mod server;
 pub mod source;
 pub mod tls;
+pub mod traceparent;
 
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
 pub use client_auth::{ClientAuth, ClientCaVerifier};
@@ -59,6 +61,7 @@ pub use conversion::{
 pub use metrics::Metrics;
 pub use readiness::{Readiness, ReadinessCheck};
 pub use registration::{AdmissionConfigurations, Endpoint, Registration, Rule};
+pub use route::{Outcome, Route, RouteService, WebhookRequest, WebhookResponse};
 pub use router::{ExtraService, ResponseBody};
 pub use server::{Limits, RunningServer, ServerError, WebhookServer, WebhookServerBuilder};
 pub use source::{CertSource, FileSource, SourceError};

@@ -9,19 +9,25 @@ use std::{
     any::Any,
     collections::BTreeMap,
     convert::Infallible,
+    panic::AssertUnwindSafe,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
+use futures::{FutureExt as _, future::BoxFuture};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
 
-use crate::{metrics::Metrics, readiness::Readiness, tls::CertResolver};
+use crate::{
+    metrics::Metrics,
+    readiness::Readiness,
+    route::{Outcome, Route, RouteKind, WebhookRequest, WebhookResponse},
+    tls::CertResolver,
+};
 
 /// The error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,24 +119,10 @@ pub(crate) fn panic_message(payload: &Box<dyn Any + Send>) -> String {
     }
 }
 
-/// Which kind of webhook a route serves (for logs).
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum RouteKind {
-    Validating,
-    Mutating,
-    Conversion,
-}
-
-#[derive(Clone)]
-pub(crate) struct WebhookRoute {
-    pub(crate) kind: RouteKind,
-    pub(crate) handler: BoxHandler,
-}
-
 /// The routing table plus everything a request needs.
 #[derive(Clone)]
 pub(crate) struct Router {
-    pub(crate) webhooks: Arc<BTreeMap<String, WebhookRoute>>,
+    pub(crate) webhooks: Arc<BTreeMap<String, Route>>,
     pub(crate) services: Arc<Vec<(String, ExtraService)>>,
     pub(crate) resolver: Arc<CertResolver>,
     pub(crate) metrics: Metrics,
@@ -231,7 +223,7 @@ impl Router {
 
     async fn webhook(
         self,
-        route: WebhookRoute,
+        route: Route,
         path: &str,
         request: Request<Incoming>,
     ) -> Response<ResponseBody> {
@@ -247,88 +239,42 @@ impl Router {
             objects = tracing::field::Empty,
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
         );
+        crate::traceparent::continue_trace(&span, request.headers());
         let started = Instant::now();
         let in_flight = self.metrics.start_webhook_request(path);
-        let reply = self
-            .webhook_reply(route, request)
+        let response = self
+            .webhook_answer(route, request)
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
-        span.record("outcome", reply.outcome);
+        let outcome = Outcome::of(&response);
+        let status = response.status().as_u16();
+        span.record("outcome", outcome);
         span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
-        span.in_scope(|| tracing::debug!(status = reply.status, "webhook request answered"));
+        span.in_scope(|| tracing::debug!(status, "webhook request answered"));
         drop(in_flight);
         self.metrics
-            .observe_webhook(path, reply.outcome, reply.status, elapsed.as_secs_f64());
-        reply.into_response()
+            .observe_webhook(path, outcome, status, elapsed.as_secs_f64());
+        response.map(full)
     }
 
-    async fn webhook_reply(&self, route: WebhookRoute, request: Request<Incoming>) -> Reply {
+    async fn webhook_answer(&self, route: Route, request: Request<Incoming>) -> WebhookResponse {
         let started = Instant::now();
         let deadline = request.uri().query().and_then(api_server_timeout);
-        if request.method() != Method::POST {
-            return Reply::status(
-                405,
-                "MethodNotAllowed",
-                format!("webhooks accept POST only, got {}", request.method()),
-                "bad_method",
-            );
-        }
-        if !is_json(&request) {
-            return Reply::status(
-                415,
-                "UnsupportedMediaType",
-                "Content-Type must be application/json".to_owned(),
-                "bad_content_type",
-            );
-        }
-        let max_body_bytes = match route.kind {
-            RouteKind::Conversion => self.max_conversion_body_bytes,
-            RouteKind::Validating | RouteKind::Mutating => self.max_body_bytes,
+        let request = match self.read_request(&route, request).await {
+            Ok(request) => request,
+            Err(reply) => return reply.into_route_response(),
         };
-        let too_large = || {
-            Reply::status(
-                413,
-                "RequestEntityTooLarge",
-                format!("request body exceeds {max_body_bytes} bytes"),
-                "too_large",
-            )
-        };
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > max_body_bytes as u64) {
-            return too_large();
-        }
-        let body = Limited::new(request.into_body(), max_body_bytes);
-        let capacity = declared.map_or(0, |length| length.min(max_body_bytes as u64) as usize);
-        let collected =
-            match tokio::time::timeout(self.body_timeout, read_body(body, capacity)).await {
-                Err(_) => {
-                    return Reply::status(
-                        408,
-                        "Timeout",
-                        "timed out reading the request body".to_owned(),
-                        "timeout",
-                    );
-                }
-                Ok(Err(error)) => {
-                    if error.is::<http_body_util::LengthLimitError>() {
-                        return too_large();
-                    }
-                    return Reply::bad_request(format!("failed to read the request body: {error}"));
-                }
-                Ok(Ok(collected)) => collected,
-            };
+        let call = AssertUnwindSafe(route.service.oneshot(request)).catch_unwind();
         let Some(timeout) = deadline else {
-            return (route.handler)(collected).await;
+            return route_answer(call.await);
         };
         let answer_within = answer_within(timeout).saturating_sub(started.elapsed());
-        match tokio::time::timeout(answer_within, (route.handler)(collected)).await {
-            Ok(reply) => reply,
+        match tokio::time::timeout(answer_within, call).await {
+            Ok(answer) => route_answer(answer),
             Err(_) => {
                 tracing::warn!(
                     timeout = ?timeout,
@@ -345,9 +291,131 @@ impl Router {
                     ),
                     "deadline",
                 )
+                .into_route_response()
             }
         }
     }
+
+    /// Checks the method and media type and reads the body under the route's limit.
+    async fn read_request(
+        &self,
+        route: &Route,
+        request: Request<Incoming>,
+    ) -> Result<WebhookRequest, Reply> {
+        if request.method() != Method::POST {
+            return Err(Reply::status(
+                405,
+                "MethodNotAllowed",
+                format!("webhooks accept POST only, got {}", request.method()),
+                "bad_method",
+            ));
+        }
+        if !is_json(&request) {
+            return Err(Reply::status(
+                415,
+                "UnsupportedMediaType",
+                "Content-Type must be application/json".to_owned(),
+                "bad_content_type",
+            ));
+        }
+        let max_body_bytes = route.max_body_bytes.unwrap_or(match route.kind {
+            RouteKind::Conversion => self.max_conversion_body_bytes,
+            RouteKind::Validating | RouteKind::Mutating | RouteKind::Service => self.max_body_bytes,
+        });
+        let too_large = || {
+            Reply::status(
+                413,
+                "RequestEntityTooLarge",
+                format!("request body exceeds {max_body_bytes} bytes"),
+                "too_large",
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        let (parts, body) = request.into_parts();
+        let body = Limited::new(body, max_body_bytes);
+        let capacity = declared.map_or(0, |length| length.min(max_body_bytes as u64) as usize);
+        match tokio::time::timeout(self.body_timeout, read_body(body, capacity)).await {
+            Err(_) => Err(Reply::status(
+                408,
+                "Timeout",
+                "timed out reading the request body".to_owned(),
+                "timeout",
+            )),
+            Ok(Err(error)) => {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                Err(Reply::bad_request(format!(
+                    "failed to read the request body: {error}"
+                )))
+            }
+            Ok(Ok(collected)) => Ok(Request::from_parts(parts, collected)),
+        }
+    }
+}
+
+/// What a route's call came to, as an answer: its response, or a `Status` for its error or
+/// panic.
+fn route_answer(answer: std::thread::Result<Result<WebhookResponse, BoxError>>) -> WebhookResponse {
+    match answer {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error_reply(&*error).into_route_response(),
+        Err(panic) => {
+            let message = panic_message(&panic);
+            tracing::error!(panic = %message, "webhook route panicked");
+            Reply::status(
+                500,
+                "InternalError",
+                format!("webhook route panicked: {message}"),
+                "panic",
+            )
+            .into_route_response()
+        }
+    }
+}
+
+/// Whether `error` or one of its sources is a `T`.
+fn caused_by<T: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<T>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// The `Status` answering a route's error: a timeout layer's 504, a load-shed layer's 503,
+/// else 500.
+fn error_reply(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Reply {
+    if caused_by::<tower::timeout::error::Elapsed>(error) {
+        tracing::warn!("a timeout layer of the route expired; answering 504");
+        return Reply::status(
+            504,
+            "Timeout",
+            "the webhook route did not answer within the timeout of its TimeoutLayer".to_owned(),
+            "timeout",
+        );
+    }
+    if caused_by::<tower::load_shed::error::Overloaded>(error) {
+        tracing::warn!("the route is overloaded and shed the request; answering 503");
+        return Reply::status(
+            503,
+            "ServiceUnavailable",
+            "the webhook route is at its concurrency limit and refused the request; retry later"
+                .to_owned(),
+            "overloaded",
+        );
+    }
+    Reply::internal(format!("the webhook route failed: {error}"))
 }
 
 /// The `timeout` query parameter the API server adds to every webhook call (`?timeout=10s`,

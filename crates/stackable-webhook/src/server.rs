@@ -8,6 +8,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,16 +18,18 @@ use snafu::{ResultExt, Snafu};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::{Layer, Service};
 
 use crate::{
-    admission::{MutatingHandler, ValidatingHandler, mutating_route, validating_route},
+    admission::{MutatingHandler, ValidatingHandler},
     client_auth::{ClientAuth, ClientCaVerifier},
-    conversion::{Converter, conversion_route},
+    conversion::Converter,
     idle::{HeaderDeadline, HeadersRead},
     metrics::Metrics,
     readiness::{Readiness, ReadinessCheck},
     registration::{AdmissionConfigurations, Endpoint, RegisteredKind, Registration, render},
-    router::{ExtraService, ResponseBody, RouteKind, Router, WebhookRoute},
+    route::{BoxRouteLayer, Route, RouteKind, RouteService, WebhookRequest, box_layer},
+    router::{BoxError, ExtraService, ResponseBody, Router},
     source::{CertSource, SourceError},
     tls::{CertResolver, TlsError, TlsOptions, server_config},
 };
@@ -95,6 +98,15 @@ pub enum ServerError {
         path: String,
         /// What is wrong.
         reason: String,
+    },
+
+    /// A layer was added to a path no webhook route is mounted on.
+    #[snafu(display(
+        "a layer was added to {path}, but no webhook route is mounted there (mount it first)"
+    ))]
+    UnknownRoute {
+        /// The path.
+        path: String,
     },
 
     /// Two registered admission routes of the same kind share an entry name.
@@ -175,9 +187,11 @@ pub struct WebhookServerBuilder {
     certificates: Option<CertSource>,
     token: Option<CancellationToken>,
     handle_signals: bool,
-    webhooks: BTreeMap<String, WebhookRoute>,
+    webhooks: BTreeMap<String, Route>,
     services: Vec<(String, ExtraService)>,
+    layers: Vec<BoxRouteLayer>,
     duplicate: Option<String>,
+    unknown: Option<String>,
     registrations: Vec<(String, RegisteredKind, Registration)>,
     metrics: Metrics,
     readiness: Readiness,
@@ -212,7 +226,9 @@ impl Default for WebhookServerBuilder {
             handle_signals: true,
             webhooks: BTreeMap::new(),
             services: Vec::new(),
+            layers: Vec::new(),
             duplicate: None,
+            unknown: None,
             registrations: Vec::new(),
             metrics: Metrics::new(),
             readiness: Readiness::default(),
@@ -304,10 +320,77 @@ impl WebhookServerBuilder {
         self
     }
 
-    fn mount(mut self, path: &str, route: WebhookRoute) -> Self {
+    /// Mounts a webhook route on `path`: a typed route ([`Route::validating`],
+    /// [`Route::mutating`], [`Route::conversion`]) or a service of your own
+    /// ([`Route::service`]), with the layers added to it ([`Route::layer`]).
+    #[must_use]
+    pub fn route(mut self, path: &str, route: Route) -> Self {
         if self.webhooks.insert(path.to_owned(), route).is_some() {
             self.duplicate = Some(path.to_owned());
         }
+        self
+    }
+
+    /// Mounts a tower service as a webhook route on `path` (short for
+    /// `.route(path, Route::service(service))`). It gets the `POST`ed JSON body, read under
+    /// [`Limits::max_body_bytes`], and the server's deadline, span, metrics and panic catching
+    /// (see [`crate::route`]).
+    #[must_use]
+    pub fn route_service<S, B, E>(self, path: &str, service: S) -> Self
+    where
+        S: Service<WebhookRequest, Response = Response<B>, Error = E>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: Into<Bytes> + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.route(path, Route::service(service))
+    }
+
+    /// Wraps the webhook route already mounted on `path` in `layer` (as [`Route::layer`]);
+    /// [`Self::build`] fails when no route is mounted there.
+    #[must_use]
+    pub fn route_layer<L, B, E>(mut self, path: &str, layer: L) -> Self
+    where
+        L: Layer<RouteService>,
+        L::Service: Service<WebhookRequest, Response = Response<B>, Error = E>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<WebhookRequest>>::Future: Send + 'static,
+        B: Into<Bytes> + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        match self.webhooks.remove(path) {
+            Some(route) => {
+                self.webhooks.insert(path.to_owned(), route.layer(layer));
+            }
+            None => self.unknown = Some(path.to_owned()),
+        }
+        self
+    }
+
+    /// Wraps every webhook route (those mounted before and after this call; not health,
+    /// metrics and [`Self::service`] routes) in `layer`, outside the route's own layers. Each
+    /// call wraps what is there: the layer added last runs first.
+    #[must_use]
+    pub fn layer<L, B, E>(mut self, layer: L) -> Self
+    where
+        L: Layer<RouteService> + Send + Sync + 'static,
+        L::Service: Service<WebhookRequest, Response = Response<B>, Error = E>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<WebhookRequest>>::Future: Send + 'static,
+        B: Into<Bytes> + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.layers.push(box_layer(layer));
         self
     }
 
@@ -318,13 +401,7 @@ impl WebhookServerBuilder {
         K: Resource + DeserializeOwned + Send + 'static,
         H: ValidatingHandler<K>,
     {
-        self.mount(
-            path,
-            WebhookRoute {
-                kind: RouteKind::Validating,
-                handler: validating_route::<K, H>(handler),
-            },
-        )
+        self.route(path, Route::validating::<K, H>(handler))
     }
 
     /// Mounts a mutating webhook for objects of type `K` on `path`.
@@ -334,13 +411,7 @@ impl WebhookServerBuilder {
         K: Resource + DeserializeOwned + Serialize + Send + 'static,
         H: MutatingHandler<K>,
     {
-        self.mount(
-            path,
-            WebhookRoute {
-                kind: RouteKind::Mutating,
-                handler: mutating_route::<K, H>(handler),
-            },
-        )
+        self.route(path, Route::mutating::<K, H>(handler))
     }
 
     /// Mounts a validating webhook for objects of type `K` on `path`, registered with the API
@@ -401,13 +472,7 @@ impl WebhookServerBuilder {
     /// Mounts a CRD conversion webhook on `path`.
     #[must_use]
     pub fn conversion(self, path: &str, converter: impl Converter) -> Self {
-        self.mount(
-            path,
-            WebhookRoute {
-                kind: RouteKind::Conversion,
-                handler: conversion_route(converter),
-            },
-        )
+        self.route(path, Route::conversion(converter))
     }
 
     /// Mounts any tower service under a path prefix (matched on `/` boundaries), after the
@@ -431,6 +496,9 @@ impl WebhookServerBuilder {
     pub fn build(self) -> Result<WebhookServer, ServerError> {
         if let Some(path) = self.duplicate {
             return DuplicateRouteSnafu { path }.fail();
+        }
+        if let Some(path) = self.unknown {
+            return UnknownRouteSnafu { path }.fail();
         }
         for (path, _, registration) in &self.registrations {
             if let Some(reason) = registration.problem() {
@@ -467,12 +535,25 @@ impl WebhookServerBuilder {
             certificates,
             token: self.token.unwrap_or_default(),
             handle_signals: self.handle_signals,
-            webhooks: Arc::new(self.webhooks),
+            webhooks: Arc::new(apply_layers(self.webhooks, &self.layers)),
             services: Arc::new(self.services),
             metrics: self.metrics,
             readiness: self.readiness,
         })
     }
+}
+
+/// Wraps every route in the layers for all routes, the first added innermost.
+fn apply_layers(
+    mut webhooks: BTreeMap<String, Route>,
+    layers: &[BoxRouteLayer],
+) -> BTreeMap<String, Route> {
+    for route in webhooks.values_mut() {
+        for layer in layers {
+            route.service = layer(route.service.clone());
+        }
+    }
+    webhooks
 }
 
 /// A configured webhook server; [`WebhookServer::start`] binds and serves it.
@@ -486,7 +567,7 @@ pub struct WebhookServer {
     certificates: CertSource,
     token: CancellationToken,
     handle_signals: bool,
-    webhooks: Arc<BTreeMap<String, WebhookRoute>>,
+    webhooks: Arc<BTreeMap<String, Route>>,
     services: Arc<Vec<(String, ExtraService)>>,
     metrics: Metrics,
     readiness: Readiness,

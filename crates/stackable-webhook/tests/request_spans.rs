@@ -14,7 +14,7 @@ use std::{
 
 use common::{
     TestCa, client_config, crontab_review, local_builder, pod_review, post, post_json,
-    relabel_converter, start, stop,
+    relabel_converter, request_with_headers, start, stop,
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionRequest;
@@ -141,4 +141,76 @@ async fn each_request_runs_in_a_span_that_identifies_it() {
     assert_eq!(three["span"]["objects"], 3, "{three}");
     assert!(three["span"].get("name").is_none(), "{three}");
     assert!(three["span"].get("namespace").is_none(), "{three}");
+}
+
+/// The API server's W3C `traceparent` (sent when it traces the request) is recorded in the
+/// request's span as `trace_id` and `parent_span_id`; an invalid one is ignored.
+#[tokio::test(flavor = "current_thread")]
+async fn the_api_servers_traceparent_is_recorded_in_the_span() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let (dispatch, _guard) = Telemetry::new("test")
+        .format(LogFormat::Json)
+        .filter(LogFilter::new("warn,stackable_webhook=debug,request_spans=info").unwrap())
+        .dispatch(move || writer.clone())
+        .unwrap();
+    let _default = tracing::dispatcher::set_default(&dispatch);
+
+    let ca = TestCa::new("traceparent-ca");
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .validating("/validate", |_request: AdmissionRequest<Pod>| async move {
+                tracing::info!("validating");
+                Validation::allow()
+            }),
+    )
+    .await;
+    let client = client_config(&ca.pem);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}});
+    for (uid, traceparent) in [
+        (
+            "traced",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (
+            "upper-case",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+        ),
+    ] {
+        let answer = request_with_headers(
+            &client,
+            server.local_addr(),
+            "POST",
+            "/validate",
+            Some("application/json"),
+            &[("traceparent", traceparent)],
+            serde_json::to_vec(&pod_review(uid, "CREATE", pod.clone())).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    stop(server).await;
+
+    let lines = captured.lines();
+    let line = |uid: &str| -> Value {
+        lines
+            .iter()
+            .find(|l| l["span"]["uid"] == uid && l["fields"]["message"] == "validating")
+            .unwrap_or_else(|| panic!("no handler line of {uid}: {lines:#?}"))
+            .clone()
+    };
+    let traced = line("traced");
+    assert_eq!(
+        traced["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{traced}"
+    );
+    assert_eq!(
+        traced["span"]["parent_span_id"], "00f067aa0ba902b7",
+        "{traced}"
+    );
+    let refused = line("upper-case");
+    assert!(refused["span"].get("trace_id").is_none(), "{refused}");
+    assert!(refused["span"].get("parent_span_id").is_none(), "{refused}");
 }

@@ -114,6 +114,7 @@ pub fn client_config(ca_bundle_pem: &str) -> Arc<rustls::ClientConfig> {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
     pub serial: Vec<u8>,
 }
@@ -121,6 +122,11 @@ pub struct Answer {
 impl Answer {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
     }
 }
 
@@ -131,6 +137,19 @@ pub async fn request(
     method: &str,
     path: &str,
     content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    request_with_headers(config, addr, method, path, content_type, &[], body).await
+}
+
+/// One request with extra headers over a new TLS connection.
+pub async fn request_with_headers(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
     let tls = connect_tls(config, addr).await?;
@@ -155,13 +174,18 @@ pub async fn request(
     if let Some(content_type) = content_type {
         builder = builder.header("content-type", content_type);
     }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
     let response = sender
         .send_request(builder.body(Full::new(Bytes::from(body)))?)
         .await?;
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Answer {
         status,
+        headers,
         body,
         serial,
     })
