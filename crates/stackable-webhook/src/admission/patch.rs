@@ -8,10 +8,13 @@ use serde_json::Value;
 ///
 /// A three-way merge: subtrees the handler did not change keep their raw JSON, so fields the
 /// Rust type does not know (or normalises away) are never removed by the patch. Lists whose
-/// elements all carry a distinct `name` (containers, volumes, ...) are matched by name; other
-/// lists by position when their length is unchanged; when an element was inserted or removed,
-/// the unchanged leading and trailing elements keep their raw JSON and the rest is taken as the
-/// handler made it, so unknown fields never move to another element.
+/// elements all carry a distinct `name` (containers, volumes, ...) are matched by name; in other
+/// lists the elements the handler left as they were are matched first (a longest common
+/// subsequence) and keep their raw JSON; between two of them, the elements are matched by
+/// position when the handler kept their number, otherwise taken as the handler made them, so
+/// unknown fields never move onto or away from an element the handler left alone. (An element
+/// removed and another inserted at the same spot look like one changed in place: the new one
+/// keeps the old one's unknown fields.)
 pub fn compute_patch(raw: &Value, typed_original: &Value, desired: &Value) -> json_patch::Patch {
     let mut merged = raw.clone();
     merge3(&mut merged, typed_original, desired);
@@ -50,10 +53,8 @@ fn merge3(target: &mut Value, base: &Value, desired: &Value) {
         {
             *target = if unique_names(base) && unique_names(desired) {
                 merge_by_name(target, base, desired)
-            } else if base.len() == desired.len() {
-                merge_by_position(target, base, desired)
             } else {
-                merge_around_change(target, base, desired)
+                merge_aligned(target, base, desired)
             };
         }
         (target, _, desired) => *target = desired.clone(),
@@ -100,30 +101,88 @@ fn merge_by_position(target: &[Value], base: &[Value], desired: &[Value]) -> Vec
         .collect()
 }
 
-/// Lists whose length changed (an element inserted or removed, tolerations say): matching by
-/// position would move the fields the type does not know to the wrong element. The leading and
-/// trailing elements the handler left as they were keep their raw JSON; the changed middle is
-/// taken as the handler made it (what it cannot know about those elements is dropped, never
-/// moved onto another one).
-fn merge_around_change(target: &[Value], base: &[Value], desired: &[Value]) -> Vec<Value> {
+/// Above this many comparisons (middle lengths multiplied) no common subsequence is searched:
+/// the changed middle is matched by position or taken as the handler made it.
+const MAX_ALIGNMENT_CELLS: usize = 1 << 20;
+
+/// Lists without distinct names (tolerations, `env` repeating a name): matching by position alone
+/// would move the fields the type does not know to another element when one is inserted or
+/// removed (even when another insertion or removal restores the length). The elements the
+/// handler left as they were are matched to theirs and keep their raw JSON; each run of elements
+/// between two of them is merged by position when the handler kept its length (elements
+/// changed in place) and otherwise taken as the handler made it (what the type does not know
+/// about those elements is dropped, never moved onto another one).
+fn merge_aligned(target: &[Value], base: &[Value], desired: &[Value]) -> Vec<Value> {
+    let mut result = Vec::with_capacity(desired.len());
+    let (mut base_at, mut desired_at) = (0, 0);
+    let end = (base.len(), desired.len());
+    for (base_index, desired_index) in unchanged_elements(base, desired).into_iter().chain([end]) {
+        let base_run = &base[base_at..base_index];
+        let desired_run = &desired[desired_at..desired_index];
+        if base_run.len() == desired_run.len() {
+            result.extend(merge_by_position(
+                &target[base_at..base_index],
+                base_run,
+                desired_run,
+            ));
+        } else {
+            result.extend_from_slice(desired_run);
+        }
+        if let Some(unchanged) = target.get(base_index) {
+            result.push(unchanged.clone());
+        }
+        (base_at, desired_at) = (base_index + 1, desired_index + 1);
+    }
+    result
+}
+
+/// The pairs `(i, j)`, in order, of a longest common subsequence of `base` and `desired`
+/// (`base[i] == desired[j]`): the common prefix and suffix, and in between the classic dynamic
+/// programme (none when the changed middle is larger than [`MAX_ALIGNMENT_CELLS`]).
+fn unchanged_elements(base: &[Value], desired: &[Value]) -> Vec<(usize, usize)> {
     let prefix = base
         .iter()
         .zip(desired)
         .take_while(|(base_value, desired_value)| base_value == desired_value)
         .count();
-    let shortest = base.len().min(desired.len());
     let suffix = base[prefix..]
         .iter()
         .rev()
         .zip(desired[prefix..].iter().rev())
-        .take(shortest - prefix)
         .take_while(|(base_value, desired_value)| base_value == desired_value)
         .count();
-    let mut result = Vec::with_capacity(desired.len());
-    result.extend_from_slice(&target[..prefix]);
-    result.extend_from_slice(&desired[prefix..desired.len() - suffix]);
-    result.extend_from_slice(&target[target.len() - suffix..]);
-    result
+    let base_middle = &base[prefix..base.len() - suffix];
+    let desired_middle = &desired[prefix..desired.len() - suffix];
+    let mut pairs: Vec<(usize, usize)> = (0..prefix).map(|index| (index, index)).collect();
+    let width = desired_middle.len() + 1;
+    let cells = (base_middle.len() + 1).saturating_mul(width);
+    if !base_middle.is_empty() && !desired_middle.is_empty() && cells <= MAX_ALIGNMENT_CELLS {
+        // longest[i * width + j]: the length of a longest common subsequence of
+        // base_middle[i..] and desired_middle[j..].
+        let mut longest = vec![0u32; cells];
+        for i in (0..base_middle.len()).rev() {
+            for j in (0..desired_middle.len()).rev() {
+                longest[i * width + j] = if base_middle[i] == desired_middle[j] {
+                    longest[(i + 1) * width + j + 1] + 1
+                } else {
+                    longest[(i + 1) * width + j].max(longest[i * width + j + 1])
+                };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < base_middle.len() && j < desired_middle.len() {
+            if base_middle[i] == desired_middle[j] {
+                pairs.push((prefix + i, prefix + j));
+                (i, j) = (i + 1, j + 1);
+            } else if longest[(i + 1) * width + j] >= longest[i * width + j + 1] {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+    }
+    pairs.extend((0..suffix).map(|k| (base.len() - suffix + k, desired.len() - suffix + k)));
+    pairs
 }
 
 #[cfg(test)]
@@ -226,6 +285,42 @@ mod tests {
     }
 
     #[test]
+    fn an_insertion_and_a_removal_of_the_same_length_move_nothing() {
+        // Same length before and after: matching by position would give `new` the fields of `a`
+        // and `a` those of `b`.
+        let raw = json!({"tolerations": [
+            {"key": "a", "futureField": "of-a"},
+            {"key": "b", "futureField": "of-b"}
+        ]});
+        let typed = json!({"tolerations": [{"key": "a"}, {"key": "b"}]});
+        let desired = json!({"tolerations": [{"key": "new"}, {"key": "a"}]});
+        assert_eq!(
+            apply(&raw, &typed, &desired),
+            json!({"tolerations": [{"key": "new"}, {"key": "a", "futureField": "of-a"}]})
+        );
+        // An element changed next to an insertion keeps its fields: between two elements the
+        // handler kept as they were, the changed ones are matched by position when their
+        // number is unchanged.
+        let raw = json!({"tolerations": [
+            {"key": "a", "futureField": "of-a"},
+            {"key": "b", "futureField": "of-b"},
+            {"key": "c", "futureField": "of-c"}
+        ]});
+        let typed = json!({"tolerations": [{"key": "a"}, {"key": "b"}, {"key": "c"}]});
+        let desired =
+            json!({"tolerations": [{"key": "new"}, {"key": "a"}, {"key": "b2"}, {"key": "c"}]});
+        assert_eq!(
+            apply(&raw, &typed, &desired),
+            json!({"tolerations": [
+                {"key": "new"},
+                {"key": "a", "futureField": "of-a"},
+                {"key": "b2", "futureField": "of-b"},
+                {"key": "c", "futureField": "of-c"}
+            ]})
+        );
+    }
+
+    #[test]
     fn repeated_names_are_not_matched_by_name() {
         // `env` may repeat a name (the last one wins in the container); matching by name would
         // give both elements the first one's unknown fields.
@@ -276,18 +371,18 @@ mod tests {
         }
 
         proptest! {
-            /// Whatever is inserted, removed or changed, the patch (applied by `json_patch`)
+            /// Whatever is inserted, removed or changed (one to three edits), the patch (applied by `json_patch`)
             /// gives exactly the handler's list, and every unknown field is still on the
             /// element it came with (never moved to another one).
             #[test]
             fn unknown_fields_stay_with_their_element(
                 values in proptest::collection::vec(0u32..3, 0..8),
                 unknown in proptest::collection::vec(any::<bool>(), 8),
-                edit in prop_oneof![
+                edits in proptest::collection::vec(prop_oneof![
                     (0usize..9).prop_map(Edit::Insert),
                     (0usize..8).prop_map(Edit::Remove),
                     (0usize..8).prop_map(Edit::Change),
-                ],
+                ], 1..4),
             ) {
                 let typed: Vec<Value> = values.iter().enumerate()
                     .map(|(id, value)| element(id as u32, *value))
@@ -302,11 +397,13 @@ mod tests {
                     })
                     .collect();
                 let mut desired = typed.clone();
-                match edit {
-                    Edit::Insert(at) => desired.insert(at.min(desired.len()), element(100, 0)),
-                    Edit::Remove(at) if at < desired.len() => { desired.remove(at); }
-                    Edit::Change(at) if at < desired.len() => desired[at]["value"] = json!(9),
-                    _ => {}
+                for edit in &edits {
+                    match *edit {
+                        Edit::Insert(at) => desired.insert(at.min(desired.len()), element(100, 0)),
+                        Edit::Remove(at) if at < desired.len() => { desired.remove(at); }
+                        Edit::Change(at) if at < desired.len() => desired[at]["value"] = json!(9),
+                        _ => {}
+                    }
                 }
                 let patched = apply(&json!({"l": raw}), &json!({"l": typed}), &json!({"l": desired}));
                 let patched = patched["l"].as_array().unwrap();
@@ -316,9 +413,29 @@ mod tests {
                     element
                 }).collect();
                 prop_assert_eq!(&known, &desired);
+                // Ids of the elements the handler kept as they were.
+                let unchanged: Vec<&Value> = desired.iter()
+                    .filter(|element| typed.contains(element))
+                    .map(|element| &element["id"])
+                    .collect();
                 for element in patched {
-                    if let Some(unknown) = element.get("unknown") {
-                        prop_assert_eq!(unknown, &element["id"]);
+                    let id = &element["id"];
+                    match element.get("unknown") {
+                        // Another element's fields only where the handler changed or replaced
+                        // elements in place (a removal and an insertion at one spot look like a
+                        // change), never on or from an element it kept as it was, and never
+                        // after a single edit.
+                        Some(unknown) if unknown != id => {
+                            prop_assert!(edits.len() > 1, "{element} after one edit");
+                            prop_assert!(!unchanged.contains(&id), "{element} was kept as it was");
+                            prop_assert!(!unchanged.contains(&unknown), "{element} has a kept one's fields");
+                        }
+                        Some(_) => {}
+                        // The elements kept as they were keep their fields.
+                        None => prop_assert!(
+                            !(unchanged.contains(&id) && unknown[id.as_u64().unwrap() as usize]),
+                            "{element} lost its unknown field"
+                        ),
                     }
                 }
             }
