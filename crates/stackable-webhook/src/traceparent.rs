@@ -10,6 +10,11 @@
 //! span: the webhook's spans are exported as part of the API server's trace (the `tracestate`
 //! header is carried along). A header that is not a valid version-`00` `traceparent` is
 //! ignored, as the specification asks.
+//!
+//! Which trace the header names depends on the API server (`tests/e2e_traceparent.rs`, through
+//! kube-apiserver 1.37): with a tracing configuration, its own, or the client's for users in
+//! `system:masters`/`system:monitoring`; without one, any client's header is passed on unchanged.
+//! The ids are for finding lines and spans, not for trusting the caller.
 
 use std::{fmt, str::FromStr};
 
