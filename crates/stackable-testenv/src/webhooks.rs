@@ -13,6 +13,7 @@
 //! The objects follow the Kubernetes guide to
 //! [dynamic admission control](https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/).
 //! Nothing here knows the webhook server: any HTTPS server on 127.0.0.1 will do.
+//! [`client_auth`] makes the API server present a client certificate to such webhooks.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -54,6 +55,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod client_auth;
 
 use std::{
     fmt::Debug,

@@ -1,12 +1,13 @@
 //! Through the real kube-apiserver (stackable-testenv): the webhook server requires a client
 //! certificate from CA X, and kube-apiserver is given one through `--admission-control-config-file`
 //! (a `WebhookAdmissionConfiguration` whose kubeconfig has a user for the webhook's Service,
-//! exactly the YAML of docs/webhook-server.md "Authenticating the API server"). The API server's
-//! calls reach the handler (its denial reaches the user) while a direct call without a
-//! certificate, or with one from CA Y, is refused at the handshake. After the client CA file is
-//! swapped to Y (the API server still presenting X's certificate), the API server's calls are
-//! refused and, with `failurePolicy: Fail`, so is the object, with the TLS error in the message;
-//! swapping back to X lets them through again: no restart in between. Two limits of the API
+//! exactly the YAML of docs/webhook-server.md "Authenticating the API server", written by
+//! `stackable_testenv::webhooks::client_auth`). The API server's calls reach the handler (its
+//! denial reaches the user) while a direct call without a certificate, or with one from CA Y,
+//! is refused at the handshake. After the client CA file is swapped to Y (the API server still
+//! presenting X's certificate), the API server's calls are refused and, with
+//! `failurePolicy: Fail`, so is the object, with the TLS error in the message; swapping back
+//! to X lets them through again: no restart in between. Two limits of the API
 //! server are shown too: a `*.svc` user does not match a Service port other than 443, and CRD
 //! conversion calls carry no client certificate even to a `host:port` the kubeconfig names.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -40,7 +41,11 @@ use rustls::version;
 use serde_json::json;
 use stackable_testenv::{
     TestEnv,
-    webhooks::{LocalWebhook, create_until, serving_leaf, validating_configuration},
+    webhooks::{
+        LocalWebhook,
+        client_auth::{WebhookClientAuth, service_user},
+        create_until, serving_leaf, validating_configuration,
+    },
 };
 use stackable_webhook::{CertSource, ClientAuth, Limits, Validation};
 
@@ -48,36 +53,6 @@ const NAMESPACE: &str = "client-auth";
 const SERVICE: &str = "hook";
 const UNMATCHED_SERVICE: &str = "unmatched";
 const DENIAL: &str = "the handler refuses ConfigMaps named denied-*";
-
-/// The `AdmissionConfiguration` of docs/webhook-server.md, pointing at `kubeconfig`.
-fn admission_configuration(kubeconfig: &Path) -> String {
-    let plugin = |name: &str| {
-        format!(
-            "  - name: {name}\n    configuration:\n      apiVersion: apiserver.config.k8s.io/v1\n      kind: WebhookAdmissionConfiguration\n      kubeConfigFile: {}\n",
-            kubeconfig.display()
-        )
-    };
-    format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n{}{}",
-        plugin("ValidatingAdmissionWebhook"),
-        plugin("MutatingAdmissionWebhook")
-    )
-}
-
-/// A kubeconfig whose users, named for the webhook targets the API server resolves, hold the
-/// client certificate.
-fn webhook_kubeconfig(users: &[&str], (cert, key): &(String, String)) -> String {
-    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
-    let mut kubeconfig = "apiVersion: v1\nkind: Config\nusers:\n".to_owned();
-    for user in users {
-        kubeconfig.push_str(&format!(
-            "  - name: \"{user}\"\n    user:\n      client-certificate-data: {}\n      client-key-data: {}\n",
-            b64(cert),
-            b64(key)
-        ));
-    }
-    kubeconfig
-}
 
 fn config_map(name: &str) -> ConfigMap {
     serde_json::from_value(json!({
@@ -145,22 +120,12 @@ async fn the_api_server_authenticates_with_its_client_certificate_and_others_are
     // A Service webhook on a port other than 443: the user is `<service>.<namespace>.svc:<port>`.
     // `*.svc` is there too, and does not match such a port: calls through a second Service go
     // without a certificate.
-    let kubeconfig = files.path().join("webhook-clients.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        webhook_kubeconfig(
-            &[&format!("{SERVICE}.{NAMESPACE}.svc:{port}"), "*.svc"],
-            &apiserver_cert,
-        ),
-    )
-    .unwrap();
-    let admission = files.path().join("admission.yaml");
-    std::fs::write(&admission, admission_configuration(&kubeconfig)).unwrap();
+    let admission =
+        WebhookClientAuth::new([service_user(NAMESPACE, SERVICE, port), "*.svc".to_owned()])
+            .write(files.path(), &apiserver_cert.0, &apiserver_cert.1)
+            .unwrap();
     let env = TestEnv::builder()
-        .apiserver_flag(format!(
-            "--admission-control-config-file={}",
-            admission.display()
-        ))
+        .apiserver_flag(admission.apiserver_flag())
         .start()
         .await
         .unwrap();
