@@ -12,7 +12,7 @@ use snafu::{ResultExt, Snafu};
 use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
 use stackable_telemetry::{LogArgs, Telemetry};
-use stackable_webhook::{CertSource, Endpoint, FileSource, Limits, WebhookServer};
+use stackable_webhook::{CertSource, ClientAuth, Endpoint, FileSource, Limits, WebhookServer};
 
 /// The Secret holding the shared CA when `--ca-secret` is not given.
 const DEFAULT_CA_SECRET: &str = "sidecar-injector-webhook-ca";
@@ -24,6 +24,11 @@ enum Error {
 
     #[snafu(display("failed to configure the webhook server"))]
     Build {
+        source: stackable_webhook::ServerError,
+    },
+
+    #[snafu(display("failed to start the webhook server"))]
+    Start {
         source: stackable_webhook::ServerError,
     },
 
@@ -113,6 +118,23 @@ struct Args {
     #[arg(long, env = "WEBHOOK_SERVICE_PORT", default_value_t = 443)]
     webhook_service_port: u16,
 
+    /// Require a client certificate chaining to a CA of this PEM file (the one the API server's
+    /// webhook kubeconfig certificate comes from, see the README): callers without one are
+    /// refused at the TLS handshake. Re-read when the file changes. Default: no client
+    /// certificate asked for.
+    #[arg(long, env = "CLIENT_CA_FILE")]
+    client_ca_file: Option<PathBuf>,
+
+    /// With `--client-ca-file`, accept only certificates whose subject common name or a DNS
+    /// subjectAltName is one of these (comma-separated; default: any certificate of the CA).
+    #[arg(
+        long,
+        env = "CLIENT_ALLOWED_NAMES",
+        value_delimiter = ',',
+        requires = "client_ca_file"
+    )]
+    client_allowed_names: Vec<String>,
+
     /// Offer HTTP/2 (off by default, see the HTTP/2 Rapid Reset CVEs).
     #[arg(long, env = "HTTP2")]
     http2: bool,
@@ -187,6 +209,12 @@ async fn main() -> Result<(), Error> {
             ..Limits::default()
         })
         .certificates(certificates);
+    if let Some(path) = &args.client_ca_file {
+        // Loaded by `start`: a missing or unusable file fails it with the path.
+        builder = builder.client_auth(
+            ClientAuth::ca_file(path).allowed_names(args.client_allowed_names.iter().cloned()),
+        );
+    }
     if let Some(health) = args.health_bind {
         builder = builder.health_bind(health);
     }
@@ -195,7 +223,7 @@ async fn main() -> Result<(), Error> {
         .context(BuildSnafu)?
         .start()
         .await
-        .context(ServeSnafu)?;
+        .context(StartSnafu)?;
     if let (Some(path), Some(bundle)) = (&args.ca_bundle_out, server.ca_bundle_pem()) {
         std::fs::write(path, bundle).context(WriteCaBundleSnafu { path: path.clone() })?;
         tracing::info!(path = %path.display(), "wrote the CA bundle");
