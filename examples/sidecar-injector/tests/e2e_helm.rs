@@ -1,6 +1,7 @@
 //! The Helm chart `deploy/helm/sidecar-injector` on a test control plane, with `helm` built
 //! from its Go module (stackable-testenv's `helm`): `helm lint` and `helm template` of each
-//! certificate mode checked with a server-side dry run, then `helm install` in two modes.
+//! certificate mode (and of `clientAuth`, the API server's client CA from a ConfigMap) checked
+//! with a server-side dry run, then `helm install` in two modes.
 //! There is no kubelet, so the Deployment's command line (arguments, environment) runs the real
 //! binary as the chart's ServiceAccount (impersonated) behind a forwarder that plays the
 //! Service:
@@ -70,6 +71,12 @@ const CONFIGURATIONS: [&str; 2] = [
     "validatingwebhookconfiguration.admissionregistration.k8s.io/sidecar-injector",
 ];
 const CERTIFICATE: &str = "certificate.cert-manager.io/sidecar-injector";
+/// The values of the `clientAuth` case (mode `inject`).
+const CLIENT_AUTH: &[&str] = &[
+    "clientAuth.caConfigMap=apiserver-client-ca",
+    "clientAuth.caKey=client-ca.pem",
+    "clientAuth.allowedNames={system:kube-apiserver,webhook-probe}",
+];
 
 /// A minimal `certificates.cert-manager.io` CRD (any content), so that the API server
 /// accepts the chart's Certificate in a dry run.
@@ -99,7 +106,7 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
     let chart = Chart::new(&helm, &env, CHART);
     env.create_namespace_named(NAMESPACE).await.unwrap();
 
-    let cases: [(&str, &[&str], Vec<String>); 4] = [
+    let cases: [(&str, &[&str], Vec<String>); 5] = [
         (
             "defaults (inject)",
             &[],
@@ -122,6 +129,11 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
             "olm: OLM makes the Service and configurations, no RBAC",
             &["certificateMode=olm"],
             sorted_names(&WORKLOAD),
+        ),
+        (
+            "clientAuth: the API server's client CA from a ConfigMap the user brings",
+            CLIENT_AUTH,
+            sorted_names(&[&WORKLOAD[..], &[SERVICE], &RBAC, &CONFIGURATIONS].concat()),
         ),
     ];
     for (case, sets, expected) in cases {
@@ -165,6 +177,38 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
         .unwrap();
     assert!(olm.contains(&format!("- --cert-dir={OLM_CERT_DIR}")));
     assert!(olm.contains("automountServiceAccountToken: false"));
+    // clientAuth: the flag on the mounted ConfigMap key, the names joined; with cert-manager's
+    // volume too. Off by default.
+    assert!(!inject.contains("--client-ca-file") && !inject.contains("client-ca"));
+    let client_auth = chart.template(RELEASE, NAMESPACE, CLIENT_AUTH).unwrap();
+    for rendered in [
+        "- --client-ca-file=/etc/sidecar-injector/client-ca/ca.crt",
+        "- --client-allowed-names=system:kube-apiserver,webhook-probe",
+        "- name: client-ca\n              mountPath: /etc/sidecar-injector/client-ca\n              readOnly: true",
+        "- name: client-ca\n          configMap:\n            name: apiserver-client-ca\n            items:\n              - key: client-ca.pem\n                path: ca.crt",
+    ] {
+        assert!(client_auth.contains(rendered), "{rendered}\n{client_auth}");
+    }
+    let both = chart
+        .template(
+            RELEASE,
+            NAMESPACE,
+            &[
+                "certificateMode=certManager",
+                "certManager.certificate.issuerRef.name=ca",
+                "clientAuth.caConfigMap=apiserver-client-ca",
+            ],
+        )
+        .unwrap();
+    assert!(
+        both.contains("- name: tls\n              mountPath: /etc/sidecar-injector/tls")
+            && both.contains(
+                "- name: client-ca\n              mountPath: /etc/sidecar-injector/client-ca"
+            )
+            && both.contains("- key: ca.crt\n                path: ca.crt")
+            && !both.contains("--client-allowed-names"),
+        "{both}"
+    );
     // A release elsewhere: the configurations call its Service and exclude its namespace.
     let renamed = chart.template("logs", "platform", &[]).unwrap();
     assert!(renamed.contains("name: logs-sidecar-injector\n      namespace: platform"));
@@ -183,8 +227,17 @@ async fn chart_lints_and_renders_what_the_api_server_accepts_in_each_mode() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("certificateMode"), "{error}");
+    let error = chart
+        .template(
+            RELEASE,
+            NAMESPACE,
+            &["clientAuth.allowedNames={system:kube-apiserver}"],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("clientAuth.caConfigMap"), "{error}");
     println!(
-        "lint, template and dry run of 4 modes in {:?}",
+        "lint, template and dry run of 4 modes and clientAuth in {:?}",
         started.elapsed()
     );
 }
