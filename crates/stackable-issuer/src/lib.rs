@@ -19,7 +19,8 @@
 //!   issuer is marked not Ready and checked again) and a retry with backoff until the maximum
 //!   retry duration;
 //! - status by server-side apply on the status subresource with a field owner, Events
-//!   (`events.k8s.io`) with issuer-lib's reasons.
+//!   (`events.k8s.io`) with issuer-lib's reasons;
+//! - the user's ignore hooks ([`Signer::ignore_issuer`], [`Signer::ignore_certificate_request`]).
 //!
 //! See the guide, `docs/issuer.md`, and the CA issuer in `examples/ca-issuer`.
 
@@ -40,7 +41,7 @@ pub use error::{Error, Result};
 pub use issuer::{AnyIssuer, IssuerResource};
 pub use signer::{
     BoxError, CSR_DURATION_ANNOTATION, CSR_IS_CA_ANNOTATION, CertificateDetails, DEFAULT_DURATION,
-    DEFAULT_PENDING_DELAY, ErrorKind, PemBundle, RequestCondition, Signer, SignerError,
+    DEFAULT_PENDING_DELAY, ErrorKind, IssuerRef, PemBundle, RequestCondition, Signer, SignerError,
     SigningRequest,
 };
 

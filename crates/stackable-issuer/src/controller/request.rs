@@ -4,7 +4,8 @@
 //! In this order:
 //! 1. a request for another issuer (foreign) is ignored;
 //! 2. a request neither approved nor denied waits (an approval wakes it);
-//! 3. a request already `Ready`, `Failed` or `Denied` is left as it is;
+//! 3. a request already `Ready`, `Failed` or `Denied` is left as it is, and so is one the
+//!    user's `ignore_certificate_request` hook ignores;
 //! 4. a denied request gets `Ready=False/Denied` and `failureTime`; a request without `Ready`
 //!    gets `Ready=Unknown/Initializing` first (`CertificateRequest` only);
 //! 5. a missing issuer, an issuer without `Ready`, with a `Ready` condition behind its
@@ -22,6 +23,7 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
+use snafu::ResultExt as _;
 
 use super::{
     Shared, apply_status, events,
@@ -31,7 +33,7 @@ use super::{
 };
 use crate::{
     conditions::{self, TRUE},
-    error::Result,
+    error::{IgnoreHookSnafu, Result},
     issuer::AnyIssuer,
     signer::{ErrorKind, Signer, SigningRequest},
 };
@@ -153,6 +155,18 @@ pub(crate) async fn reconcile<S: Signer, R: RequestObject>(
     }
     if request.is_ready() || request.is_failed() || request.is_denied_final() {
         tracing::trace!(request = %reference, "already final; left as it is");
+        return done;
+    }
+    let ignore = shared
+        .signer
+        .ignore_certificate_request(request.signing_request(), &ctx.types.reference(&key))
+        .await
+        .context(IgnoreHookSnafu {
+            kind: R::kind(&()).into_owned(),
+            name: reference.to_string(),
+        })?;
+    if ignore {
+        tracing::debug!(request = %reference, "ignore_certificate_request returned true; left alone");
         return done;
     }
     let backoff_key = format!("request/{reference}");
