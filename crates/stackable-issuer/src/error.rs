@@ -57,6 +57,13 @@ pub enum Error {
         source: crate::signer::BoxError,
     },
 
+    /// Leader election could not start (the Lease cannot be read or created).
+    #[snafu(display("leader election failed"))]
+    LeaderElection {
+        /// The cause.
+        source: stackable_runtime::leader::Error,
+    },
+
     /// The options are not usable.
     #[snafu(display("invalid issuer controller options: {reason}"))]
     InvalidOptions {

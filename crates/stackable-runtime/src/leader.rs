@@ -2,11 +2,12 @@
 //! (<https://kubernetes.io/docs/concepts/architecture/leases/#leader-election>), through the
 //! kube-lease-manager crate (kube 5): every replica competes, one leads (reconciles).
 //!
-//! The leader renews the Lease; when it dies, another replica takes over once the Lease
-//! expires (`duration` + `grace` at most). A replica that stops releases the Lease, so a rolling
-//! update hands over at once. [`Leadership::lead`] runs a piece of work (a term) each time this
-//! replica becomes the leader and stops it when the leadership is lost; an operator with a more
-//! intricate order of start and shutdown uses [`Leadership::leading`] itself.
+//! The leader renews the Lease; a replica that stops releases it. Another replica takes over
+//! within about one `duration` either way: a standby looks at the Lease again when the expiry
+//! it last saw has passed (kube-lease-manager does not watch it), and takes it if it is free
+//! or expired. [`Leadership::lead`] runs a piece of work (a term) each time this replica becomes
+//! the leader and stops it when the leadership is lost; an operator with a more intricate order
+//! of start and shutdown uses [`Leadership::leading`] itself.
 //!
 //! RBAC: `get`, `update`, `patch` on the Lease by name, `create` on leases in its namespace.
 
@@ -146,7 +147,8 @@ impl Leadership {
         result
     }
 
-    /// Releases the Lease (another replica can lead at once) and stops competing.
+    /// Releases the Lease (another replica may lead without waiting for it to expire) and stops
+    /// competing.
     pub async fn release(self) {
         drop(self.leading);
         match self.task.await {

@@ -6,12 +6,16 @@
 //!   `/healthz`, `/readyz`) and Prometheus (`/metrics`, OpenMetrics text from a
 //!   prometheus-client registry).
 //!
-//! Used by the standalone injector `stackable-cainjector` and the CronTab example operator.
-//! Webhook servers serve the same paths on their own listener (`stackable-webhook`), beside
-//! their TLS routes.
+//! Used by the `stackable-issuer` controllers and binaries built on them, the standalone
+//! injector `stackable-cainjector` and the CronTab example operator. Webhook servers serve the
+//! same paths on their own listener (`stackable-webhook`), beside their TLS routes.
 
 pub mod endpoint;
 pub mod leader;
 
 pub use endpoint::{Endpoint, Readiness};
 pub use leader::{Election, Leadership};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -236,6 +236,7 @@ async fn decide<S: Signer, R: RequestObject>(
     let error = match shared.signer.sign(request.signing_request(), issuer).await {
         Ok(bundle) => {
             shared.backoff.reset(backoff_key);
+            shared.metrics.signed_one(&R::kind(&()));
             patch.set_issued(&bundle, shared.options.set_ca_on_certificate_request);
             return done;
         }

@@ -30,6 +30,7 @@ use super::{
 use crate::{
     error::{KindNotServedSnafu, ListKindSnafu, Result},
     issuer::{AnyIssuer, IssuerResource},
+    metrics::IssuerMetrics,
     signer::Signer,
 };
 
@@ -69,8 +70,15 @@ pub(crate) async fn served<
     }
 }
 
+/// Futures that complete once each watch's store has listed everything (for readiness).
+#[derive(Default)]
+pub(crate) struct Synced(pub(crate) Vec<BoxFuture<'static, ()>>);
+
 /// A watch of every `K`, without managedFields, reflected into a store.
-fn watch_all<K>(client: &Client) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+fn watch_all<K>(
+    client: &Client,
+    synced: &mut Synced,
+) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -81,6 +89,13 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
+    let store = reader.clone();
+    synced.0.push(
+        async move {
+            let _ = store.wait_until_ready().await;
+        }
+        .boxed(),
+    );
     let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .modify(|object: &mut K| object.managed_fields_mut().clear())
         .backoff(stackable_certs::rotation::kube::watch_backoff())
@@ -96,14 +111,16 @@ pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
     triggers: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
     wrap: for<'a> fn(&'a K) -> AnyIssuer<'a, S::Issuer, S::ClusterIssuer>,
     shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
+    synced: &mut Synced,
 ) -> BoxFuture<'static, ()> {
-    let (store, stream) = watch_all::<K>(&shared.client);
+    let (store, stream) = watch_all::<K>(&shared.client, synced);
     let stream = stream.predicate_filter(predicates::issuer::<K>, Default::default());
     let ctx = Arc::new(IssuerCtx {
         shared: shared.clone(),
         reports,
         wrap,
     });
+    let metrics = shared.metrics.clone();
     Controller::for_stream(stream, store)
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
@@ -112,15 +129,19 @@ pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
             error_policy::<K, IssuerCtx<S, K>>,
             ctx,
         )
-        .for_each(log_result)
+        .for_each(move |result| {
+            count(&metrics, &result);
+            log_result(result)
+        })
         .boxed()
 }
 
 pub(crate) fn request_controller<R: RequestObject>(
     client: &Client,
     predicate: fn(&R) -> Option<u64>,
+    synced: &mut Synced,
 ) -> (Controller<R>, Store<R>) {
-    let (store, stream) = watch_all::<R>(client);
+    let (store, stream) = watch_all::<R>(client, synced);
     let stream = stream.predicate_filter(predicate, Default::default());
     let controller = Controller::for_stream(stream, store);
     let requests = controller.store();
@@ -134,8 +155,9 @@ pub(crate) fn watch_issuers<R: RequestObject, K: IssuerResource>(
     types: &IssuerTypes,
     requests: Store<R>,
     scope: Scope,
+    synced: &mut Synced,
 ) -> (Controller<R>, Store<K>) {
-    let (store, stream) = watch_all::<K>(client);
+    let (store, stream) = watch_all::<K>(client, synced);
     let stream = stream.predicate_filter(predicates::linked_issuer::<K>, Default::default());
     let types = types.clone();
     let controller = controller.watches_stream(stream, move |issuer: K| {
@@ -159,6 +181,7 @@ pub(crate) fn run_request_loop<S: Signer, R: RequestObject>(
     ctx: Arc<RequestCtx<S>>,
     shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
 ) -> BoxFuture<'static, ()> {
+    let metrics = ctx.shared.metrics.clone();
     controller
         .graceful_shutdown_on(shutdown)
         .run(
@@ -166,7 +189,10 @@ pub(crate) fn run_request_loop<S: Signer, R: RequestObject>(
             error_policy::<R, RequestCtx<S>>,
             ctx,
         )
-        .for_each(log_result)
+        .for_each(move |result| {
+            count(&metrics, &result);
+            log_result(result)
+        })
         .boxed()
 }
 
@@ -197,6 +223,20 @@ fn error_policy<K: Resource<DynamicType = ()>, C: HasBackoff>(
     let delay = ctx.backoffs().next(&format!("error/{reference}"));
     tracing::warn!(object = %reference, error = %snafu::Report::from_error(error), retry_in = ?delay, "reconciliation failed");
     Action::requeue(delay)
+}
+
+/// Counts a finished reconciliation of `K` (a failed one too).
+fn count<K: Resource<DynamicType = ()>, E1, E2>(
+    metrics: &IssuerMetrics,
+    result: &std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>,
+) {
+    match result {
+        Ok(_) => metrics.reconciled(&K::kind(&()), false),
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {
+            metrics.reconciled(&K::kind(&()), true)
+        }
+        Err(_) => {}
+    }
 }
 
 async fn log_result<K: Resource, E1: std::error::Error, E2: std::error::Error>(
