@@ -1,8 +1,9 @@
 //! Two `ca-issuer` processes against a real kube-apiserver, as the ServiceAccount of
 //! `deploy/rbac.yaml` (whose Role grants the Lease by name): one holds the Lease and signs, the
 //! other stands by (ready, leader gauge 0, no reconciliation); the leader is SIGKILLed and the
-//! other takes over once the Lease expires and signs a new request. `/livez`, `/healthz`,
-//! `/readyz` and `/metrics` (OpenMetrics) over plain HTTP on both.
+//! other takes over once the Lease expires and signs a new request; then that leader gets
+//! SIGTERM, exits cleanly after releasing the Lease, and a third process takes over and signs.
+//! `/livez`, `/healthz`, `/readyz` and `/metrics` (OpenMetrics) over plain HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -205,4 +206,35 @@ async fn one_replica_signs_and_the_other_takes_over_when_it_dies() {
     // The issuer's condition survives the handover (the new leader re-checks it).
     let team = issuers.get("team-ca").await.unwrap();
     assert_eq!(team.ready_condition().unwrap().status, "True");
+
+    // SIGTERM to the new leader (the former standby): it stops its controllers, releases the
+    // Lease and exits 0; a third process, standing by meanwhile, takes over and signs.
+    let c = start_issuer_named(&env, "issuer-c", &args);
+    wait_for("issuer-c ready", Duration::from_secs(30), || async {
+        (http_get(c.health, "/readyz").await?.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(sample(&metrics(c.health).await, "issuer_leader"), Some(0.0));
+    let status = standby
+        .terminate(Duration::from_secs(10))
+        .expect("the leader exits within 10 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        standby.log().contains("released the leader Lease"),
+        "{}",
+        standby.log()
+    );
+    let terminated_at = std::time::Instant::now();
+    wait_for(
+        "issuer-c holds the Lease",
+        Duration::from_secs(30),
+        || async { (holder(&leases).await? == "issuer-c").then_some(()) },
+    )
+    .await;
+    println!(
+        "issuer-c took over {:?} after {new_leader} exited on SIGTERM",
+        terminated_at.elapsed()
+    );
+    signed_request(&requests, "third").await;
+    assert_eq!(sample(&metrics(c.health).await, "issuer_leader"), Some(1.0));
 }
