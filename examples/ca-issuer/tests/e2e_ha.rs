@@ -2,7 +2,8 @@
 //! `deploy/rbac.yaml` (whose Role grants the Lease by name): one holds the Lease and signs, the
 //! other stands by (ready, leader gauge 0, no reconciliation); the leader is SIGKILLed and the
 //! other takes over once the Lease expires and signs a new request; then that leader gets
-//! SIGTERM, exits cleanly after releasing the Lease, and a third process takes over and signs.
+//! SIGTERM, exits cleanly after releasing the Lease, and a third process takes over and signs;
+//! the Lease is taken from under that one, which stops its controllers, then leads again.
 //! `/livez`, `/healthz`, `/readyz` and `/metrics` (OpenMetrics) over plain HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,6 +16,7 @@ use common::{control_plane, csr, http_get, root_ca, sample, start_issuer_named, 
 use k8s_openapi::{
     ByteString,
     api::{coordination::v1::Lease, core::v1::Secret},
+    apimachinery::pkg::apis::meta::v1::MicroTime,
 };
 use kube::{
     Api,
@@ -237,4 +239,34 @@ async fn one_replica_signs_and_the_other_takes_over_when_it_dies() {
     );
     signed_request(&requests, "third").await;
     assert_eq!(sample(&metrics(c.health).await, "issuer_leader"), Some(1.0));
+
+    // The Lease taken from under the leader (another holder that never renews): at its next
+    // renewal it sees the holder, stops its controllers and stands by (issuer_leader 0, logged);
+    // once that Lease expires it leads again, with controllers started afresh, and signs.
+    let stolen = serde_json::json!({"spec": {
+        "holderIdentity": "intruder",
+        "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now()),
+        "leaseDurationSeconds": 4,
+    }});
+    leases
+        .patch("ca-issuer", &PatchParams::default(), &Patch::Merge(&stolen))
+        .await
+        .unwrap();
+    wait_for(
+        "issuer-c stops leading",
+        Duration::from_secs(15),
+        || async { (sample(&metrics(c.health).await, "issuer_leader")? == 0.0).then_some(()) },
+    )
+    .await;
+    assert!(
+        c.log().contains("no longer leading: stopping the term"),
+        "{}",
+        c.log()
+    );
+    wait_for("issuer-c leads again", Duration::from_secs(30), || async {
+        (sample(&metrics(c.health).await, "issuer_leader")? == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(holder(&leases).await.as_deref(), Some("issuer-c"));
+    signed_request(&requests, "fourth").await;
 }
