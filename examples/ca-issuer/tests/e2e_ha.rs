@@ -75,16 +75,21 @@ async fn signed_request(api: &Api<CertificateRequest>, name: &str) -> Certificat
     )
     .await
     .unwrap();
-    wait_for(
-        &format!("{name} Ready=True/Issued"),
-        Duration::from_secs(30),
-        || async {
-            let request = api.get(name).await.ok()?;
-            let ready = request.condition("Ready")?;
-            (ready.status == "True" && ready.reason.as_deref() == Some("Issued")).then_some(request)
-        },
-    )
-    .await
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = api.get(name).await.unwrap();
+        if request.condition("Ready").is_some_and(|ready| {
+            ready.status == "True" && ready.reason.as_deref() == Some("Issued")
+        }) {
+            return request;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} not Issued after 30 s: {:?}",
+            request.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

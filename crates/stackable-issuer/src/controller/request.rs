@@ -30,6 +30,7 @@ use super::{
     reports::Reports,
     request_status::{Existing, Flavor, IssuerReadiness, StatusPatch},
     targets::{IssuerKey, IssuerTypes, Scope},
+    wiring::Listed,
 };
 use crate::{
     conditions::{self, TRUE},
@@ -68,8 +69,8 @@ pub(crate) struct RequestCtx<S: Signer> {
     pub(crate) shared: Arc<Shared<S>>,
     pub(crate) types: IssuerTypes,
     /// `None` for Kubernetes CSRs, which only cluster issuers sign.
-    pub(crate) issuers: Option<Store<S::Issuer>>,
-    pub(crate) cluster_issuers: Store<S::ClusterIssuer>,
+    pub(crate) issuers: Option<(Store<S::Issuer>, Listed)>,
+    pub(crate) cluster_issuers: (Store<S::ClusterIssuer>, Listed),
     pub(crate) issuer_reports: Arc<Reports<S::Issuer>>,
     pub(crate) cluster_issuer_reports: Arc<Reports<S::ClusterIssuer>>,
 }
@@ -93,14 +94,15 @@ impl<S: Signer> RequestCtx<S> {
     async fn find(&self, key: &IssuerKey) -> Option<Found<S>> {
         match key.scope {
             Scope::Namespaced => {
-                let issuers = self.issuers.as_ref()?;
-                let _ = issuers.wait_until_ready().await;
+                let (issuers, listed) = self.issuers.as_ref()?;
+                listed.clone().await;
                 let reference = ObjectRef::new(&key.name).within(key.namespace.as_deref()?);
                 issuers.get(&reference).map(Found::Issuer)
             }
             Scope::Cluster => {
-                let _ = self.cluster_issuers.wait_until_ready().await;
-                self.cluster_issuers
+                let (cluster_issuers, listed) = &self.cluster_issuers;
+                listed.clone().await;
+                cluster_issuers
                     .get(&ObjectRef::new(&key.name))
                     .map(Found::ClusterIssuer)
             }
@@ -199,6 +201,7 @@ async fn decide<S: Signer, R: RequestObject>(
         request.has_ready(),
         &shared.options.field_owner,
     ) {
+        tracing::debug!("no Ready condition yet: Initializing");
         return done;
     }
     let Some(found) = ctx.find(key).await else {

@@ -70,15 +70,28 @@ pub(crate) async fn served<
     }
 }
 
-/// Futures that complete once each watch's store has listed everything (for readiness).
+/// Completes once a watch has listed everything (its first `InitDone`, after the store took
+/// it), or when the watch is gone; any number of tasks may wait on clones.
+///
+/// Not `Store::wait_until_ready`: its `DelayedInit` keeps the waker of only the last task that
+/// polled it, so of two tasks waiting at once one may never wake (a reconciliation waiting
+/// for the issuers' store hung that way beside a second waiter). The controllers' own stores
+/// keep their one waiter, kube-runtime's `Controller`.
+pub(crate) type Listed = futures::future::Shared<BoxFuture<'static, ()>>;
+
+/// The [`Listed`] of every watch (for readiness).
 #[derive(Default)]
-pub(crate) struct Synced(pub(crate) Vec<BoxFuture<'static, ()>>);
+pub(crate) struct Synced(pub(crate) Vec<Listed>);
 
 /// A watch of every `K`, without managedFields, reflected into a store.
 fn watch_all<K>(
     client: &Client,
     synced: &mut Synced,
-) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+) -> (
+    Store<K>,
+    Listed,
+    BoxStream<'static, Result<K, watcher::Error>>,
+)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -89,20 +102,28 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let store = reader.clone();
-    synced.0.push(
-        async move {
-            let _ = store.wait_until_ready().await;
-        }
-        .boxed(),
-    );
+    let (done, listed) = futures::channel::oneshot::channel::<()>();
+    let listed: Listed = async move {
+        let _ = listed.await;
+    }
+    .boxed()
+    .shared();
+    synced.0.push(listed.clone());
+    let mut done = Some(done);
     let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .modify(|object: &mut K| object.managed_fields_mut().clear())
         .backoff(stackable_certs::rotation::kube::watch_backoff())
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone))
+                && let Some(done) = done.take()
+            {
+                let _ = done.send(());
+            }
+        })
         .applied_objects()
         .boxed();
-    (reader, stream)
+    (reader, listed, stream)
 }
 
 pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
@@ -113,7 +134,7 @@ pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
     shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
     synced: &mut Synced,
 ) -> BoxFuture<'static, ()> {
-    let (store, stream) = watch_all::<K>(&shared.client, synced);
+    let (store, _, stream) = watch_all::<K>(&shared.client, synced);
     let stream = stream.predicate_filter(predicates::issuer::<K>, Default::default());
     let ctx = Arc::new(IssuerCtx {
         shared: shared.clone(),
@@ -141,7 +162,7 @@ pub(crate) fn request_controller<R: RequestObject>(
     predicate: fn(&R) -> Option<u64>,
     synced: &mut Synced,
 ) -> (Controller<R>, Store<R>) {
-    let (store, stream) = watch_all::<R>(client, synced);
+    let (store, _, stream) = watch_all::<R>(client, synced);
     let stream = stream.predicate_filter(predicate, Default::default());
     let controller = Controller::for_stream(stream, store);
     let requests = controller.store();
@@ -156,8 +177,8 @@ pub(crate) fn watch_issuers<R: RequestObject, K: IssuerResource>(
     requests: Store<R>,
     scope: Scope,
     synced: &mut Synced,
-) -> (Controller<R>, Store<K>) {
-    let (store, stream) = watch_all::<K>(client, synced);
+) -> (Controller<R>, (Store<K>, Listed)) {
+    let (store, listed, stream) = watch_all::<K>(client, synced);
     let stream = stream.predicate_filter(predicates::linked_issuer::<K>, Default::default());
     let types = types.clone();
     let controller = controller.watches_stream(stream, move |issuer: K| {
@@ -173,7 +194,7 @@ pub(crate) fn watch_issuers<R: RequestObject, K: IssuerResource>(
             .map(|request| ObjectRef::from_obj(&*request))
             .collect::<Vec<_>>()
     });
-    (controller, store)
+    (controller, (store, listed))
 }
 
 pub(crate) fn run_request_loop<S: Signer, R: RequestObject>(
