@@ -15,7 +15,6 @@ mod config;
 mod context;
 pub mod controller;
 pub mod grace;
-pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod reconcile;

@@ -6,8 +6,9 @@ use clap::Parser;
 use kube::runtime::events::Reporter;
 use snafu::{ResultExt, Snafu};
 use stackable_cainjector::{
-    ApiServerCa, Config, Metrics, ServiceCa, annotations::ObjectKey, controller, http,
+    ApiServerCa, Config, Metrics, ServiceCa, annotations::ObjectKey, controller,
 };
+use stackable_runtime::{Endpoint, Readiness};
 use stackable_telemetry::{LogArgs, Telemetry};
 
 /// Where a Pod's service account CA is mounted (the kubelet updates it when the cluster CA
@@ -116,7 +117,9 @@ enum Error {
     Controller { source: controller::Error },
 
     #[snafu(display("cannot start the metrics endpoint"))]
-    Metrics { source: http::Error },
+    Metrics {
+        source: stackable_runtime::endpoint::Error,
+    },
 }
 
 #[tokio::main]
@@ -159,7 +162,8 @@ async fn main() -> Result<(), Error> {
         let address: SocketAddr = cli.metrics_address.parse().context(MetricsAddressSnafu {
             value: cli.metrics_address.clone(),
         })?;
-        let endpoint = http::Endpoint::bind(address, metrics.clone())
+        // Nothing makes the injector unready once it runs: `/readyz` is always ok.
+        let endpoint = Endpoint::bind(address, metrics.registry(), Readiness::new(true))
             .await
             .context(MetricsSnafu)?;
         tokio::spawn(endpoint.serve());

@@ -1,10 +1,10 @@
-//! Prometheus metrics of the standalone injector (served by [`crate::http`] in the
-//! OpenMetrics text format, <https://prometheus.io/docs/instrumenting/exposition_formats/>).
+//! Prometheus metrics of the standalone injector (served by `stackable-runtime`'s
+//! [`Endpoint`](stackable_runtime::Endpoint) in the OpenMetrics text format,
+//! <https://prometheus.io/docs/instrumenting/exposition_formats/>).
 
 use std::sync::Arc;
 
 use prometheus_client::{
-    encoding::text::encode,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
@@ -12,12 +12,18 @@ use prometheus_client::{
 type Labels = Vec<(String, String)>;
 
 /// The injector's counters, labelled by target `kind`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     injections: Family<Labels, Counter>,
     refusals: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
-    registry: Arc<std::sync::Mutex<Option<Arc<Registry>>>>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn labels(kind: &str) -> Labels {
@@ -27,27 +33,36 @@ fn labels(kind: &str) -> Labels {
 impl Metrics {
     /// Counters registered in a fresh registry.
     pub fn new() -> Self {
-        let metrics = Self::default();
+        let injections = Family::<Labels, Counter>::default();
+        let refusals = Family::<Labels, Counter>::default();
+        let errors = Family::<Labels, Counter>::default();
         let mut registry = Registry::with_prefix("cainjector");
         registry.register(
             "injections",
             "caBundle writes (objects that did not carry the bundle yet)",
-            metrics.injections.clone(),
+            injections.clone(),
         );
         registry.register(
             "refusals",
             "bundles refused (bad PEM, anti-hijack rules, missing source)",
-            metrics.refusals.clone(),
+            refusals.clone(),
         );
         registry.register(
             "errors",
             "failed API requests while injecting",
-            metrics.errors.clone(),
+            errors.clone(),
         );
-        if let Ok(mut slot) = metrics.registry.lock() {
-            *slot = Some(Arc::new(registry));
+        Metrics {
+            injections,
+            refusals,
+            errors,
+            registry: Arc::new(registry),
         }
-        metrics
+    }
+
+    /// The registry of these counters (for the HTTP endpoint).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// Counts one injection into an object of `kind`.
@@ -82,14 +97,7 @@ impl Metrics {
 
     /// The metrics in the text exposition format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let registry = self.registry.lock().ok().and_then(|r| r.clone());
-        if let Some(registry) = registry
-            && encode(&mut out, &registry).is_err()
-        {
-            out.clear();
-        }
-        out
+        stackable_runtime::endpoint::render(&self.registry)
     }
 }
 

@@ -3,6 +3,9 @@
 //! `CertificateSigningRequest` controller, with issuer-lib's semantics
 //! (<https://github.com/cert-manager/issuer-lib>).
 //!
+//! With leader election the controllers run only on the replica that holds the Lease (a
+//! term); each term builds them afresh (watches, stores, backoffs).
+//!
 //! Status is written by server-side apply on the status subresource with the field owner;
 //! the watches pass only the changes that matter (see `predicates`), so a status write does
 //! not wake its own controller again.
@@ -45,15 +48,17 @@ use self::{
     request::RequestCtx,
     targets::{IssuerTypes, Scope},
     wiring::{
-        issuer_loop, request_controller, run_request_loop, served, watch_issuers,
+        Synced, issuer_loop, request_controller, run_request_loop, served, watch_issuers,
         wrap_cluster_issuer, wrap_issuer,
     },
 };
 use crate::{
     api::CertificateRequest,
-    error::{InvalidOptionsSnafu, Result, WriteStatusSnafu},
+    error::{InvalidOptionsSnafu, LeaderElectionSnafu, Result, WriteStatusSnafu},
+    metrics::IssuerMetrics,
     signer::Signer,
 };
+use stackable_runtime::{Election, Leadership, Readiness};
 
 /// What every controller shares.
 pub(crate) struct Shared<S: Signer> {
@@ -62,6 +67,7 @@ pub(crate) struct Shared<S: Signer> {
     pub(crate) options: Options,
     pub(crate) recorder: Recorder,
     pub(crate) backoff: Backoffs,
+    pub(crate) metrics: IssuerMetrics,
 }
 
 /// The issuer, `CertificateRequest` and `CertificateSigningRequest` controllers of one
@@ -83,12 +89,16 @@ pub struct IssuerControllers<S: Signer> {
     client: Client,
     signer: Arc<S>,
     options: Options,
+    election: Option<Election>,
+    readiness: Readiness,
+    metrics: IssuerMetrics,
 }
 
 impl<S: Signer> fmt::Debug for IssuerControllers<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IssuerControllers")
             .field("options", &self.options)
+            .field("election", &self.election)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +111,9 @@ impl<S: Signer> IssuerControllers<S> {
             client,
             signer: Arc::new(signer),
             options: Options::new(field_owner.into()),
+            election: None,
+            readiness: Readiness::new(false),
+            metrics: IssuerMetrics::default(),
         }
     }
 
@@ -157,12 +170,44 @@ impl<S: Signer> IssuerControllers<S> {
         IssuerTypes::of::<S>().signer_name(name)
     }
 
+    /// Runs the controllers only while this replica holds the Lease of `election`
+    /// (issuer-lib's controller-runtime manager elects a leader the same way): the other
+    /// replicas stand by and take over once the leader is gone (it releases the Lease on
+    /// shutdown; one that died leaves it to expire), within about one Lease duration. A leader
+    /// that finds the Lease held by another replica stops its controllers (reconciliations in
+    /// flight finish) and stands by again. Needs RBAC
+    /// `get`, `update`, `patch` on the Lease by name and `create` on `leases` in its namespace.
+    #[must_use]
+    pub fn leader_election(mut self, election: Election) -> Self {
+        self.election = Some(election);
+        self
+    }
+
+    /// Where to report readiness (for `/readyz`): ready once the kinds are found served and,
+    /// on the replica that runs the controllers, their watches have listed everything once; a
+    /// replica that stands by (see [`Self::leader_election`]) is ready as well, its role being
+    /// to take over. Not ready before, and on a new leader until its watches have synced.
+    #[must_use]
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Where to count reconciliations, errors and signed requests, and whether this replica
+    /// leads (see [`IssuerMetrics`]).
+    #[must_use]
+    pub fn metrics(mut self, metrics: IssuerMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Runs the controllers until the process ends.
     pub async fn run(self) -> Result<()> {
         self.run_until(futures::future::pending()).await
     }
 
-    /// Runs the controllers until `shutdown` completes (reconciliations in flight finish).
+    /// Runs the controllers until `shutdown` completes (reconciliations in flight finish; with
+    /// leader election the Lease is released then).
     ///
     /// Fails at once when the options are unusable or a kind is not served by the API server
     /// (a CRD is missing).
@@ -183,6 +228,70 @@ impl<S: Signer> IssuerControllers<S> {
             )
             .await?;
         }
+        let term = Term {
+            client: self.client,
+            signer: self.signer,
+            options: self.options,
+            readiness: self.readiness,
+            metrics: self.metrics,
+        };
+        let Some(election) = self.election else {
+            term.metrics.set_leader(true);
+            let result = term.clone().run(shutdown).await;
+            term.metrics.set_leader(false);
+            return result;
+        };
+        let leadership = Leadership::start(client, &election)
+            .await
+            .context(LeaderElectionSnafu)?;
+        tracing::info!(
+            lease = %format!("{}/{}", election.namespace, election.name),
+            identity = %election.identity,
+            "standing by until this replica leads"
+        );
+        term.readiness.set(true);
+        leadership
+            .lead(shutdown, |stopped| {
+                let term = term.clone();
+                async move {
+                    term.readiness.set(false);
+                    term.metrics.set_leader(true);
+                    let result = term.clone().run(stopped.wait()).await;
+                    term.metrics.set_leader(false);
+                    term.readiness.set(true);
+                    tracing::info!("the issuer controllers stopped; standing by");
+                    result
+                }
+            })
+            .await
+    }
+}
+
+/// What one run of the controllers (a term as leader) needs.
+struct Term<S: Signer> {
+    client: Client,
+    signer: Arc<S>,
+    options: Options,
+    readiness: Readiness,
+    metrics: IssuerMetrics,
+}
+
+impl<S: Signer> Clone for Term<S> {
+    fn clone(&self) -> Self {
+        Term {
+            client: self.client.clone(),
+            signer: self.signer.clone(),
+            options: self.options.clone(),
+            readiness: self.readiness.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<S: Signer> Term<S> {
+    /// Runs every controller until `shutdown` completes.
+    async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let client = self.client;
         let shutdown = shutdown.shared();
         let shared = Arc::new(Shared {
             recorder: Recorder::new(
@@ -193,12 +302,14 @@ impl<S: Signer> IssuerControllers<S> {
             client: client.clone(),
             signer: self.signer,
             options: self.options,
+            metrics: self.metrics,
         });
         let (issuer_reports, issuer_triggers) = Reports::<S::Issuer>::new();
         let (cluster_reports, cluster_triggers) = Reports::<S::ClusterIssuer>::new();
         let issuer_reports = Arc::new(issuer_reports);
         let cluster_reports = Arc::new(cluster_reports);
         let types = IssuerTypes::of::<S>();
+        let mut synced = Synced::default();
         tracing::info!(
             issuer = %S::Issuer::kind(&()),
             cluster_issuer = %S::ClusterIssuer::kind(&()),
@@ -214,6 +325,7 @@ impl<S: Signer> IssuerControllers<S> {
                 issuer_triggers,
                 wrap_issuer::<S>,
                 shutdown.clone(),
+                &mut synced,
             ),
             issuer_loop::<S, S::ClusterIssuer>(
                 &shared,
@@ -221,17 +333,22 @@ impl<S: Signer> IssuerControllers<S> {
                 cluster_triggers,
                 wrap_cluster_issuer::<S>,
                 shutdown.clone(),
+                &mut synced,
             ),
         ];
         if shared.options.certificate_requests {
-            let (controller, issuers) =
-                request_controller::<CertificateRequest>(&client, predicates::certificate_request);
+            let (controller, issuers) = request_controller::<CertificateRequest>(
+                &client,
+                predicates::certificate_request,
+                &mut synced,
+            );
             let (controller, issuer_store) = watch_issuers::<CertificateRequest, S::Issuer>(
                 controller,
                 &client,
                 &types,
                 issuers.clone(),
                 Scope::Namespaced,
+                &mut synced,
             );
             let (controller, cluster_store) = watch_issuers::<CertificateRequest, S::ClusterIssuer>(
                 controller,
@@ -239,6 +356,7 @@ impl<S: Signer> IssuerControllers<S> {
                 &types,
                 issuers,
                 Scope::Cluster,
+                &mut synced,
             );
             let ctx = Arc::new(RequestCtx {
                 shared: shared.clone(),
@@ -251,8 +369,11 @@ impl<S: Signer> IssuerControllers<S> {
             loops.push(run_request_loop(controller, ctx, shutdown.clone()));
         }
         if shared.options.certificate_signing_requests {
-            let (controller, requests) =
-                request_controller::<CertificateSigningRequest>(&client, predicates::csr);
+            let (controller, requests) = request_controller::<CertificateSigningRequest>(
+                &client,
+                predicates::csr,
+                &mut synced,
+            );
             let (controller, cluster_store) =
                 watch_issuers::<CertificateSigningRequest, S::ClusterIssuer>(
                     controller,
@@ -260,6 +381,7 @@ impl<S: Signer> IssuerControllers<S> {
                     &types,
                     requests,
                     Scope::Cluster,
+                    &mut synced,
                 );
             let ctx = Arc::new(RequestCtx {
                 shared: shared.clone(),
@@ -271,7 +393,14 @@ impl<S: Signer> IssuerControllers<S> {
             });
             loops.push(run_request_loop(controller, ctx, shutdown.clone()));
         }
-        futures::future::join_all(loops).await;
+        let readiness = self.readiness;
+        let ready = async move {
+            futures::future::join_all(synced.0).await;
+            tracing::info!("every watch has synced: ready");
+            readiness.set(true);
+            futures::future::pending::<()>().await;
+        };
+        futures::future::select(futures::future::join_all(loops), ready.boxed()).await;
         Ok(())
     }
 }

@@ -44,6 +44,26 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// The user's ignore hook ([`Signer::ignore_issuer`](crate::Signer::ignore_issuer) or
+    /// [`Signer::ignore_certificate_request`](crate::Signer::ignore_certificate_request))
+    /// failed; the object is retried with backoff.
+    #[snafu(display("cannot decide whether to ignore {kind} {name}"))]
+    IgnoreHook {
+        /// The kind.
+        kind: String,
+        /// `namespace/name` or `name`.
+        name: String,
+        /// The hook's error.
+        source: crate::signer::BoxError,
+    },
+
+    /// Leader election could not start (the Lease cannot be read or created).
+    #[snafu(display("leader election failed"))]
+    LeaderElection {
+        /// The cause.
+        source: stackable_runtime::leader::Error,
+    },
+
     /// The options are not usable.
     #[snafu(display("invalid issuer controller options: {reason}"))]
     InvalidOptions {

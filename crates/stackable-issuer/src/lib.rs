@@ -19,7 +19,11 @@
 //!   issuer is marked not Ready and checked again) and a retry with backoff until the maximum
 //!   retry duration;
 //! - status by server-side apply on the status subresource with a field owner, Events
-//!   (`events.k8s.io`) with issuer-lib's reasons.
+//!   (`events.k8s.io`) with issuer-lib's reasons;
+//! - the user's ignore hooks ([`Signer::ignore_issuer`], [`Signer::ignore_certificate_request`]);
+//! - with [`IssuerControllers::leader_election`], the controllers run on one replica at a time
+//!   (a `coordination.k8s.io` Lease); [`IssuerControllers::readiness`] and
+//!   [`IssuerMetrics`] feed a `/readyz` and `/metrics` endpoint ([`Endpoint`]).
 //!
 //! See the guide, `docs/issuer.md`, and the CA issuer in `examples/ca-issuer`.
 
@@ -28,6 +32,7 @@ mod conditions;
 mod controller;
 mod error;
 mod issuer;
+mod metrics;
 mod signer;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -38,11 +43,14 @@ pub use controller::{
 };
 pub use error::{Error, Result};
 pub use issuer::{AnyIssuer, IssuerResource};
+pub use metrics::IssuerMetrics;
 pub use signer::{
     BoxError, CSR_DURATION_ANNOTATION, CSR_IS_CA_ANNOTATION, CertificateDetails, DEFAULT_DURATION,
-    DEFAULT_PENDING_DELAY, ErrorKind, PemBundle, RequestCondition, Signer, SignerError,
+    DEFAULT_PENDING_DELAY, ErrorKind, IssuerRef, PemBundle, RequestCondition, Signer, SignerError,
     SigningRequest,
 };
+/// Leader election and the health and metrics endpoint (re-exported from `stackable-runtime`).
+pub use stackable_runtime::{Election, Endpoint, Readiness};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -19,6 +19,22 @@ pub use request::{
 
 use crate::issuer::{AnyIssuer, IssuerResource};
 
+/// The issuer a request names, as given to [`Signer::ignore_certificate_request`]
+/// (issuer-lib passes its GroupVersionKind and namespaced name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuerRef {
+    /// The issuer kind's API group.
+    pub group: String,
+    /// The issuer kind ([`Signer::Issuer`]'s or [`Signer::ClusterIssuer`]'s).
+    pub kind: String,
+    /// The issuer's name.
+    pub name: String,
+    /// The issuer's namespace (the request's) for the namespaced kind, `None` for the
+    /// cluster-scoped kind.
+    pub namespace: Option<String>,
+}
+
 /// A signed certificate: the chain, leaf first, and the CA that issued it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PemBundle {
@@ -90,4 +106,31 @@ pub trait Signer: Send + Sync + 'static {
         request: SigningRequest<'_>,
         issuer: AnyIssuer<'_, Self::Issuer, Self::ClusterIssuer>,
     ) -> impl Future<Output = Result<PemBundle, SignerError>> + Send;
+
+    /// Whether the issuer controllers leave `issuer` alone (issuer-lib's `IgnoreIssuer`), for
+    /// example one that another deployment of the same issuer serves. Asked on every
+    /// reconciliation of an issuer that has not failed permanently for its generation, before
+    /// anything is written: an ignored issuer gets no condition, no Event and no `check`.
+    /// An error is retried with backoff. The default ignores nothing.
+    fn ignore_issuer(
+        &self,
+        issuer: AnyIssuer<'_, Self::Issuer, Self::ClusterIssuer>,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        let _ = issuer;
+        async { Ok(false) }
+    }
+
+    /// Whether the request controllers leave `request` alone (issuer-lib's
+    /// `IgnoreCertificateRequest`; cert-manager `CertificateRequest`s and Kubernetes CSRs
+    /// alike). Asked for a request that names one of the two issuer kinds, is approved or
+    /// denied and not final yet, before anything is written: an ignored request gets no
+    /// condition and no Event. An error is retried with backoff. The default ignores nothing.
+    fn ignore_certificate_request(
+        &self,
+        request: SigningRequest<'_>,
+        issuer: &IssuerRef,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        let _ = (request, issuer);
+        async { Ok(false) }
+    }
 }

@@ -193,6 +193,7 @@ async fn refuses_to_start_without_the_crds_it_needs() {
             .unwrap(),
         checks: Default::default(),
         signs: Default::default(),
+        ignores: Default::default(),
         ca_unreachable: Default::default(),
     });
     let controllers = || {

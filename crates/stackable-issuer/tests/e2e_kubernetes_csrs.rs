@@ -1,7 +1,8 @@
 //! The Kubernetes `CertificateSigningRequest` controller against a real kube-apiserver:
 //! `signerName` `<plural>.<group>/<name>` of the cluster issuer kind, approval through the
 //! `/approval` subresource, `status.certificate` or the `Failed` condition, Events in the
-//! `default` namespace; denied, unapproved and foreign CSRs left alone.
+//! `default` namespace; denied, unapproved, foreign and ignored (`ignore_certificate_request`)
+//! CSRs left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -90,13 +91,28 @@ async fn kubernetes_csrs_are_signed_by_cluster_issuers() {
     ))
     .await;
     create(csr("permanent", &signer, "permanent")).await;
+    // One the user's ignore_certificate_request hook ignores (as it would a CertificateRequest).
+    let mut ignored = csr("ignored", &signer, "ok");
+    ignored
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(IGNORE_ANNOTATION.into(), "true".into());
+    create(ignored).await;
     create(csr(
         "waits",
         &IssuerControllers::<ScriptedSigner>::signer_name("late"),
         "ok",
     ))
     .await;
-    for name in ["approved", "foreign", "namespaced", "permanent", "waits"] {
+    for name in [
+        "approved",
+        "foreign",
+        "namespaced",
+        "permanent",
+        "waits",
+        "ignored",
+    ] {
         approve_csr(&harness, name, true).await;
     }
     approve_csr(&harness, "denied", false).await;
@@ -158,8 +174,21 @@ async fn kubernetes_csrs_are_signed_by_cluster_issuers() {
     })
     .await;
 
-    // Denied, unapproved, foreign and namespaced-issuer CSRs are left alone.
-    for name in ["denied", "unapproved", "foreign", "namespaced"] {
+    // Denied, unapproved, foreign, namespaced-issuer and ignored CSRs are left alone; the
+    // ignored one was asked about, and has no Event.
+    wait_for(
+        "the hook asked about it",
+        Duration::from_secs(10),
+        || async { (harness.script.ignores("ignored") >= 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        harness
+            .events("default", "CertificateSigningRequest", "ignored")
+            .await
+            .is_empty()
+    );
+    for name in ["denied", "unapproved", "foreign", "namespaced", "ignored"] {
         let csr = api.get(name).await.unwrap();
         assert!(csr_certificate(&csr).is_none(), "{name} was signed");
         let failed = csr

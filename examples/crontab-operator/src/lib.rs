@@ -21,7 +21,6 @@
 pub mod controller;
 pub mod convert;
 pub mod crd;
-pub mod leader;
 pub mod operator;
 pub mod server;
 pub mod v1;

@@ -20,7 +20,6 @@ use std::{
 use clap::Parser;
 use crontab_operator::{
     controller::ControllerMetrics,
-    leader::Election,
     operator,
     server::{self, ServerOptions, webhook_server},
 };
@@ -28,6 +27,7 @@ use snafu::{ResultExt, Snafu};
 use stackable_cainject::{Installed, ServingCertificates, ServingCertificatesArgs, Target};
 use stackable_certs::LeafOptions;
 use stackable_conversion::WebhookTarget;
+use stackable_runtime::Election;
 use stackable_telemetry::{LogArgs, Telemetry};
 use stackable_webhook::Limits;
 

@@ -21,10 +21,9 @@ use snafu::{ResultExt as _, Snafu};
 use stackable_webhook::{RunningServer, WebhookServer};
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::{
-    controller::{self, ControllerMetrics},
-    leader::{self, Election, Leadership},
-};
+use stackable_runtime::leader::{self, Election, Leadership};
+
+use crate::controller::{self, ControllerMetrics};
 
 /// Why the operator stopped.
 #[derive(Debug, Snafu)]

@@ -1,7 +1,8 @@
 //! The issuer controller, one per issuer kind (issuer-lib's `IssuerReconciler`): it runs the
 //! user's `check` and keeps the issuer's `Ready` condition.
 //!
-//! 1. An issuer that failed permanently for its current generation is left alone.
+//! 1. An issuer that failed permanently for its current generation is left alone, and so is
+//!    one the user's `ignore_issuer` hook ignores.
 //! 2. An issuer without a `Ready` condition gets `Ready=Unknown` (reason `Initializing`); that
 //!    write wakes the controller again.
 //! 3. A `Ready` issuer for which a request reported an issuer error takes that error; any other
@@ -16,6 +17,7 @@
 use std::sync::Arc;
 
 use kube::runtime::{controller::Action, reflector::ObjectRef};
+use snafu::ResultExt as _;
 
 use super::{
     Shared,
@@ -25,7 +27,7 @@ use super::{
 use crate::{
     api::issuer_status::CONDITION_READY,
     conditions::{self, FALSE, TRUE, UNKNOWN},
-    error::Result,
+    error::{IgnoreHookSnafu, Result},
     issuer::{AnyIssuer, IssuerResource},
     signer::{ErrorKind, Signer},
 };
@@ -67,6 +69,19 @@ pub(crate) async fn reconcile<S: Signer, K: IssuerResource>(
         && ready.observed_generation.unwrap_or(0) >= generation.unwrap_or(0)
     {
         tracing::debug!(issuer = %key, "failed permanently for this generation; left alone");
+        return Ok(Action::await_change());
+    }
+
+    let ignore = shared
+        .signer
+        .ignore_issuer((ctx.wrap)(&issuer))
+        .await
+        .context(IgnoreHookSnafu {
+            kind: K::kind(&()).into_owned(),
+            name: key.to_string(),
+        })?;
+    if ignore {
+        tracing::debug!(issuer = %key, "ignore_issuer returned true; left alone");
         return Ok(Action::await_change());
     }
 

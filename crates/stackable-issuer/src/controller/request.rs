@@ -4,7 +4,8 @@
 //! In this order:
 //! 1. a request for another issuer (foreign) is ignored;
 //! 2. a request neither approved nor denied waits (an approval wakes it);
-//! 3. a request already `Ready`, `Failed` or `Denied` is left as it is;
+//! 3. a request already `Ready`, `Failed` or `Denied` is left as it is, and so is one the
+//!    user's `ignore_certificate_request` hook ignores;
 //! 4. a denied request gets `Ready=False/Denied` and `failureTime`; a request without `Ready`
 //!    gets `Ready=Unknown/Initializing` first (`CertificateRequest` only);
 //! 5. a missing issuer, an issuer without `Ready`, with a `Ready` condition behind its
@@ -22,16 +23,18 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
+use snafu::ResultExt as _;
 
 use super::{
     Shared, apply_status, events,
     reports::Reports,
     request_status::{Existing, Flavor, IssuerReadiness, StatusPatch},
     targets::{IssuerKey, IssuerTypes, Scope},
+    wiring::Listed,
 };
 use crate::{
     conditions::{self, TRUE},
-    error::Result,
+    error::{IgnoreHookSnafu, Result},
     issuer::AnyIssuer,
     signer::{ErrorKind, Signer, SigningRequest},
 };
@@ -66,8 +69,8 @@ pub(crate) struct RequestCtx<S: Signer> {
     pub(crate) shared: Arc<Shared<S>>,
     pub(crate) types: IssuerTypes,
     /// `None` for Kubernetes CSRs, which only cluster issuers sign.
-    pub(crate) issuers: Option<Store<S::Issuer>>,
-    pub(crate) cluster_issuers: Store<S::ClusterIssuer>,
+    pub(crate) issuers: Option<(Store<S::Issuer>, Listed)>,
+    pub(crate) cluster_issuers: (Store<S::ClusterIssuer>, Listed),
     pub(crate) issuer_reports: Arc<Reports<S::Issuer>>,
     pub(crate) cluster_issuer_reports: Arc<Reports<S::ClusterIssuer>>,
 }
@@ -91,14 +94,15 @@ impl<S: Signer> RequestCtx<S> {
     async fn find(&self, key: &IssuerKey) -> Option<Found<S>> {
         match key.scope {
             Scope::Namespaced => {
-                let issuers = self.issuers.as_ref()?;
-                let _ = issuers.wait_until_ready().await;
+                let (issuers, listed) = self.issuers.as_ref()?;
+                listed.clone().await;
                 let reference = ObjectRef::new(&key.name).within(key.namespace.as_deref()?);
                 issuers.get(&reference).map(Found::Issuer)
             }
             Scope::Cluster => {
-                let _ = self.cluster_issuers.wait_until_ready().await;
-                self.cluster_issuers
+                let (cluster_issuers, listed) = &self.cluster_issuers;
+                listed.clone().await;
+                cluster_issuers
                     .get(&ObjectRef::new(&key.name))
                     .map(Found::ClusterIssuer)
             }
@@ -155,6 +159,18 @@ pub(crate) async fn reconcile<S: Signer, R: RequestObject>(
         tracing::trace!(request = %reference, "already final; left as it is");
         return done;
     }
+    let ignore = shared
+        .signer
+        .ignore_certificate_request(request.signing_request(), &ctx.types.reference(&key))
+        .await
+        .context(IgnoreHookSnafu {
+            kind: R::kind(&()).into_owned(),
+            name: reference.to_string(),
+        })?;
+    if ignore {
+        tracing::debug!(request = %reference, "ignore_certificate_request returned true; left alone");
+        return done;
+    }
     let backoff_key = format!("request/{reference}");
     let mut patch = StatusPatch::new(R::FLAVOR, request.existing_conditions(), conditions::now());
     let outcome = decide(&ctx, &*request, &key, &mut patch, &backoff_key).await;
@@ -185,6 +201,7 @@ async fn decide<S: Signer, R: RequestObject>(
         request.has_ready(),
         &shared.options.field_owner,
     ) {
+        tracing::debug!("no Ready condition yet: Initializing");
         return done;
     }
     let Some(found) = ctx.find(key).await else {
@@ -222,6 +239,7 @@ async fn decide<S: Signer, R: RequestObject>(
     let error = match shared.signer.sign(request.signing_request(), issuer).await {
         Ok(bundle) => {
             shared.backoff.reset(backoff_key);
+            shared.metrics.signed_one(&R::kind(&()));
             patch.set_issued(&bundle, shared.options.set_ca_on_certificate_request);
             return done;
         }

@@ -4,7 +4,10 @@
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::Resource as _;
 
-use crate::{api::CertificateRequest, signer::Signer};
+use crate::{
+    api::CertificateRequest,
+    signer::{IssuerRef, Signer},
+};
 
 /// Which of the two issuer kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,6 +85,20 @@ impl IssuerTypes {
             });
         }
         None
+    }
+
+    /// The public form of `key` (for the user's ignore hook).
+    pub(crate) fn reference(&self, key: &IssuerKey) -> IssuerRef {
+        let (group, kind) = match key.scope {
+            Scope::Namespaced => (&self.group, &self.namespaced.0),
+            Scope::Cluster => (&self.cluster_group, &self.cluster.0),
+        };
+        IssuerRef {
+            group: group.clone(),
+            kind: kind.clone(),
+            name: key.name.clone(),
+            namespace: key.namespace.clone(),
+        }
     }
 
     /// The issuer of a Kubernetes CSR: `signerName` `<plural>.<group>/<name>` of the cluster

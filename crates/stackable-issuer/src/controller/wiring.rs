@@ -30,6 +30,7 @@ use super::{
 use crate::{
     error::{KindNotServedSnafu, ListKindSnafu, Result},
     issuer::{AnyIssuer, IssuerResource},
+    metrics::IssuerMetrics,
     signer::Signer,
 };
 
@@ -69,8 +70,28 @@ pub(crate) async fn served<
     }
 }
 
+/// Completes once a watch has listed everything (its first `InitDone`, after the store took
+/// it), or when the watch is gone; any number of tasks may wait on clones.
+///
+/// Not `Store::wait_until_ready`: its `DelayedInit` keeps the waker of only the last task that
+/// polled it, so of two tasks waiting at once one may never wake (a reconciliation waiting
+/// for the issuers' store hung that way beside a second waiter). The controllers' own stores
+/// keep their one waiter, kube-runtime's `Controller`.
+pub(crate) type Listed = futures::future::Shared<BoxFuture<'static, ()>>;
+
+/// The [`Listed`] of every watch (for readiness).
+#[derive(Default)]
+pub(crate) struct Synced(pub(crate) Vec<Listed>);
+
 /// A watch of every `K`, without managedFields, reflected into a store.
-fn watch_all<K>(client: &Client) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+fn watch_all<K>(
+    client: &Client,
+    synced: &mut Synced,
+) -> (
+    Store<K>,
+    Listed,
+    BoxStream<'static, Result<K, watcher::Error>>,
+)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -81,13 +102,28 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
+    let (done, listed) = futures::channel::oneshot::channel::<()>();
+    let listed: Listed = async move {
+        let _ = listed.await;
+    }
+    .boxed()
+    .shared();
+    synced.0.push(listed.clone());
+    let mut done = Some(done);
     let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .modify(|object: &mut K| object.managed_fields_mut().clear())
         .backoff(stackable_certs::rotation::kube::watch_backoff())
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone))
+                && let Some(done) = done.take()
+            {
+                let _ = done.send(());
+            }
+        })
         .applied_objects()
         .boxed();
-    (reader, stream)
+    (reader, listed, stream)
 }
 
 pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
@@ -96,14 +132,16 @@ pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
     triggers: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
     wrap: for<'a> fn(&'a K) -> AnyIssuer<'a, S::Issuer, S::ClusterIssuer>,
     shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
+    synced: &mut Synced,
 ) -> BoxFuture<'static, ()> {
-    let (store, stream) = watch_all::<K>(&shared.client);
+    let (store, _, stream) = watch_all::<K>(&shared.client, synced);
     let stream = stream.predicate_filter(predicates::issuer::<K>, Default::default());
     let ctx = Arc::new(IssuerCtx {
         shared: shared.clone(),
         reports,
         wrap,
     });
+    let metrics = shared.metrics.clone();
     Controller::for_stream(stream, store)
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
@@ -112,15 +150,19 @@ pub(crate) fn issuer_loop<S: Signer, K: IssuerResource>(
             error_policy::<K, IssuerCtx<S, K>>,
             ctx,
         )
-        .for_each(log_result)
+        .for_each(move |result| {
+            count(&metrics, &result);
+            log_result(result)
+        })
         .boxed()
 }
 
 pub(crate) fn request_controller<R: RequestObject>(
     client: &Client,
     predicate: fn(&R) -> Option<u64>,
+    synced: &mut Synced,
 ) -> (Controller<R>, Store<R>) {
-    let (store, stream) = watch_all::<R>(client);
+    let (store, _, stream) = watch_all::<R>(client, synced);
     let stream = stream.predicate_filter(predicate, Default::default());
     let controller = Controller::for_stream(stream, store);
     let requests = controller.store();
@@ -134,8 +176,9 @@ pub(crate) fn watch_issuers<R: RequestObject, K: IssuerResource>(
     types: &IssuerTypes,
     requests: Store<R>,
     scope: Scope,
-) -> (Controller<R>, Store<K>) {
-    let (store, stream) = watch_all::<K>(client);
+    synced: &mut Synced,
+) -> (Controller<R>, (Store<K>, Listed)) {
+    let (store, listed, stream) = watch_all::<K>(client, synced);
     let stream = stream.predicate_filter(predicates::linked_issuer::<K>, Default::default());
     let types = types.clone();
     let controller = controller.watches_stream(stream, move |issuer: K| {
@@ -151,7 +194,7 @@ pub(crate) fn watch_issuers<R: RequestObject, K: IssuerResource>(
             .map(|request| ObjectRef::from_obj(&*request))
             .collect::<Vec<_>>()
     });
-    (controller, store)
+    (controller, (store, listed))
 }
 
 pub(crate) fn run_request_loop<S: Signer, R: RequestObject>(
@@ -159,6 +202,7 @@ pub(crate) fn run_request_loop<S: Signer, R: RequestObject>(
     ctx: Arc<RequestCtx<S>>,
     shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
 ) -> BoxFuture<'static, ()> {
+    let metrics = ctx.shared.metrics.clone();
     controller
         .graceful_shutdown_on(shutdown)
         .run(
@@ -166,7 +210,10 @@ pub(crate) fn run_request_loop<S: Signer, R: RequestObject>(
             error_policy::<R, RequestCtx<S>>,
             ctx,
         )
-        .for_each(log_result)
+        .for_each(move |result| {
+            count(&metrics, &result);
+            log_result(result)
+        })
         .boxed()
 }
 
@@ -197,6 +244,20 @@ fn error_policy<K: Resource<DynamicType = ()>, C: HasBackoff>(
     let delay = ctx.backoffs().next(&format!("error/{reference}"));
     tracing::warn!(object = %reference, error = %snafu::Report::from_error(error), retry_in = ?delay, "reconciliation failed");
     Action::requeue(delay)
+}
+
+/// Counts a finished reconciliation of `K` (a failed one too).
+fn count<K: Resource<DynamicType = ()>, E1, E2>(
+    metrics: &IssuerMetrics,
+    result: &std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>,
+) {
+    match result {
+        Ok(_) => metrics.reconciled(&K::kind(&()), false),
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {
+            metrics.reconciled(&K::kind(&()), true)
+        }
+        Err(_) => {}
+    }
 }
 
 async fn log_result<K: Resource, E1: std::error::Error, E2: std::error::Error>(

@@ -31,7 +31,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use stackable_certs::{CaOptions, CertificateAuthority};
 use stackable_issuer::{
-    AnyIssuer, IssuerControllers, PemBundle, Signer, SignerError, SigningRequest,
+    AnyIssuer, BoxError, IssuerControllers, IssuerRef, PemBundle, Signer, SignerError,
+    SigningRequest,
     api::{CertificateRequest, IssuerStatus},
 };
 use stackable_testenv::TestEnv;
@@ -43,6 +44,8 @@ pub use timeline::*;
 pub const GROUP: &str = "test.issuer.stackable.tech";
 pub const FIELD_OWNER: &str = "e2e.issuer.stackable.tech";
 pub const SIGN_ANNOTATION: &str = "test.stackable.tech/sign";
+/// On an issuer or a request: `true` makes the ignore hooks ignore it, `error` makes them fail.
+pub const IGNORE_ANNOTATION: &str = "test.stackable.tech/ignore";
 /// The request controllers' maximum retry duration in these tests.
 pub const MAX_RETRY: Duration = Duration::from_secs(4);
 /// The re-check interval of Ready issuers in these tests.
@@ -83,6 +86,8 @@ pub struct Script {
     pub ca: CertificateAuthority,
     pub checks: Mutex<HashMap<String, u32>>,
     pub signs: Mutex<HashMap<String, u32>>,
+    /// Calls of the ignore hooks, by object name.
+    pub ignores: Mutex<HashMap<String, u32>>,
     /// While set, every check fails with a retryable "CA unreachable".
     pub ca_unreachable: AtomicBool,
 }
@@ -94,6 +99,10 @@ impl Script {
 
     pub fn signs(&self, name: &str) -> u32 {
         self.signs.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn ignores(&self, name: &str) -> u32 {
+        self.ignores.lock().unwrap().get(name).copied().unwrap_or(0)
     }
 }
 
@@ -132,6 +141,26 @@ impl Signer for ScriptedSigner {
             Some(("permanent", message)) => Err(SignerError::permanent(message.to_owned())),
             _ => Ok(()),
         }
+    }
+
+    async fn ignore_issuer(
+        &self,
+        issuer: AnyIssuer<'_, TestIssuer, TestClusterIssuer>,
+    ) -> Result<bool, BoxError> {
+        count(&self.0.ignores, issuer.name());
+        ignore_script(issuer.metadata())
+    }
+
+    async fn ignore_certificate_request(
+        &self,
+        request: SigningRequest<'_>,
+        _issuer: &IssuerRef,
+    ) -> Result<bool, BoxError> {
+        count(
+            &self.0.ignores,
+            request.metadata().name.as_deref().unwrap_or_default(),
+        );
+        ignore_script(request.metadata())
     }
 
     async fn sign(
@@ -180,6 +209,20 @@ impl Signer for ScriptedSigner {
     }
 }
 
+/// What [`IGNORE_ANNOTATION`] on an object tells the ignore hooks.
+fn ignore_script(meta: &ObjectMeta) -> Result<bool, BoxError> {
+    match meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(IGNORE_ANNOTATION))
+        .map(String::as_str)
+    {
+        Some("true") => Ok(true),
+        Some("error") => Err("the ignore hook cannot reach its database".into()),
+        _ => Ok(false),
+    }
+}
+
 /// A control plane with cert-manager's and the test kinds' CRDs, and the controllers running
 /// in this process.
 pub struct Harness {
@@ -220,6 +263,7 @@ impl Harness {
             ca: CertificateAuthority::new(&CaOptions::new("e2e issuer CA")).unwrap(),
             checks: Mutex::default(),
             signs: Mutex::default(),
+            ignores: Mutex::default(),
             ca_unreachable: AtomicBool::new(false),
         });
         let controllers = configure(

@@ -10,6 +10,7 @@
 )]
 
 use std::{
+    net::SocketAddr,
     path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -34,6 +35,39 @@ pub struct Process {
     name: &'static str,
     child: std::process::Child,
     log: PathBuf,
+    /// The address of its health and metrics endpoint (the issuer's).
+    pub health: SocketAddr,
+}
+
+impl Process {
+    /// Kills it (SIGKILL: no Lease released, nothing finished) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (as the kubelet does) and waits at most `timeout` for it to exit: its
+    /// exit status, `None` when it did not exit in time.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for Process {
@@ -59,25 +93,70 @@ pub fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process
         .stderr(Stdio::from(file))
         .spawn()
         .unwrap();
-    Process { name, child, log }
+    Process {
+        name,
+        child,
+        log,
+        health: SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// The `ca-issuer` binary as the ServiceAccount of `deploy/rbac.yaml` (`CA_ISSUER_LOG` sets
-/// its `RUST_LOG`).
+/// its `RUST_LOG`), its endpoint on a free port of 127.0.0.1.
 pub fn start_issuer(env: &TestEnv, args: &[&str]) -> Process {
+    start_issuer_named(env, "ca-issuer", args)
+}
+
+/// As [`start_issuer`], with `name` as its election identity and log file name.
+pub fn start_issuer_named(env: &TestEnv, name: &'static str, args: &[&str]) -> Process {
     let kubeconfig = env.kubeconfig_as(SERVICE_ACCOUNT).unwrap();
-    spawn(
-        "ca-issuer",
+    let health = free_port();
+    let mut process = spawn(
+        name,
         Command::new(env!("CARGO_BIN_EXE_ca-issuer"))
             .args(args)
+            .args(["--health-bind", &health.to_string(), "--pod-name", name])
             .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("CA_ISSUER_LOG")
                     .unwrap_or_else(|_| "info,stackable_issuer=debug".into()),
             ),
-        env.work_dir().join("ca-issuer.log"),
-    )
+        env.work_dir().join(format!("{name}.log")),
+    );
+    process.health = health;
+    process
+}
+
+/// `GET http://<address><path>` (HTTP/1.0, no keep-alive): the status code and the body.
+pub async fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in an OpenMetrics text.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        (key == name).then(|| value.parse().ok())?
+    })
 }
 
 /// A control plane with cert-manager's CRDs (from its Go module), the issuer's CRDs and
