@@ -183,8 +183,9 @@ impl<'a> Scanner<'a> {
                 let word = u64::from_le_bytes(word);
                 let quote = word ^ (ONES * u64::from(b'"'));
                 let backslash = word ^ (ONES * u64::from(b'\\'));
-                let found = (quote.wrapping_sub(ONES) & !quote
-                    | backslash.wrapping_sub(ONES) & !backslash)
+                // A byte of `quote` or `backslash` is zero where the byte was one of the two.
+                let found = ((quote.wrapping_sub(ONES) & !quote)
+                    | (backslash.wrapping_sub(ONES) & !backslash))
                     & HIGHS;
                 if found != 0 {
                     at += (found.trailing_zeros() / 8) as usize;
