@@ -168,7 +168,7 @@ struct Request<'a> {
 }
 
 fn answer(router: &ConversionRouter, body: &[u8]) -> Vec<u8> {
-    let review: Review<'_> = serde_json::from_slice(body).unwrap();
+    let review: Review<'_> = serde_json::from_str(std::str::from_utf8(body).unwrap()).unwrap();
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
     router
         .convert_raw(&review.request.objects, review.request.desired, &mut out)

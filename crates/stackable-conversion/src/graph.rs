@@ -529,8 +529,9 @@ impl KindConverter {
         self.stash_keys.get(version).map_or("", String::as_str)
     }
 
-    /// Converts along `path` and back along `back_path`: the converted text and the fingerprint
-    /// of the body the round trip gives (`None` when the way back fails). A single step does
+    /// Converts along `path` (the converted text into `converted`) and back along `back_path`:
+    /// the fingerprint of the body the round trip gives (`None` when the way back fails). A
+    /// single step does
     /// both from the typed result; longer paths go through JSON text.
     pub(crate) fn round_trip(
         &self,
@@ -538,19 +539,20 @@ impl KindConverter {
         path: &[String],
         back_path: &[String],
         object: &[u8],
-    ) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> {
+        converted: &mut Vec<u8>,
+    ) -> Result<Option<Fingerprint>, StepError> {
         if let [to] = path
             && let Some(edge) = self.edge(from, to)
         {
-            return (edge.round_trip)(object);
+            return (edge.round_trip)(object, converted);
         }
-        let converted = self.run(from, path, object)?;
+        *converted = self.run(from, path, object)?;
         let to = path.last().map_or(from, String::as_str);
         let back = self
-            .run(to, back_path, &converted)
+            .run(to, back_path, converted)
             .ok()
             .and_then(|text| crate::fingerprint::of_body(&text));
-        Ok((converted, back))
+        Ok(back)
     }
 
     /// Runs the typed steps along `path` (JSON text in, JSON text out), starting at version

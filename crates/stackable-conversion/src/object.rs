@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value, value::RawValue};
+use serde_json::{Map, Value};
 use snafu::ResultExt;
 
 use crate::{
@@ -41,13 +41,13 @@ pub(crate) struct Source<'a> {
     /// The top-level members but `metadata`.
     pub(crate) members: Members<'a>,
     /// `kind`, as raw JSON.
-    pub(crate) kind: &'a RawValue,
+    pub(crate) kind: &'a str,
     /// The members of `metadata` (empty when absent or not an object).
     pub(crate) metadata: Members<'a>,
 }
 
 impl Source<'_> {
-    fn body(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+    fn body(&self) -> impl Iterator<Item = (&str, &str)> {
         self.members
             .0
             .iter()
@@ -61,7 +61,7 @@ impl Source<'_> {
         let mut sum = 0u64;
         let mut any = false;
         for (key, value) in self.body() {
-            let value = fingerprint::of(value.get())?;
+            let value = fingerprint::of(value)?;
             if !value.empty {
                 sum = sum.wrapping_add(fingerprint::member(key, value));
                 any = true;
@@ -109,10 +109,10 @@ fn parse_map(raw: Option<&str>) -> Map<String, Value> {
 }
 
 /// The body members as values.
-fn body_values<'a>(members: impl Iterator<Item = (&'a str, &'a RawValue)>) -> Map<String, Value> {
+fn body_values<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> Map<String, Value> {
     members
         .map(|(k, v)| {
-            let value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            let value = serde_json::from_str(v).unwrap_or(Value::Null);
             (k.to_owned(), value)
         })
         .collect()
@@ -129,10 +129,20 @@ fn same_map(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
+/// Buffers reused from one object to the next, so that converting an object allocates little.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// The text the typed steps read.
+    input: Vec<u8>,
+    /// The text they write.
+    converted: Vec<u8>,
+}
+
 /// Converts `source` along `route` and writes the converted object to `out`.
 pub(crate) fn convert(
     route: &Route<'_>,
     source: &Source<'_>,
+    scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Result<(), ObjectError> {
     let converter = route.converter;
@@ -141,7 +151,7 @@ pub(crate) fn convert(
 
     // The annotations the steps see: without the stash of `to` (taken out to be put back) and
     // of `from` (on an object in `from` it describes nothing).
-    let original_annotations = source.metadata.get("annotations").map(RawValue::get);
+    let original_annotations = source.metadata.get("annotations");
     let mut visible_annotations: Option<Cow<'_, str>> = original_annotations.map(Cow::Borrowed);
     let mut stash_text = None;
     if let Some(json) = original_annotations
@@ -160,10 +170,11 @@ pub(crate) fn convert(
     }
 
     // The text the typed steps read.
-    let mut input = Vec::with_capacity(512);
-    let mut object = ObjectWriter::open(&mut input);
+    let Scratch { input, converted } = scratch;
+    input.clear();
+    let mut object = ObjectWriter::open(input);
     object.string("apiVersion", route.from_api_version);
-    object.raw("kind", source.kind.get());
+    object.raw("kind", source.kind);
     let mut visible = object.nested("metadata");
     for (key, value) in &source.metadata.0 {
         match key.as_ref() {
@@ -172,24 +183,24 @@ pub(crate) fn convert(
                     visible.raw(key, annotations.as_bytes());
                 }
             }
-            key if VISIBLE_METADATA.contains(&key) => visible.raw(key, value.get()),
+            key if VISIBLE_METADATA.contains(&key) => visible.raw(key, *value),
             _ => {}
         }
     }
     visible.close();
     for (key, value) in source.body() {
-        object.raw(key, value.get());
+        object.raw(key, value);
     }
     object.close();
 
-    let (mut converted, mut round_trip) =
-        converter.round_trip(route.from, route.path, route.back_path, &input)?;
+    let mut round_trip =
+        converter.round_trip(route.from, route.path, route.back_path, input, converted)?;
     let back = |text: &[u8]| converter.run(route.to, route.back_path, text);
     let source_body = || body_values(source.body());
 
     if let Some(text) = stash_text {
         let stash = Stash::parse(key_to, &text)?;
-        let current: Value = serde_json::from_slice(&converted).context(DeserializeSnafu {
+        let current: Value = serde_json::from_slice(converted).context(DeserializeSnafu {
             api_version: route.to_api_version,
         })?;
         let back_value = |object: Value| -> Result<Value, StepError> {
@@ -199,8 +210,8 @@ pub(crate) fn convert(
             })
         };
         let restored = stash::restore(current, stash, &source_body(), &back_value);
-        converted = restored.to_string().into_bytes();
-        round_trip = back(&converted)
+        *converted = restored.to_string().into_bytes();
+        round_trip = back(converted)
             .ok()
             .and_then(|text| fingerprint::of_body(&text));
     }
@@ -228,25 +239,24 @@ pub(crate) fn convert(
     };
     let lost = match round_trip {
         Some(fingerprint) if Some(fingerprint) == source.body_fingerprint() => None,
-        Some(_) => match back(&converted) {
+        Some(_) => match back(converted) {
             Ok(round_trip) => exact(&round_trip),
             Err(_) => everything(),
         },
         None => everything(),
     };
 
-    let converted = Object::parse_bytes(&converted).unwrap_or_default();
+    let converted = Object::parse_bytes(converted).unwrap_or_default();
     let converted_metadata = converted.metadata.unwrap_or_default();
-    let labels = converted_metadata.get("labels").map(RawValue::get);
-    let mut annotations: Option<Cow<'_, str>> = converted_metadata
-        .get("annotations")
-        .map(|raw| Cow::Borrowed(raw.get()));
+    let labels = converted_metadata.get("labels");
+    let mut annotations: Option<Cow<'_, str>> =
+        converted_metadata.get("annotations").map(Cow::Borrowed);
     if let Some(lost) = lost {
         let mut map = parse_map(annotations.as_deref());
         map.insert(key_from.to_owned(), Value::String(lost.to_annotation()));
         annotations = Some(Cow::Owned(Value::Object(map).to_string()));
     }
-    let labels_changed = !same_map(source.metadata.get("labels").map(RawValue::get), labels);
+    let labels_changed = !same_map(source.metadata.get("labels"), labels);
     let annotations_changed = !same_map(original_annotations, annotations.as_deref());
     if annotations_changed && let Some(json) = annotations.as_deref() {
         let size = annotations_size(&parse_map(Some(json)));
@@ -257,7 +267,7 @@ pub(crate) fn convert(
 
     let mut object = ObjectWriter::open(out);
     object.string("apiVersion", route.to_api_version);
-    object.raw("kind", source.kind.get());
+    object.raw("kind", source.kind);
     // The metadata as received, labels and annotations replaced only when they changed.
     let mut writer = object.nested("metadata");
     let put = |writer: &mut ObjectWriter<'_>, key: &str, value: Option<&str>| {
@@ -269,7 +279,7 @@ pub(crate) fn convert(
         match key.as_ref() {
             "labels" if labels_changed => put(&mut writer, key, labels),
             "annotations" if annotations_changed => put(&mut writer, key, annotations.as_deref()),
-            key => writer.raw(key, value.get()),
+            key => writer.raw(key, *value),
         }
     }
     if labels_changed && source.metadata.get("labels").is_none() {
@@ -281,7 +291,7 @@ pub(crate) fn convert(
     writer.close();
     for (key, value) in &converted.members.0 {
         if !NON_BODY_KEYS.contains(&key.as_ref()) {
-            object.raw(key, value.get());
+            object.raw(key, *value);
         }
     }
     object.close();

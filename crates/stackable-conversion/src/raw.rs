@@ -7,7 +7,7 @@
 
 use std::{borrow::Cow, fmt};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
 /// A JSON string, borrowed from the input when it has no escapes.
@@ -36,54 +36,39 @@ impl<'de> Deserialize<'de> for Text<'de> {
 }
 
 /// The value of a raw JSON string, or `None` when it is not a string.
-pub(crate) fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
-    serde_json::from_str::<Text<'_>>(raw.get())
-        .ok()
-        .map(|t| t.0)
+pub(crate) fn text(json: &str) -> Option<Cow<'_, str>> {
+    if let Some(inner) = json
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<Text<'_>>(json).ok().map(|t| t.0)
 }
 
-/// The members of a JSON object, in order, each value as raw JSON.
+/// The members of a JSON object, in order, each value as raw JSON text.
 #[derive(Default)]
-pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a str)>);
 
 impl<'a> Members<'a> {
-    /// The members of the JSON object `json`, or `None` when it is not one.
+    /// The members of the JSON object `json` (which must be valid JSON: what serde_json wrote,
+    /// or a `RawValue`), or `None` when it is not an object.
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
+        let text = std::str::from_utf8(json).ok()?;
+        let mut scanner = Scanner::new(text);
+        let members = scanner.members(|_, _, _| Ok(false))?;
+        Some(members)
     }
 
     /// The raw value of member `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// The value of member `key` when it is a string.
     pub(crate) fn text(&self, key: &str) -> Option<Cow<'a, str>> {
         self.get(key).and_then(text)
-    }
-}
-
-/// Reads a map into [`Members`].
-struct MembersVisitor;
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
-            members.push((key.0, value));
-        }
-        Ok(Members(members))
-    }
-}
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(MembersVisitor)
     }
 }
 
@@ -100,82 +85,216 @@ pub(crate) struct Object<'a> {
 impl<'a> Object<'a> {
     /// Reads `raw`, or `None` when it is not an object.
     pub(crate) fn of(raw: &'a RawValue) -> Option<Self> {
-        serde_json::from_str(raw.get()).ok()
+        Self::parse_str(raw.get())
     }
 
-    /// Reads the JSON object `json`, or `None` when it is not one.
+    /// Reads the JSON object `json` (what serde_json wrote), or `None` when it is not one.
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
+        Self::parse_str(std::str::from_utf8(json).ok()?)
+    }
+
+    fn parse_str(json: &'a str) -> Option<Self> {
+        let mut metadata = None;
+        let mut scanner = Scanner::new(json);
+        let members = scanner.members(|scanner, key, _| {
+            if key != "metadata" {
+                return Ok(false);
+            }
+            metadata = if scanner.peek() == Some(b'{') {
+                Some(scanner.members(|_, _, _| Ok(false)).ok_or(())?)
+            } else {
+                scanner.skip_value().ok_or(())?;
+                None
+            };
+            Ok(true)
+        })?;
+        Some(Object { members, metadata })
     }
 }
 
-impl<'de> Deserialize<'de> for Object<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Object<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
+const QUOTE: u8 = 1;
+const OPEN: u8 = 2;
+const CLOSE: u8 = 3;
+
+/// What matters to [`Scanner::skip_value`] inside a list or map: quotes and brackets.
+static STRUCTURE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'"' as usize] = QUOTE;
+    table[b'{' as usize] = OPEN;
+    table[b'[' as usize] = OPEN;
+    table[b'}' as usize] = CLOSE;
+    table[b']' as usize] = CLOSE;
+    table
+};
+
+/// The bytes a JSON string cannot hold unescaped.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// A reader of JSON text that is known to be valid (a `RawValue`, or what serde_json wrote):
+/// it only finds where members and values begin and end, without checking the grammar again,
+/// which is several times faster than parsing. Text that is not valid JSON gives a wrong
+/// split or `None`, never a panic.
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&byte) = self.bytes.get(self.at) {
+            if !matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(byte);
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut object = Object::default();
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    if key.0 == "metadata" {
-                        object.metadata = map.next_value::<MetadataMembers<'de>>()?.0;
-                    } else {
-                        let value: &'de RawValue = map.next_value()?;
-                        object.members.0.push((key.0, value));
+            self.at += 1;
+        }
+        None
+    }
+
+    /// Past the string whose opening quote is at `start`: eight bytes at a time while none of
+    /// them is a quote or a backslash.
+    fn string_end(&self, start: usize) -> Option<usize> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        let bytes = self.bytes;
+        let mut at = start + 1;
+        loop {
+            while let Some(chunk) = bytes.get(at..at + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let word = u64::from_le_bytes(word);
+                let quote = word ^ (ONES * u64::from(b'"'));
+                let backslash = word ^ (ONES * u64::from(b'\\'));
+                // A byte of `quote` or `backslash` is zero where the byte was one of the two.
+                let found = ((quote.wrapping_sub(ONES) & !quote)
+                    | (backslash.wrapping_sub(ONES) & !backslash))
+                    & HIGHS;
+                if found != 0 {
+                    at += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                at += 8;
+            }
+            match *bytes.get(at)? {
+                b'"' => return Some(at + 1),
+                // Skip the backslash and the escaped character.
+                b'\\' => at += 2,
+                _ => at += 1,
+            }
+        }
+    }
+
+    /// Skips the value at the current position; returns its text.
+    fn skip_value(&mut self) -> Option<&'a str> {
+        let first = self.peek()?;
+        let start = self.at;
+        let bytes = self.bytes;
+        let end = match first {
+            b'"' => self.string_end(start)?,
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut at = start;
+                loop {
+                    while bytes
+                        .get(at)
+                        .is_some_and(|&b| STRUCTURE[usize::from(b)] == 0)
+                    {
+                        at += 1;
+                    }
+                    match STRUCTURE[usize::from(*bytes.get(at)?)] {
+                        QUOTE => at = self.string_end(at)?,
+                        OPEN => {
+                            depth += 1;
+                            at += 1;
+                        }
+                        _ => {
+                            depth -= 1;
+                            at += 1;
+                            if depth == 0 {
+                                break at;
+                            }
+                        }
                     }
                 }
-                Ok(object)
             }
+            _ => {
+                let rest = bytes.get(start..)?;
+                start
+                    + rest
+                        .iter()
+                        .position(|&b| {
+                            matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                        })
+                        .unwrap_or(rest.len())
+            }
+        };
+        if end == start {
+            return None;
         }
-        deserializer.deserialize_map(ObjectVisitor)
+        self.at = end;
+        self.text.get(start..end)
     }
-}
 
-/// The members of `metadata` read in place (no second scan); `None` when it is not an object.
-struct MetadataMembers<'a>(Option<Members<'a>>);
-
-impl<'de> Deserialize<'de> for MetadataMembers<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MetadataVisitor;
-        impl<'de> Visitor<'de> for MetadataVisitor {
-            type Value = MetadataMembers<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("metadata")
+    /// Reads the object at the current position member by member. `nested` is called with
+    /// each key before its value is read; it may read the value itself and return `true`, or
+    /// return `false` to have it taken as raw text.
+    fn members(
+        &mut self,
+        mut nested: impl FnMut(&mut Self, &str, usize) -> Result<bool, ()>,
+    ) -> Option<Members<'a>> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.at += 1;
+        let mut members = Vec::with_capacity(12);
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(Members(members));
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
             }
-            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
-                let members = MembersVisitor.visit_map(map)?;
-                Ok(MetadataMembers(Some(members)))
+            let key_end = self.string_end(self.at)?;
+            let quoted = self.text.get(self.at..key_end)?;
+            let key = text(quoted)?;
+            self.at = key_end;
+            if self.peek()? != b':' {
+                return None;
             }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(MetadataMembers(None))
+            self.at += 1;
+            self.peek()?;
+            if !nested(self, &key, members.len()).ok()? {
+                let value = self.skip_value()?;
+                members.push((key, value));
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MetadataMembers(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MetadataMembers(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MetadataMembers(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MetadataMembers(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(MetadataMembers(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(MetadataMembers(None))
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(Members(members));
+                }
+                _ => return None,
             }
         }
-        deserializer.deserialize_any(MetadataVisitor)
     }
 }
 
@@ -244,6 +363,12 @@ impl<'o> ObjectWriter<'o> {
 
 /// Writes `text` as a JSON string.
 pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
+    if !text.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
 }
@@ -258,16 +383,50 @@ mod tests {
         let members = Members::parse_bytes(json.as_bytes()).unwrap();
         assert_eq!(members.0.len(), 3);
         assert!(matches!(members.0[0].0, Cow::Borrowed("a")));
-        assert_eq!(members.get("a").unwrap().get(), r#"{"x": [1, 2]}"#);
+        assert_eq!(members.get("a").unwrap(), r#"{"x": [1, 2]}"#);
         assert_eq!(members.text("b\n").unwrap(), "t\"x");
         assert!(members.text("a").is_none());
-        assert!(is_blank_text(members.get("c").unwrap().get()));
-        assert!(!is_blank_text(members.get("a").unwrap().get()));
+        assert!(is_blank_text(members.get("c").unwrap()));
+        assert!(!is_blank_text(members.get("a").unwrap()));
         assert!(is_blank_text(" { } "));
         assert!(!is_blank_text("nulll"));
         assert!(!is_blank_text("\"\""));
         assert!(Members::parse_bytes(b"[1]").is_none());
         assert!(Members::parse_bytes(b"{\"a\": }").is_none());
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_serde_json() {
+        for json in [
+            r#"{"apiVersion":"x/v1","kind":"K","metadata":{"name":"n","labels":{"a":"b"},"managedFields":[{"f:x":{".":{},"f:\"q\\":{}}}]},"spec":{"s":"]}\\","n":-1.5e3,"t":true,"z":null,"l":[1,[2,{}]]}}"#,
+            " { \"metadata\" : null , \"spec\" : { } , \"k\\u0041\" : \"\\\"\" } ",
+            r#"{"metadata":{}}"#,
+            r#"{}"#,
+        ] {
+            let object = Object::parse_bytes(json.as_bytes()).unwrap();
+            let mut expected: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(json).unwrap();
+            let metadata = expected.remove("metadata");
+            let read = |members: &Members<'_>| -> serde_json::Map<String, serde_json::Value> {
+                members
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::from_str(v).unwrap()))
+                    .collect()
+            };
+            assert_eq!(read(&object.members), expected, "{json}");
+            match metadata {
+                Some(serde_json::Value::Object(map)) => {
+                    assert_eq!(read(object.metadata.as_ref().unwrap()), map, "{json}");
+                }
+                _ => assert!(object.metadata.is_none(), "{json}"),
+            }
+        }
+        assert!(Object::parse_bytes(b"[1]").is_none());
+        assert!(Object::parse_bytes(b"{\"a\":1").is_none());
+        assert!(Object::parse_bytes(b"{\"a\":\"1}").is_none());
+        assert_eq!(text(r#""a\u0041""#).unwrap(), "aA");
+        assert!(text("1").is_none());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use snafu::{ResultExt, Snafu};
 use crate::{
     graph::{KindConverter, StepError, api_version},
     names::MAX_ANNOTATIONS_SIZE,
-    object::{self, ObjectError, Route, Source},
+    object::{self, ObjectError, Route, Scratch, Source},
     raw::{Members, Object},
 };
 
@@ -300,12 +300,13 @@ impl ConversionRouter {
         }
         let start = out.len();
         out.push(b'[');
+        let mut scratch = Scratch::default();
         for (index, object) in objects.iter().enumerate() {
             if index > 0 {
                 out.push(b',');
             }
             let desired = (desired_api_version, desired_group, desired_version);
-            let converted = self.convert_object(index, object, desired, out);
+            let converted = self.convert_object(index, object, desired, &mut scratch, out);
             if let Err(error) = converted {
                 out.truncate(start);
                 return Err(error);
@@ -321,6 +322,7 @@ impl ConversionRouter {
         index: usize,
         raw: &RawValue,
         (desired_api_version, desired_group, desired_version): (&str, &str, &str),
+        scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
         let object = Object::of(raw).unwrap_or_default();
@@ -397,7 +399,7 @@ impl ConversionRouter {
             metadata,
             members,
         };
-        object::convert(&route, &source, out).map_err(|error| match error {
+        object::convert(&route, &source, scratch, out).map_err(|error| match error {
             ObjectError::Step(source_error) => ReviewError::Conversion {
                 object: describe(&source.metadata),
                 kind: kind.to_string(),

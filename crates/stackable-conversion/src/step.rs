@@ -19,11 +19,12 @@ use crate::{
 /// One typed step from a version to another, erased to JSON text in, JSON text out.
 pub(crate) type StepFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, StepError> + Send + Sync>;
 
-/// One typed step there and, from the typed result, back: the converted text, and the
-/// fingerprint of the body the round trip gives (`None` when the way back fails). Neither
-/// reads the converted object again nor writes the round trip as text.
+/// One typed step there and, from the typed result, back: writes the converted text into the
+/// buffer (cleared first; reused from object to object) and returns the fingerprint of the
+/// body the round trip gives (`None` when the way back fails). Neither reads the converted
+/// object again nor writes the round trip as text.
 pub(crate) type RoundTripFn =
-    Arc<dyn Fn(&[u8]) -> Result<(Vec<u8>, Option<Fingerprint>), StepError> + Send + Sync>;
+    Arc<dyn Fn(&[u8], &mut Vec<u8>) -> Result<Option<Fingerprint>, StepError> + Send + Sync>;
 
 /// The conversions from one version to an adjacent one.
 #[derive(Clone)]
@@ -32,6 +33,15 @@ pub(crate) struct Edge {
     pub(crate) step: StepFn,
     /// There, and from the typed result back.
     pub(crate) round_trip: RoundTripFn,
+}
+
+/// Reads JSON text: through `&str` when it is UTF-8 (checked once, quickly, instead of string
+/// by string as serde_json does for bytes).
+pub(crate) fn read<T: DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(json) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(json),
+    }
 }
 
 pub(crate) fn typed_step<A, B>() -> StepFn
@@ -43,7 +53,7 @@ where
     let from = A::api_version(&()).into_owned();
     let to = B::api_version(&()).into_owned();
     Arc::new(move |object: &[u8]| {
-        let a: A = serde_json::from_slice(object).context(DeserializeSnafu {
+        let a: A = read(object).context(DeserializeSnafu {
             api_version: from.clone(),
         })?;
         let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
@@ -65,15 +75,16 @@ where
 {
     let from = A::api_version(&()).into_owned();
     let to = B::api_version(&()).into_owned();
-    Arc::new(move |object: &[u8]| {
-        let a: A = serde_json::from_slice(object).context(DeserializeSnafu {
+    Arc::new(move |object: &[u8], converted: &mut Vec<u8>| {
+        let a: A = read(object).context(DeserializeSnafu {
             api_version: from.clone(),
         })?;
         let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
             from: from.clone(),
             to: to.clone(),
         })?;
-        let converted = serde_json::to_vec(&b).context(SerializeSnafu {
+        converted.clear();
+        serde_json::to_writer(&mut *converted, &b).context(SerializeSnafu {
             api_version: to.clone(),
         })?;
         let back = match A::try_from(b) {
@@ -84,6 +95,6 @@ where
                 None
             }
         };
-        Ok((converted, back))
+        Ok(back)
     })
 }

@@ -5,9 +5,14 @@
 //! serialises the answer. It knows nothing of CRD versions: that is the converter's job
 //! (see the `stackable-conversion` crate). Only `apiextensions.k8s.io/v1` reviews are converted;
 //! another version gets a failed review saying so. Reviews larger than
-//! [`INLINE_CONVERSION_MAX_BYTES`] are converted on tokio's blocking pool, off the async workers.
+//! [`INLINE_CONVERSION_MAX_BYTES`] are converted off the async workers, one at a time, on one
+//! dedicated thread of the process (see [`INLINE_CONVERSION_MAX_BYTES`] for why one).
 
-use std::{borrow::Cow, panic::AssertUnwindSafe, sync::Arc};
+use std::{
+    borrow::Cow,
+    panic::AssertUnwindSafe,
+    sync::{Arc, OnceLock, mpsc},
+};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -35,8 +40,8 @@ pub struct RawConversionRequest<'a> {
 
 /// Converts the objects of one `ConversionReview` request.
 ///
-/// Synchronous on purpose: conversion must be pure and fast. Large reviews run on tokio's
-/// blocking pool (see [`INLINE_CONVERSION_MAX_BYTES`]). A panic is caught and answered as a
+/// Synchronous on purpose: conversion must be pure and fast. Large reviews run on the
+/// conversion thread (see [`INLINE_CONVERSION_MAX_BYTES`]). A panic is caught and answered as a
 /// failed conversion (code 500).
 pub trait Converter: Send + Sync + 'static {
     /// Converts `request.objects` to `request.desired_api_version`. Build the answer with
@@ -122,12 +127,78 @@ fn failure(code: u16, reason: &str, message: String) -> Status {
 /// is answered with a failed review (in that version) whose message says so.
 pub const CONVERSION_REVIEW_API_VERSION: &str = "apiextensions.k8s.io/v1";
 
-/// Reviews up to this size are converted on the async worker that read them; larger ones on
-/// tokio's blocking pool, so that a review of a whole LIST (megabytes, tens to hundreds of
+/// Reviews up to this size are converted on the async worker that read them; larger ones on a
+/// dedicated conversion thread, so that a review of a whole LIST (megabytes, tens of
 /// milliseconds of CPU) never delays health probes, TLS handshakes or admission requests served
 /// by the same worker. Below it, handing the work to another thread would cost more than the
 /// conversion itself.
+///
+/// The conversion thread is one per process and converts large reviews one after the other
+/// (they queue; small ones never wait for it). One thread keeps memory bounded: with glibc's
+/// malloc every thread allocates from its own arena and keeps what it freed there for reuse,
+/// so answers written on tokio's blocking pool (whichever of its threads was free) left an
+/// answer-sized buffer behind in several arenas; written on one thread, one buffer is reused by
+/// every large review. If the thread cannot be started, tokio's blocking pool is used.
 pub const INLINE_CONVERSION_MAX_BYTES: usize = 256 * 1024;
+
+/// A large review to convert on the conversion thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The conversion thread's queue (started on first use); `None` if it could not be started.
+fn conversion_thread() -> Option<&'static mpsc::Sender<Job>> {
+    static THREAD: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let (sender, receiver) = mpsc::channel::<Job>();
+            let spawned = std::thread::Builder::new()
+                .name("webhook-conversion".to_owned())
+                .spawn(move || {
+                    while let Ok(job) = receiver.recv() {
+                        // `answer` catches the converter's panics; this keeps the thread alive
+                        // whatever else happens.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(sender),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the conversion thread; large reviews are converted on tokio's blocking pool");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Converts a large review off the async workers: on the conversion thread, else on tokio's
+/// blocking pool.
+async fn answer_off_workers<C: Converter>(converter: Arc<C>, body: Bytes) -> Reply {
+    // The span of this request, so the other thread's logs and fields land in it.
+    let span = tracing::Span::current();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let reply = span.in_scope(|| answer(converter.as_ref(), &body));
+        // The request body is freed here, before the answer is sent.
+        drop(body);
+        let _ = sender.send(reply);
+    });
+    let job = match conversion_thread() {
+        Some(thread) => match thread.send(job) {
+            Ok(()) => None,
+            Err(mpsc::SendError(job)) => Some(job),
+        },
+        None => Some(job),
+    };
+    if let Some(job) = job
+        && let Err(error) = tokio::task::spawn_blocking(job).await
+    {
+        return Reply::internal(format!("the conversion task failed: {error}"));
+    }
+    match receiver.await {
+        Ok(reply) => reply,
+        Err(_) => Reply::internal("the conversion task failed".to_owned()),
+    }
+}
 
 pub(crate) fn conversion_route<C: Converter>(converter: C) -> BoxHandler {
     let converter = Arc::new(converter);
@@ -137,16 +208,7 @@ pub(crate) fn conversion_route<C: Converter>(converter: C) -> BoxHandler {
             if body.len() <= INLINE_CONVERSION_MAX_BYTES {
                 return answer(converter.as_ref(), &body);
             }
-            // The span of this request, so the blocking thread's logs and fields land in it.
-            let span = tracing::Span::current();
-            let converted = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| answer(converter.as_ref(), &body))
-            })
-            .await;
-            match converted {
-                Ok(reply) => reply,
-                Err(error) => Reply::internal(format!("the conversion task failed: {error}")),
-            }
+            answer_off_workers(converter, body).await
         })
     })
 }
@@ -255,7 +317,13 @@ fn record_in_span(request: &RequestIn<'_>) {
 
 /// Decodes the review, converts it (catching a panic) and encodes the answer.
 fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
-    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
+    // Checking UTF-8 once for the whole body is much faster than serde_json's check of each
+    // string (and of each object's raw text) when it reads bytes.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let review: ReviewIn<'_> = match parsed {
         Ok(review) => review,
         Err(error) => {
             return Reply::bad_request(format!("malformed ConversionReview: {error}"));
