@@ -254,7 +254,7 @@ fn record_in_span(request: &RequestIn<'_>) {
 }
 
 /// Decodes the review, converts it (catching a panic) and encodes the answer.
-fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
+pub(crate) fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
     let review: ReviewIn<'_> = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) => {

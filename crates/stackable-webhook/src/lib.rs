@@ -41,6 +41,8 @@
 
 pub mod admission;
 pub mod conversion;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 pub mod metrics;
 pub mod readiness;
