@@ -45,7 +45,7 @@ impl Default for Options {
             inputs: None,
             time: Some(Duration::from_secs(10)),
             seed: 0x5eed,
-            out_dir: PathBuf::from("target/fuzz"),
+            out_dir: PathBuf::from("target/fuzz-findings"),
             memory_limit: 256 * 1024 * 1024,
             slow: None,
             progress: false,

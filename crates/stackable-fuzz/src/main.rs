@@ -21,8 +21,8 @@ struct Args {
     /// The PRNG seed.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
-    /// Where reproducers are written.
-    #[arg(long, default_value = "target/fuzz")]
+    /// Where reproducers are written (not `target/fuzz`: that is the `fuzz` profile's build directory).
+    #[arg(long, default_value = "target/fuzz-findings")]
     out: PathBuf,
     /// Peak memory growth (MiB) that counts as a finding.
     #[arg(long, default_value_t = 256)]
