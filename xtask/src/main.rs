@@ -13,6 +13,7 @@ mod bench_cainjector_peer;
 mod bench_load;
 mod bench_peer;
 mod demo;
+mod fuzz;
 mod gen_crds;
 mod go_peer;
 mod release;
@@ -42,6 +43,8 @@ enum Task {
     Bench(bench::Args),
     /// Benchmark stackable-cainjector against cert-manager's cainjector on one control plane.
     BenchCainjector(bench_cainjector::Args),
+    /// Fuzz every parser of outside input for a given time (stable driver, or cargo-fuzz).
+    Fuzz(fuzz::Args),
     /// Releases: `check` (CI), `prepare` (bump versions, date changelogs), `tag` (local tags).
     Release(release::Args),
 }
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Task::Testenv(args) => testenv::run(args),
         Task::Bench(args) => bench::run(args),
         Task::BenchCainjector(args) => bench_cainjector::run(args),
+        Task::Fuzz(args) => fuzz::run(args).map(|()| ExitCode::SUCCESS),
         Task::Release(args) => release::run(args).map_err(Into::into),
     };
     match result {

@@ -12,7 +12,7 @@ use crate::{
     Certificate,
     error::{
         AllExpiredSnafu, BundleCertificateSnafu, NoCertificateSnafu, NoPemBlockSnafu, NotACaSnafu,
-        ParsePemSnafu, Result, UnexpectedPemBlockSnafu,
+        Result, UnexpectedPemBlockSnafu,
     },
 };
 
@@ -80,9 +80,7 @@ impl CaBundle {
     /// after its DER (as Go's `x509.ParseCertificate`), and a bundle in which every certificate
     /// has expired. Errors never quote the input.
     pub fn from_injection_source(pem: &[u8], now: OffsetDateTime) -> Result<Self> {
-        let blocks = pem::parse_many(pem).context(ParsePemSnafu {
-            what: "trust bundle",
-        })?;
+        let blocks = crate::parse_pem(pem, "trust bundle")?;
         let mut bundle = CaBundle {
             certificates: Vec::with_capacity(blocks.len()),
         };

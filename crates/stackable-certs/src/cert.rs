@@ -8,7 +8,6 @@
 use std::{fmt, net::IpAddr};
 
 use rustls_pki_types::CertificateDer;
-use snafu::ResultExt as _;
 use time::OffsetDateTime;
 use x509_parser::{
     certificate::X509Certificate, extensions::GeneralName, prelude::FromDer,
@@ -17,9 +16,7 @@ use x509_parser::{
 
 use crate::{
     KeyAlgorithm, PrivateKey,
-    error::{
-        NoPemBlockSnafu, ParseCertificateSnafu, ParsePemSnafu, Result, UnexpectedPemBlockSnafu,
-    },
+    error::{NoPemBlockSnafu, ParseCertificateSnafu, Result, UnexpectedPemBlockSnafu},
 };
 
 /// An X.509 certificate in DER form, validated on construction.
@@ -129,9 +126,7 @@ impl Certificate {
     /// Parses every `CERTIFICATE` block of a PEM document (at least one is required; any
     /// other kind of block is an error).
     pub fn all_from_pem(pem: &str) -> Result<Vec<Self>> {
-        let blocks = pem::parse_many(pem).context(ParsePemSnafu {
-            what: "certificate",
-        })?;
+        let blocks = crate::parse_pem(pem, "certificate")?;
         let mut certs = Vec::with_capacity(blocks.len());
         for block in blocks {
             if block.tag() != CERT_LABEL {

@@ -16,9 +16,8 @@ use x509_parser::{certification_request::X509CertificationRequest, prelude::From
 
 use crate::{
     KeyAlgorithm,
-    error::{NoPemBlockSnafu, ParseCertificateRequestSnafu, ParsePemSnafu, Result},
+    error::{NoPemBlockSnafu, ParseCertificateRequestSnafu, Result},
 };
-use snafu::ResultExt as _;
 
 /// A key usage (X.509 keyUsage bit, RFC 5280 §4.2.1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,9 +173,7 @@ impl CertificateSigningRequest {
     /// Parses the one `CERTIFICATE REQUEST` block of a PEM document; other blocks, several
     /// requests or none are refused.
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
-        let blocks = pem::parse_many(pem).context(ParsePemSnafu {
-            what: "certificate signing request",
-        })?;
+        let blocks = crate::parse_pem(pem, "certificate signing request")?;
         let mut requests = blocks.iter().filter(|b| CSR_LABELS.contains(&b.tag()));
         let (Some(block), None) = (requests.next(), requests.next()) else {
             return match blocks.len() {

@@ -23,9 +23,8 @@ use snafu::{OptionExt as _, ResultExt as _};
 use zeroize::Zeroizing;
 
 use crate::error::{
-    self, GenerateKeySnafu, LoadSigningKeySnafu, NoPemBlockSnafu, ParsePemSnafu,
-    ParsePrivateKeySnafu, Result, UnexpectedPemBlockSnafu, UnknownKeyAlgorithmSnafu,
-    UnsupportedKeyAlgorithmSnafu,
+    self, GenerateKeySnafu, LoadSigningKeySnafu, NoPemBlockSnafu, ParsePrivateKeySnafu, Result,
+    UnexpectedPemBlockSnafu, UnknownKeyAlgorithmSnafu, UnsupportedKeyAlgorithmSnafu,
 };
 
 /// The key algorithm of a certificate's key pair.
@@ -189,9 +188,7 @@ impl PrivateKey {
     /// `EC PRIVATE KEY` (SEC1, P-256/P-384). The first key block is used; other blocks (for
     /// example certificates in a combined file) are skipped.
     pub fn from_pem(pem: &str) -> Result<Self> {
-        let blocks = pem::parse_many(pem).context(ParsePemSnafu {
-            what: "private key",
-        })?;
+        let blocks = crate::parse_pem(pem, "private key")?;
         let mut other = None;
         for block in &blocks {
             let contents = Zeroizing::new(block.contents().to_vec());
@@ -321,6 +318,52 @@ impl PrivateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message of an error with all its sources, as a log line would show it.
+    fn chain(error: &crate::Error) -> String {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
+        message
+    }
+
+    /// Damaged PEM armour around a key is refused without quoting the key: the `pem` crate's
+    /// own errors quote the labels and headers it read, and a damaged END label swallows the
+    /// key lines after it. Found by the `private_key_pem` fuzz target (docs/fuzzing.md).
+    #[test]
+    fn damaged_pem_armour_is_refused_without_quoting_the_key() {
+        let pem = PrivateKey::generate(KeyAlgorithm::EcdsaP256)
+            .unwrap()
+            .to_pem();
+        let body: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let damaged = [
+            // END label cut: the label read runs into the key lines after it.
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE -\n{}\n-----\n",
+                body[0],
+                body.join("\n")
+            ),
+            // A blank line after the first line: that line is read as an invalid header.
+            format!(
+                "-----BEGIN RSA PRIVATE KEY-----\n{}\n\n-----END RSA PRIVATE KEY-----\n",
+                body.join("\n")
+            ),
+        ];
+        for input in damaged {
+            let error = PrivateKey::from_pem(&input).unwrap_err();
+            assert!(matches!(error, crate::Error::ParsePem { .. }), "{error:?}");
+            let message = chain(&error);
+            for line in &body {
+                assert!(
+                    !message.contains(line),
+                    "the error quotes the key: {message}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn names_round_trip() {

@@ -48,6 +48,24 @@ pub use rotation::MaterialReceiver;
 pub use serving::ServingMaterial;
 pub use sign_request::SigningOptions;
 
+/// Parses every PEM block of `pem`; an error says what is wrong with the armour without quoting
+/// any of the input (see [`Error::ParsePem`]).
+pub(crate) fn parse_pem(pem: impl AsRef<[u8]>, what: &'static str) -> Result<Vec<pem::Pem>> {
+    pem::parse_many(pem).map_err(|error| Error::ParsePem {
+        what,
+        reason: match error {
+            pem::PemError::MismatchedTags(..) => "the BEGIN and END labels differ",
+            pem::PemError::MalformedFraming => "malformed BEGIN/END lines",
+            pem::PemError::MissingBeginTag => "a block has no BEGIN line",
+            pem::PemError::MissingEndTag => "a block has no END line",
+            pem::PemError::MissingData => "a block has no data",
+            pem::PemError::InvalidData(_) => "a block's data is not valid base64",
+            pem::PemError::InvalidHeader(_) => "a block has an invalid header line",
+            pem::PemError::NotUtf8(_) => "the input is not UTF-8",
+        },
+    })
+}
+
 /// PEM with LF line endings (the `pem` crate defaults to CRLF), as Kubernetes and Go write it.
 pub(crate) fn encode_pem(tag: &str, contents: Vec<u8>) -> String {
     pem::encode_config(

@@ -12,7 +12,7 @@ use kube::core::{Resource, admission::AdmissionRequest};
 
 mod answer;
 pub mod audit;
-mod decode;
+pub(crate) mod decode;
 mod patch;
 mod route;
 pub mod warnings;

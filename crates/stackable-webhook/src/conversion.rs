@@ -316,7 +316,7 @@ fn record_in_span(request: &RequestIn<'_>) {
 }
 
 /// Decodes the review, converts it (catching a panic) and encodes the answer.
-fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
+pub(crate) fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
     // Checking UTF-8 once for the whole body is much faster than serde_json's check of each
     // string (and of each object's raw text) when it reads bytes.
     let parsed = match std::str::from_utf8(body) {

@@ -42,6 +42,8 @@
 pub mod admission;
 pub mod client_auth;
 pub mod conversion;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 pub mod metrics;
 pub mod readiness;

@@ -82,9 +82,9 @@ pub enum DecodeError {
 }
 
 /// A decoded review plus the raw request object (as received) for patch computation.
-pub(super) struct Decoded<K: Resource> {
-    pub(super) request: AdmissionRequest<K>,
-    pub(super) raw_object: Option<Value>,
+pub(crate) struct Decoded<K: Resource> {
+    pub(crate) request: AdmissionRequest<K>,
+    pub(crate) raw_object: Option<Value>,
 }
 
 /// The identity of a review, read before the whole is decoded, so that a refusal can answer it.
@@ -164,7 +164,7 @@ fn explain<K: DeserializeOwned>(value: &Value, whole: serde_json::Error) -> Deco
 }
 
 /// Decodes a review; what does not decode is answered with a refusal (see the module docs).
-pub(super) fn decode<K>(body: &Bytes, keep_raw: bool) -> Result<Decoded<K>, Reply>
+pub(crate) fn decode<K>(body: &Bytes, keep_raw: bool) -> Result<Decoded<K>, Reply>
 where
     K: Resource + DeserializeOwned,
 {

@@ -1,0 +1,5 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = stackable_fuzz::targets::certs::private_key_pem(data);
+});
