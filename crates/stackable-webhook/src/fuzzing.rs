@@ -16,8 +16,7 @@ pub fn admission_review<K>(body: &[u8]) -> Result<AdmissionRequest<K>, (u16, Vec
 where
     K: Resource + DeserializeOwned,
 {
-    crate::admission::decode::decode::<K>(&Bytes::copy_from_slice(body), true)
-        .map(|decoded| decoded.request)
+    crate::admission::decode::decode::<K>(&Bytes::copy_from_slice(body))
         .map_err(|reply| (reply.status, reply.body))
 }
 

@@ -12,13 +12,15 @@
 //! `PodExecOptions`, a `Deployment` sent to a `Pod` handler) or of a newer schema than the Rust
 //! type is such a case.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use kube::core::{
-    Resource,
+    Resource, TypeMeta,
     admission::{AdmissionRequest, AdmissionReview},
 };
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, value::RawValue};
 use snafu::Snafu;
 
 use super::SUPPORTED_ADMISSION_VERSIONS;
@@ -79,12 +81,6 @@ pub enum DecodeError {
         /// The decode error.
         source: serde_json::Error,
     },
-}
-
-/// A decoded review plus the raw request object (as received) for patch computation.
-pub(crate) struct Decoded<K: Resource> {
-    pub(crate) request: AdmissionRequest<K>,
-    pub(crate) raw_object: Option<Value>,
 }
 
 /// The identity of a review, read before the whole is decoded, so that a refusal can answer it.
@@ -163,8 +159,106 @@ fn explain<K: DeserializeOwned>(value: &Value, whole: serde_json::Error) -> Deco
     DecodeError::Envelope { source: whole }
 }
 
+/// The review as the fast path reads it: the envelope's `apiVersion` and `kind`, and the
+/// request decoded straight from the body into the handler's type in the same pass (no
+/// intermediate `serde_json::Value` tree). kube's `AdmissionReview` flattens its `TypeMeta`,
+/// which makes serde buffer the whole review before decoding it; this struct does not.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "K: DeserializeOwned"))]
+struct TypedReview<'a, K: Resource> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    request: Option<AdmissionRequest<K>>,
+}
+
+/// Only `request.object`, as received (for the patch of a mutating route).
+#[derive(Deserialize)]
+struct RawObjectReview<'a> {
+    #[serde(borrow, default)]
+    request: Option<RawObjectRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawObjectRequest<'a> {
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
 /// Decodes a review; what does not decode is answered with a refusal (see the module docs).
-pub(crate) fn decode<K>(body: &Bytes, keep_raw: bool) -> Result<Decoded<K>, Reply>
+///
+/// The fast path decodes the body once, straight into `AdmissionRequest<K>`. Anything it does
+/// not accept (not JSON, another kind or version, no request, an object that is not a `K`,
+/// duplicate keys) goes to [`decode_slow`], which answers exactly as it always has.
+pub(crate) fn decode<K>(body: &Bytes) -> Result<AdmissionRequest<K>, Reply>
+where
+    K: Resource + DeserializeOwned,
+{
+    let Some(request) = decode_fast::<K>(body) else {
+        return decode_slow(body);
+    };
+    record_request(&request);
+    Ok(request)
+}
+
+/// One pass from the body into the typed request; `None` when anything is off.
+fn decode_fast<K>(body: &[u8]) -> Option<AdmissionRequest<K>>
+where
+    K: Resource + DeserializeOwned,
+{
+    let review: TypedReview<'_, K> = serde_json::from_slice(body).ok()?;
+    if review.kind.as_deref() != Some("AdmissionReview") {
+        return None;
+    }
+    let api_version = review.api_version.as_deref().and_then(|version| {
+        SUPPORTED_ADMISSION_VERSIONS
+            .iter()
+            .copied()
+            .find(|supported| *supported == version)
+    })?;
+    let mut request = review.request?;
+    request.types = TypeMeta {
+        api_version: api_version.to_owned(),
+        kind: "AdmissionReview".to_owned(),
+    };
+    Some(request)
+}
+
+/// `request.object` as received (raw JSON borrowed from the body); `None` when absent, `null`,
+/// or when the body does not read as one review (duplicate keys: see [`raw_object_tree`]).
+pub(super) fn raw_object(body: &[u8]) -> Option<&RawValue> {
+    let review: RawObjectReview<'_> = serde_json::from_slice(body).ok()?;
+    review.request?.object.filter(|raw| raw.get() != "null")
+}
+
+/// `request.object` as a JSON tree, as the reference decoder reads it (the last of duplicate
+/// keys wins); `None` when absent or `null`.
+pub(super) fn raw_object_tree(body: &[u8]) -> Option<Value> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    value
+        .pointer_mut("/request/object")
+        .map(Value::take)
+        .filter(|object| !object.is_null())
+}
+
+/// Puts the request's identity on the current (`webhook`) span.
+fn record_request<K: Resource>(request: &AdmissionRequest<K>) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.record("uid", request.uid.as_str());
+    span.record("kind", request.kind.kind.as_str());
+    span.record("namespace", request.namespace.as_deref().unwrap_or(""));
+    span.record("name", request.name.as_str());
+    span.record("operation", tracing::field::debug(&request.operation));
+}
+
+/// The reference decoder: the body as a JSON tree, the envelope checked field by field, then
+/// the typed review; a refusal names what did not decode.
+fn decode_slow<K>(body: &Bytes) -> Result<AdmissionRequest<K>, Reply>
 where
     K: Resource + DeserializeOwned,
 {
@@ -176,11 +270,6 @@ where
     if let Err(error) = check_envelope(&value) {
         return Err(refusal(&identity, &error));
     }
-    let raw_object = keep_raw
-        .then(|| value.pointer("/request/object"))
-        .flatten()
-        .filter(|object| !object.is_null())
-        .cloned();
     let review: AdmissionReview<K> = match serde_json::from_value(value) {
         Ok(review) => review,
         Err(whole) => {
@@ -197,16 +286,8 @@ where
         Ok(request) => request,
         Err(_) => return Err(refusal(&identity, &DecodeError::NoRequest)),
     };
-    let span = tracing::Span::current();
-    span.record("uid", request.uid.as_str());
-    span.record("kind", request.kind.kind.as_str());
-    span.record("namespace", request.namespace.as_deref().unwrap_or(""));
-    span.record("name", request.name.as_str());
-    span.record("operation", tracing::field::debug(&request.operation));
-    Ok(Decoded {
-        request,
-        raw_object,
-    })
+    record_request(&request);
+    Ok(request)
 }
 
 /// Checks `kind`, `apiVersion` and the presence of `request`.

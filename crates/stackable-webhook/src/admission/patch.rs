@@ -1,6 +1,12 @@
 //! The JSON Patch of a mutating handler, computed against the object as received.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use json_patch::{
+    AddOperation, CopyOperation, MoveOperation, PatchOperation, RemoveOperation, ReplaceOperation,
+    TestOperation, jsonptr::PointerBuf,
+};
+use serde_json::{Value, value::RawValue};
 
 /// Computes the JSON Patch that turns `raw` (the object as received) into `raw` with the
 /// changes the handler made, where the handler's changes are `typed_original -> desired`
@@ -16,9 +22,149 @@ use serde_json::Value;
 /// removed and another inserted at the same spot look like one changed in place: the new one
 /// keeps the old one's unknown fields.)
 pub fn compute_patch(raw: &Value, typed_original: &Value, desired: &Value) -> json_patch::Patch {
-    let mut merged = raw.clone();
-    merge3(&mut merged, typed_original, desired);
-    json_patch::diff(raw, &merged)
+    let mut patch = json_patch::Patch::default();
+    let mut pointer = PointerBuf::new();
+    patch3(raw, typed_original, desired, &mut pointer, &mut patch);
+    patch
+}
+
+/// The operations `json_patch::diff(raw, merged)` gives, where `merged` is `raw` with the
+/// handler's changes merged in (see [`merge3`]), without building `merged` as a whole: subtrees
+/// the handler left alone are skipped, and only a changed list is merged into a copy. The
+/// operations on the keys of one object may come in another order than the whole-tree diff's;
+/// they touch distinct keys, so applying them gives the same document.
+fn patch3(
+    raw: &Value,
+    base: &Value,
+    desired: &Value,
+    pointer: &mut PointerBuf,
+    patch: &mut json_patch::Patch,
+) {
+    if base == desired {
+        return;
+    }
+    match (raw, base, desired) {
+        (Value::Object(raw), Value::Object(base), Value::Object(desired)) => {
+            for (key, desired_value) in desired {
+                pointer.push_back(key.as_str());
+                match (raw.get(key), base.get(key)) {
+                    (Some(raw_value), Some(base_value)) => {
+                        patch3(raw_value, base_value, desired_value, pointer, patch);
+                    }
+                    (Some(raw_value), None) => diff_at(raw_value, desired_value, pointer, patch),
+                    (None, _) => patch.0.push(PatchOperation::Add(AddOperation {
+                        path: pointer.clone(),
+                        value: desired_value.clone(),
+                    })),
+                }
+                pointer.pop_back();
+            }
+            for key in base.keys() {
+                if !desired.contains_key(key) && raw.contains_key(key) {
+                    pointer.push_back(key.as_str());
+                    patch.0.push(PatchOperation::Remove(RemoveOperation {
+                        path: pointer.clone(),
+                    }));
+                    pointer.pop_back();
+                }
+            }
+        }
+        (Value::Array(_), Value::Array(_), Value::Array(_)) => {
+            let mut merged = raw.clone();
+            merge3(&mut merged, base, desired);
+            diff_at(raw, &merged, pointer, patch);
+        }
+        (raw, _, desired) => diff_at(raw, desired, pointer, patch),
+    }
+}
+
+/// [`compute_patch`] with the object as received left as raw JSON: only the objects on the
+/// way to what the handler changed are read (one level at a time, their members kept raw), and
+/// only the changed subtrees are decoded, instead of the whole object. Same operations as
+/// [`compute_patch`] on the decoded object.
+pub(super) fn compute_patch_raw(
+    raw: &RawValue,
+    typed_original: &Value,
+    desired: &Value,
+) -> Result<json_patch::Patch, serde_json::Error> {
+    let mut patch = json_patch::Patch::default();
+    let mut pointer = PointerBuf::new();
+    patch3_raw(raw, typed_original, desired, &mut pointer, &mut patch)?;
+    Ok(patch)
+}
+
+/// [`patch3`] on a raw `raw`: the object arm is the same, reading `raw`'s members as raw JSON;
+/// anything else decodes `raw` (a changed leaf or list) and goes to [`patch3`].
+fn patch3_raw(
+    raw: &RawValue,
+    base: &Value,
+    desired: &Value,
+    pointer: &mut PointerBuf,
+    patch: &mut json_patch::Patch,
+) -> Result<(), serde_json::Error> {
+    if base == desired {
+        return Ok(());
+    }
+    if let (Value::Object(base), Value::Object(desired)) = (base, desired)
+        && raw.get().trim_start().starts_with('{')
+    {
+        // Duplicate keys: the last one wins, as when the whole object is decoded.
+        let raw: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())?;
+        for (key, desired_value) in desired {
+            pointer.push_back(key.as_str());
+            match (raw.get(key), base.get(key)) {
+                (Some(raw_value), Some(base_value)) => {
+                    patch3_raw(raw_value, base_value, desired_value, pointer, patch)?;
+                }
+                (Some(raw_value), None) => {
+                    let raw_value: Value = serde_json::from_str(raw_value.get())?;
+                    diff_at(&raw_value, desired_value, pointer, patch);
+                }
+                (None, _) => patch.0.push(PatchOperation::Add(AddOperation {
+                    path: pointer.clone(),
+                    value: desired_value.clone(),
+                })),
+            }
+            pointer.pop_back();
+        }
+        for key in base.keys() {
+            if !desired.contains_key(key) && raw.contains_key(key) {
+                pointer.push_back(key.as_str());
+                patch.0.push(PatchOperation::Remove(RemoveOperation {
+                    path: pointer.clone(),
+                }));
+                pointer.pop_back();
+            }
+        }
+        return Ok(());
+    }
+    let raw: Value = serde_json::from_str(raw.get())?;
+    patch3(&raw, base, desired, pointer, patch);
+    Ok(())
+}
+
+/// `json_patch::diff(left, right)` with every path below `pointer`.
+fn diff_at(left: &Value, right: &Value, pointer: &PointerBuf, patch: &mut json_patch::Patch) {
+    let mut operations = json_patch::diff(left, right).0;
+    if !pointer.is_root() {
+        for operation in &mut operations {
+            let path = match operation {
+                PatchOperation::Add(AddOperation { path, .. })
+                | PatchOperation::Remove(RemoveOperation { path })
+                | PatchOperation::Replace(ReplaceOperation { path, .. })
+                | PatchOperation::Move(MoveOperation { path, .. })
+                | PatchOperation::Copy(CopyOperation { path, .. })
+                | PatchOperation::Test(TestOperation { path, .. }) => path,
+            };
+            *path = pointer.concat(path);
+            if let PatchOperation::Move(MoveOperation { from, .. })
+            | PatchOperation::Copy(CopyOperation { from, .. }) = operation
+            {
+                *from = pointer.concat(from);
+            }
+        }
+    }
+    patch.0.extend(operations);
 }
 
 fn element_name(value: &Value) -> Option<&str> {
@@ -356,7 +502,46 @@ mod tests {
         use proptest::prelude::*;
         use serde_json::{Value, json};
 
-        use super::apply;
+        use super::{super::merge3, apply};
+
+        /// Small JSON trees over few keys and names, so that the three trees of a case overlap.
+        fn tree() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                (0u8..3).prop_map(|n| json!(n)),
+                prop::sample::select(vec!["x", "y"]).prop_map(|s| json!(s)),
+            ];
+            leaf.prop_recursive(4, 48, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec!["a", "b", "c", "name"]).prop_map(str::to_owned),
+                        inner,
+                        0..4,
+                    )
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Whatever the three trees, the patch applied to `raw` gives exactly `raw` with
+            /// the handler's changes merged in (what the whole-tree merge and diff gave).
+            #[test]
+            fn the_patch_gives_the_merged_document(raw in tree(), base in tree(), desired in tree()) {
+                let mut merged = raw.clone();
+                merge3(&mut merged, &base, &desired);
+                prop_assert_eq!(&apply(&raw, &base, &desired), &merged);
+                // The same from the raw JSON of `raw`.
+                let text = serde_json::to_string(&raw).unwrap();
+                let raw_json: Box<serde_json::value::RawValue> =
+                    serde_json::from_str(&text).unwrap();
+                let patch = super::super::compute_patch_raw(&raw_json, &base, &desired).unwrap();
+                let mut patched = raw.clone();
+                json_patch::patch(&mut patched, &patch).unwrap();
+                prop_assert_eq!(patched, merged);
+            }
+        }
 
         /// What the handler does to a list of distinct elements.
         #[derive(Clone, Debug)]

@@ -1,40 +1,75 @@
 //! The validating and mutating routes: decode, call the handler (catching a panic), answer.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
-use kube::core::{Resource, admission::AdmissionResponse};
+use kube::core::{Resource, admission::AdmissionResponse, response::Status};
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::Value;
 
 use super::{
-    MutatingHandler, ValidatingHandler, answer::MutationOutcome, decode::decode,
-    patch::compute_patch,
+    MutatingHandler, ValidatingHandler,
+    answer::MutationOutcome,
+    decode::{decode, raw_object, raw_object_tree},
+    patch::{compute_patch, compute_patch_raw},
 };
 use crate::router::{Reply, panic_message};
 
+/// The answer as written on the wire: kube's `AdmissionReview` envelope around an
+/// `AdmissionResponse`, serialised straight from borrowed fields (no intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewAnswer<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: ResponseAnswer<'a>,
+}
+
+/// `AdmissionResponse` as serialised by kube-core, except `patch`: kube-core writes it (a Go
+/// `[]byte`) as an array of numbers; the API server accepts that, but the documented wire form is
+/// a base64 string, so that is what is sent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseAnswer<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    /// `JSONPatch` with a patch (the only type there is; kube-core keeps the field private).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "is_empty")]
+    audit_annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a Vec<String>>,
+}
+
+fn is_empty(map: &&HashMap<String, String>) -> bool {
+    map.is_empty()
+}
+
 fn review_reply(response: AdmissionResponse, outcome: &'static str) -> Reply {
-    // kube-core serialises `patch` (a Go `[]byte`) as an array of numbers; the API server
-    // accepts that, but the documented wire form is a base64 string, so send that.
-    let patch = response.patch.clone();
-    let mut review = match serde_json::to_value(response.into_review()) {
-        Ok(review) => review,
-        Err(error) => {
-            return Reply::internal(format!("failed to serialise AdmissionReview: {error}"));
-        }
+    use base64::Engine as _;
+    let answer = ReviewAnswer {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: ResponseAnswer {
+            uid: &response.uid,
+            allowed: response.allowed,
+            status: &response.result,
+            patch: response
+                .patch
+                .as_ref()
+                .map(|patch| base64::engine::general_purpose::STANDARD.encode(patch)),
+            patch_type: response.patch.as_ref().map(|_| "JSONPatch"),
+            audit_annotations: &response.audit_annotations,
+            warnings: response.warnings.as_ref(),
+        },
     };
-    if let (Some(patch), Some(slot)) = (
-        patch,
-        review
-            .get_mut("response")
-            .and_then(|response| response.get_mut("patch")),
-    ) {
-        use base64::Engine as _;
-        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-    }
-    match serde_json::to_vec(&review) {
-        Ok(body) => Reply::json(200, body, outcome),
+    let mut body = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut body, &answer) {
+        Ok(()) => Reply::json(200, body, outcome),
         Err(error) => Reply::internal(format!("failed to serialise AdmissionReview: {error}")),
     }
 }
@@ -56,12 +91,11 @@ where
     Arc::new(move |body: Bytes| -> BoxFuture<'static, Reply> {
         let handler = handler.clone();
         Box::pin(async move {
-            let decoded = match decode::<K>(&body, false) {
-                Ok(decoded) => decoded,
+            let request = match decode::<K>(&body) {
+                Ok(request) => request,
                 Err(reply) => return reply,
             };
-            let base = AdmissionResponse::from(&decoded.request);
-            let request = decoded.request;
+            let base = AdmissionResponse::from(&request);
             let verdict = AssertUnwindSafe(async move { handler.validate(request).await })
                 .catch_unwind()
                 .await;
@@ -93,20 +127,19 @@ where
     Arc::new(move |body: Bytes| -> BoxFuture<'static, Reply> {
         let handler = handler.clone();
         Box::pin(async move {
-            let decoded = match decode::<K>(&body, true) {
-                Ok(decoded) => decoded,
+            let request = match decode::<K>(&body) {
+                Ok(request) => request,
                 Err(reply) => return reply,
             };
-            let base = AdmissionResponse::from(&decoded.request);
+            let base = AdmissionResponse::from(&request);
             // The object as the Rust type sees it: the base of the three-way merge.
-            let typed_original = match decoded.request.object.as_ref().map(serde_json::to_value) {
+            let typed_original = match request.object.as_ref().map(serde_json::to_value) {
                 Some(Ok(value)) => Some(value),
                 Some(Err(error)) => {
                     return Reply::internal(format!("failed to serialise the object: {error}"));
                 }
                 None => None,
             };
-            let request = decoded.request;
             let mutation = AssertUnwindSafe(async move { handler.mutate(request).await })
                 .catch_unwind()
                 .await;
@@ -129,8 +162,7 @@ where
                     review_reply(response, "denied")
                 }
                 MutationOutcome::Patched(object) => {
-                    let (Some(raw), Some(typed_original)) = (decoded.raw_object, typed_original)
-                    else {
+                    let Some(typed_original) = typed_original else {
                         tracing::warn!(
                             "mutating handler patched a request without an object (DELETE?); ignored"
                         );
@@ -144,7 +176,27 @@ where
                             ));
                         }
                     };
-                    let patch = compute_patch(&raw, &typed_original, &desired);
+                    // The object as received: read from the body where the handler changed
+                    // something, never decoded as a whole tree (see `compute_patch_raw`).
+                    let patch = match raw_object(&body) {
+                        Some(raw) => compute_patch_raw(raw, &typed_original, &desired),
+                        None => match raw_object_tree(&body) {
+                            Some(raw) => Ok(compute_patch(&raw, &typed_original, &desired)),
+                            None => {
+                                return Reply::internal(
+                                    "the request's object could not be read again".to_owned(),
+                                );
+                            }
+                        },
+                    };
+                    let patch = match patch {
+                        Ok(patch) => patch,
+                        Err(error) => {
+                            return Reply::internal(format!(
+                                "failed to read the request's object: {error}"
+                            ));
+                        }
+                    };
                     if patch.0.is_empty() {
                         return review_reply(response, "allowed");
                     }
