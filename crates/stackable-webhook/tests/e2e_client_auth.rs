@@ -260,9 +260,12 @@ async fn the_api_server_authenticates_with_its_client_certificate_and_others_are
         with_y.is_err(),
         "a caller with Y's certificate got: {with_y:?}"
     );
-    assert_eq!(
-        handshake_failures(&server, failures_before + 2).await,
-        failures_before + 2
+    // At least these two: the API server's own calls without a certificate (the CRD's
+    // conversion above, retried in the background) may add more at any moment.
+    let failures = handshake_failures(&server, failures_before + 2).await;
+    assert!(
+        failures >= failures_before + 2,
+        "{failures} handshake failures, {failures_before} before the two direct calls"
     );
     let with_x = custom_client_config(&ca_bundle, &both, &[], Some(&apiserver_cert));
     // (The handler sees a Pod review it cannot decode as a ConfigMap and says so: the TLS

@@ -25,13 +25,12 @@ mod common;
 
 use std::{
     collections::HashMap,
-    io,
     net::TcpListener,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use common::{local_builder, start, stop};
+use common::{Captured, local_builder, start, stop};
 use k8s_openapi::api::{
     admissionregistration::v1::ValidatingWebhookConfiguration,
     authentication::v1::TokenRequest,
@@ -228,30 +227,6 @@ fn is_id(value: &Value, len: usize) -> bool {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             && id.bytes().any(|b| b != b'0')
     })
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
 }
 
 /// The `webhook` spans (by ConfigMap name) of four creations through an API server started with

@@ -7,13 +7,8 @@
 
 mod common;
 
-use std::{
-    io,
-    sync::{Arc, Mutex},
-};
-
 use common::{
-    TestCa, client_config, crontab_review, local_builder, pod_review, post, post_json,
+    Captured, TestCa, client_config, crontab_review, local_builder, pod_review, post, post_json,
     relabel_converter, request_with_headers, start, stop,
 };
 use k8s_openapi::api::core::v1::Pod;
@@ -21,30 +16,6 @@ use kube::core::admission::AdmissionRequest;
 use serde_json::{Value, json};
 use stackable_telemetry::{LogFilter, LogFormat, Telemetry};
 use stackable_webhook::{CertSource, Validation};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
 
 // One thread: the server's tasks run on the thread whose default subscriber captures them.
 #[tokio::test(flavor = "current_thread")]

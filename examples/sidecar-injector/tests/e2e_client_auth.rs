@@ -14,7 +14,6 @@ mod common;
 use std::{
     path::Path,
     process::Command,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,7 +22,7 @@ use k8s_openapi::api::{
     core::v1::Pod,
 };
 use kube::{Api, api::PostParams};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use sidecar_injector::{INJECT_LABEL, has_sidecar};
 use stackable_certs::{
@@ -36,7 +35,7 @@ use stackable_testenv::{
     replicas::Replicas,
     webhooks::{
         LocalWebhook,
-        client_auth::{WebhookClientAuth, service_user},
+        client_auth::{WebhookClientAuth, service_user, tls_client_config},
         create_until, mutating_configuration, validating_configuration,
     },
 };
@@ -70,27 +69,13 @@ async fn call_mutate(
     ca_bundle: &str,
     client: Option<&(String, String)>,
 ) -> Result<String, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_bundle.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+    let config = tls_client_config(
+        ca_bundle,
+        rustls::DEFAULT_VERSIONS,
+        &[],
+        client.map(|(cert, key)| (cert.as_str(), key.as_str())),
+    )
+    .unwrap();
     let review = serde_json::to_string(&json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -109,7 +94,7 @@ async fn call_mutate(
         .await
         .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(format!("{SERVICE}.{NAMESPACE}.svc")).unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;

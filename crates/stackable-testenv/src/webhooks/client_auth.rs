@@ -25,10 +25,13 @@
 //! # }
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use base64::Engine as _;
-use snafu::{ResultExt, Snafu};
+use snafu::{OptionExt, ResultExt, Snafu};
 
 /// Errors writing the files.
 #[derive(Debug, Snafu)]
@@ -41,6 +44,67 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+
+    /// PEM given to [`tls_client_config`] holds no usable certificate or key.
+    #[snafu(display("the {what} PEM holds no usable {what}"))]
+    Pem {
+        /// Which PEM: `CA bundle`, `client certificate` or `client key`.
+        what: &'static str,
+    },
+
+    /// rustls refused the configuration (versions, key).
+    #[snafu(display("cannot build the TLS client configuration"))]
+    Tls {
+        /// The cause.
+        source: rustls::Error,
+    },
+}
+
+/// A rustls client configuration (aws-lc-rs) trusting only the certificates of
+/// `ca_bundle_pem`, speaking `versions`, offering `alpn` and presenting `client`
+/// (certificate PEM, key PEM) when given: how a test calls a webhook server as the API server
+/// with its client certificate does, or as a caller without one.
+pub fn tls_client_config(
+    ca_bundle_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+    client: Option<(&str, &str)>,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_bundle_pem.as_bytes()) {
+        let cert = cert.ok().context(PemSnafu { what: "CA bundle" })?;
+        roots.add(cert).context(TlsSnafu)?;
+    }
+    if roots.is_empty() {
+        return PemSnafu { what: "CA bundle" }.fail();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .context(TlsSnafu)?
+    .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+                .filter(|chain| !chain.is_empty())
+                .context(PemSnafu {
+                    what: "client certificate",
+                })?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .ok()
+                .context(PemSnafu { what: "client key" })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context(TlsSnafu)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
 }
 
 /// The user name kube-apiserver looks up for a webhook called through the Service `service`

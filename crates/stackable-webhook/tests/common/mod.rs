@@ -321,30 +321,13 @@ pub fn custom_client_config(
     alpn: &[&[u8]],
     client: Option<&(String, String)>,
 ) -> Arc<rustls::ClientConfig> {
-    use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_bundle_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(versions)
+    stackable_testenv::webhooks::client_auth::tls_client_config(
+        ca_bundle_pem,
+        versions,
+        alpn,
+        client.map(|(cert, key)| (cert.as_str(), key.as_str())),
+    )
     .unwrap()
-    .with_root_certificates(roots);
-    let mut config = match client {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
 }
 
 /// The server's count of failed TLS handshakes.
@@ -358,15 +341,40 @@ pub fn handshake_failure_count(server: &RunningServer) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits (up to 2 s) until the server counted `expected` failed TLS handshakes, and returns
+/// Waits (up to 2 s) until the server counted at least `expected` failed TLS handshakes, and returns
 /// the count it saw last: the server counts a failure just after its alert reached the client.
 pub async fn handshake_failures(server: &RunningServer, expected: u64) -> u64 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let count = handshake_failure_count(server);
-        if count == expected || std::time::Instant::now() > deadline {
+        if count >= expected || std::time::Instant::now() > deadline {
             return count;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A log writer for a test's subscriber that keeps every byte, to read back the JSON lines.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The JSON lines written so far (other lines are skipped).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 }
