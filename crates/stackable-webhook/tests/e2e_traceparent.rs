@@ -23,12 +23,7 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    net::TcpListener,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, net::TcpListener, time::Duration};
 
 use common::{Captured, local_builder, start, stop};
 use k8s_openapi::api::{
@@ -371,7 +366,8 @@ async fn the_request_span_continues_the_api_servers_trace_in_opentelemetry() {
     let (namespace, leaf) = namespace_with_service(&env, "trace-otel-e2e", "hook")
         .await
         .unwrap();
-    let seen: Arc<Mutex<Vec<(String, SpanContext)>>> = Arc::default();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, SpanContext)>>> =
+        std::sync::Arc::default();
     let record = seen.clone();
     let server = start(
         local_builder()
