@@ -13,7 +13,7 @@ pub(crate) struct Args {
 }
 
 /// Runs the unit tier and the e2e tier of every crate, then stackable-telemetry's tests with its
-/// optional features (OTLP).
+/// optional features (OTLP) and stackable-webhook's FIPS test with its `fips` feature.
 pub(crate) fn run(args: Args) -> Result {
     warn_when_disk_is_short();
     eprintln!(
@@ -51,6 +51,27 @@ pub(crate) fn run(args: Args) -> Result {
         return Err(
             format!("cargo test -p stackable-telemetry --all-features failed ({status})").into(),
         );
+    }
+    // The `fips` feature links aws-lc's FIPS module instead of aws-lc (the first build compiles
+    // it with CMake and Go, a few minutes); its test runs on stackable-webhook alone, for the
+    // same reason as above.
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "stackable-webhook",
+            "--features",
+            "fips",
+            "--test",
+            "fips",
+        ])
+        .status()?;
+    if !status.success() {
+        return Err(format!(
+            "cargo test -p stackable-webhook --features fips --test fips failed ({status})"
+        )
+        .into());
     }
     Ok(())
 }

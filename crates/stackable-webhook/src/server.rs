@@ -595,6 +595,7 @@ pub struct RunningServer {
     metrics: Metrics,
     readiness: Readiness,
     drain_period: Duration,
+    fips: bool,
     task: JoinHandle<()>,
 }
 
@@ -623,6 +624,14 @@ impl RunningServer {
     /// The server's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Whether every connection is served with FIPS-approved cryptography
+    /// ([`rustls::ServerConfig::fips`]): true only in a build with this crate's `fips` feature
+    /// (aws-lc-rs' FIPS module, FIPS cipher suites and key exchanges, extended master secret
+    /// required for TLS 1.2). Also logged when the server starts.
+    pub fn fips(&self) -> bool {
+        self.fips
     }
 
     /// The CA bundle (PEM) for the `caBundle` of webhook configurations, when the certificate
@@ -735,6 +744,7 @@ impl WebhookServer {
             self.http2,
         )
         .context(TlsSnafu)?;
+        let fips = config.fips();
         warm_up_random().await;
         let listener = TcpListener::bind(self.bind)
             .await
@@ -819,7 +829,7 @@ impl WebhookServer {
             }
             tracing::info!("webhook server stopped");
         });
-        tracing::info!(%local_addr, ?health_addr, "webhook server listening");
+        tracing::info!(%local_addr, ?health_addr, fips, "webhook server listening");
         Ok(RunningServer {
             local_addr,
             health_addr,
@@ -829,6 +839,7 @@ impl WebhookServer {
             metrics: self.metrics,
             readiness: self.readiness,
             drain_period: self.limits.drain_period,
+            fips,
             task,
         })
     }

@@ -113,7 +113,8 @@ pub enum MinTlsVersion {
 ///
 /// The defaults are safe: TLS 1.2 and 1.3, the aws-lc-rs provider's default suites (AEAD
 /// only, forward-secret key exchange), ALPN `h2` + `http/1.1` when HTTP/2 is enabled, else
-/// `http/1.1`. The aws-lc-rs provider is the only one: there is no switch for another.
+/// `http/1.1`. The aws-lc-rs provider is the only one: there is no switch for another (with the
+/// crate's `fips` feature it is aws-lc's FIPS module, offering only FIPS suites and key exchanges).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// The lowest version accepted.
