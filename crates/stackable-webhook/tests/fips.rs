@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{TestCa, custom_client_config, get, local_builder, start, stop};
+use common::{TestCa, local_builder, start, stop};
+#[cfg(feature = "fips")]
+use common::{custom_client_config, get};
+#[cfg(feature = "fips")]
 use rustls::version;
 use stackable_webhook::CertSource;
 
