@@ -8,7 +8,6 @@
 use std::{borrow::Cow, fmt};
 
 use serde::de::{Deserialize, Deserializer, Visitor};
-use serde_json::value::RawValue;
 
 /// A JSON string, borrowed from the input when it has no escapes.
 pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
@@ -83,17 +82,13 @@ pub(crate) struct Object<'a> {
 }
 
 impl<'a> Object<'a> {
-    /// Reads `raw`, or `None` when it is not an object.
-    pub(crate) fn of(raw: &'a RawValue) -> Option<Self> {
-        Self::parse_str(raw.get())
-    }
-
     /// Reads the JSON object `json` (what serde_json wrote), or `None` when it is not one.
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
         Self::parse_str(std::str::from_utf8(json).ok()?)
     }
 
-    fn parse_str(json: &'a str) -> Option<Self> {
+    /// Reads the JSON object `json` (valid JSON), or `None` when it is not one.
+    pub(crate) fn parse_str(json: &'a str) -> Option<Self> {
         let mut metadata = None;
         let mut scanner = Scanner::new(json);
         let members = scanner.members(|scanner, key, _| {
