@@ -9,6 +9,10 @@
 //! taskset -c 1 target/release/examples/bench_10k [all|big|small] [objects] [rounds]
 //! ```
 //!
+//! With `--features webhook`, each review is answered by stackable-webhook's conversion route
+//! (its validating read of the body, the router, the answer's envelope; no HTTP) instead of a
+//! serde_json parse of the review and the router.
+//!
 //! Figures and where the time goes: `docs/conversion.md`.
 
 #![allow(
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 use kube::{CustomResource, core::conversion::ConversionRequest};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json, value::RawValue};
+use serde_json::{Value, json};
 use stackable_conversion::{ConversionRouter, KindConverter, check_response_strict};
 
 mod v1beta1 {
@@ -152,21 +156,31 @@ fn review(n: usize) -> Vec<u8> {
     .unwrap()
 }
 
-/// The envelope, as the webhook route reads it: objects stay raw JSON.
+/// The envelope, as the webhook route read it with serde_json: objects stay raw JSON.
+#[cfg(not(feature = "webhook"))]
 #[derive(Deserialize)]
 struct Review<'a> {
     #[serde(borrow)]
     request: Request<'a>,
 }
 
+#[cfg(not(feature = "webhook"))]
 #[derive(Deserialize)]
 struct Request<'a> {
     #[serde(rename = "desiredAPIVersion")]
     desired: &'a str,
     #[serde(borrow)]
-    objects: Vec<&'a RawValue>,
+    objects: Vec<&'a serde_json::value::RawValue>,
 }
 
+#[cfg(feature = "webhook")]
+fn answer(router: &ConversionRouter, body: &[u8]) -> Vec<u8> {
+    let (status, out) = stackable_webhook::fuzzing::conversion_review(router, body);
+    assert_eq!(status, 200);
+    out
+}
+
+#[cfg(not(feature = "webhook"))]
 fn answer(router: &ConversionRouter, body: &[u8]) -> Vec<u8> {
     let review: Review<'_> = serde_json::from_str(std::str::from_utf8(body).unwrap()).unwrap();
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);

@@ -183,13 +183,15 @@ pub(crate) fn convert(
                     visible.raw(key, annotations.as_bytes());
                 }
             }
-            key if VISIBLE_METADATA.contains(&key) => visible.raw(key, *value),
+            name if VISIBLE_METADATA.contains(&name) => visible.member(key, value),
             _ => {}
         }
     }
     visible.close();
-    for (key, value) in source.body() {
-        object.raw(key, value);
+    for (key, value) in &source.members.0 {
+        if !NON_BODY_KEYS.contains(&key.as_ref()) {
+            object.member(key, value);
+        }
     }
     object.close();
 
@@ -279,7 +281,7 @@ pub(crate) fn convert(
         match key.as_ref() {
             "labels" if labels_changed => put(&mut writer, key, labels),
             "annotations" if annotations_changed => put(&mut writer, key, annotations.as_deref()),
-            key => writer.raw(key, *value),
+            _ => writer.member(key, value),
         }
     }
     if labels_changed && source.metadata.get("labels").is_none() {
@@ -291,7 +293,7 @@ pub(crate) fn convert(
     writer.close();
     for (key, value) in &converted.members.0 {
         if !NON_BODY_KEYS.contains(&key.as_ref()) {
-            object.raw(key, *value);
+            object.member(key, value);
         }
     }
     object.close();

@@ -8,7 +8,6 @@
 use std::{borrow::Cow, fmt};
 
 use serde::de::{Deserialize, Deserializer, Visitor};
-use serde_json::value::RawValue;
 
 /// A JSON string, borrowed from the input when it has no escapes.
 pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
@@ -83,17 +82,13 @@ pub(crate) struct Object<'a> {
 }
 
 impl<'a> Object<'a> {
-    /// Reads `raw`, or `None` when it is not an object.
-    pub(crate) fn of(raw: &'a RawValue) -> Option<Self> {
-        Self::parse_str(raw.get())
-    }
-
     /// Reads the JSON object `json` (what serde_json wrote), or `None` when it is not one.
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
         Self::parse_str(std::str::from_utf8(json).ok()?)
     }
 
-    fn parse_str(json: &'a str) -> Option<Self> {
+    /// Reads the JSON object `json` (valid JSON), or `None` when it is not one.
+    pub(crate) fn parse_str(json: &'a str) -> Option<Self> {
         let mut metadata = None;
         let mut scanner = Scanner::new(json);
         let members = scanner.members(|scanner, key, _| {
@@ -342,6 +337,29 @@ impl<'o> ObjectWriter<'o> {
         self.out.extend_from_slice(json.as_ref());
     }
 
+    /// A member read by [`Members`]: its key is copied without looking for characters to escape
+    /// when it is borrowed (read from valid JSON without a backslash, so it holds no quote and no
+    /// control character), and its value is raw JSON text.
+    #[expect(
+        clippy::ptr_arg,
+        reason = "whether the key is borrowed is what tells it needs no escaping"
+    )]
+    pub(crate) fn member(&mut self, key: &Cow<'_, str>, json: &str) {
+        match key {
+            Cow::Borrowed(key) => {
+                if !self.first {
+                    self.out.push(b',');
+                }
+                self.first = false;
+                self.out.push(b'"');
+                self.out.extend_from_slice(key.as_bytes());
+                self.out.extend_from_slice(b"\":");
+                self.out.extend_from_slice(json.as_bytes());
+            }
+            Cow::Owned(key) => self.raw(key, json),
+        }
+    }
+
     /// A member whose value is an object, written with the returned writer (close it before
     /// writing the next member here).
     pub(crate) fn nested(&mut self, key: &str) -> ObjectWriter<'_> {
@@ -435,11 +453,13 @@ mod tests {
         let mut object = ObjectWriter::open(&mut out);
         object.string("k\"ey", "v\u{1}");
         object.raw("n", "[1,{\"a\":2}]");
+        object.member(&Cow::Borrowed("b"), "true");
+        object.member(&Cow::Owned("o\"k".to_owned()), "null");
         object.close();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"k\"ey": "v\u{1}", "n": [1, {"a": 2}]})
+            serde_json::json!({"k\"ey": "v\u{1}", "n": [1, {"a": 2}], "b": true, "o\"k": null})
         );
     }
 }

@@ -286,6 +286,22 @@ impl ConversionRouter {
         desired_api_version: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
+        self.convert_texts(
+            objects.iter().map(|object| object.get()),
+            desired_api_version,
+            out,
+        )
+    }
+
+    /// [`convert_raw`](Self::convert_raw) of objects given as JSON text that is known to be
+    /// valid (what the webhook route checked); text that is not valid JSON is refused or
+    /// copied as it is, never a panic.
+    fn convert_texts<'o>(
+        &self,
+        objects: impl Iterator<Item = &'o str>,
+        desired_api_version: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReviewError> {
         let Some((desired_group, desired_version)) = desired_api_version.split_once('/') else {
             return InvalidDesiredApiVersionSnafu {
                 desired: desired_api_version,
@@ -301,7 +317,7 @@ impl ConversionRouter {
         let start = out.len();
         out.push(b'[');
         let mut scratch = Scratch::default();
-        for (index, object) in objects.iter().enumerate() {
+        for (index, object) in objects.enumerate() {
             if index > 0 {
                 out.push(b',');
             }
@@ -320,12 +336,12 @@ impl ConversionRouter {
     fn convert_object(
         &self,
         index: usize,
-        raw: &RawValue,
+        raw: &str,
         (desired_api_version, desired_group, desired_version): (&str, &str, &str),
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
-        let object = Object::of(raw).unwrap_or_default();
+        let object = Object::parse_str(raw).unwrap_or_default();
         let members = object.members;
         let metadata = object.metadata.unwrap_or_default();
         let type_field = |field: &str| -> Result<Cow<'_, str>, ReviewError> {
@@ -377,7 +393,7 @@ impl ConversionRouter {
             return Err(unknown(desired_version));
         };
         if path.is_empty() {
-            out.extend_from_slice(raw.get().as_bytes());
+            out.extend_from_slice(raw.as_bytes());
             return Ok(());
         }
         // `desired_group/desired_version`, as checked by the caller.
@@ -431,7 +447,8 @@ impl stackable_webhook::Converter for ConversionRouter {
         request: &stackable_webhook::RawConversionRequest<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Box<Status>> {
-        ConversionRouter::convert_raw(self, &request.objects, &request.desired_api_version, out)
+        let objects = request.objects.iter().copied();
+        self.convert_texts(objects, &request.desired_api_version, out)
             .map_err(|error| {
                 tracing::warn!(%error, desired_api_version = %request.desired_api_version, "conversion failed");
                 Box::new(error.to_status())

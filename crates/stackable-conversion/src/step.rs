@@ -54,14 +54,14 @@ where
     let to = B::api_version(&()).into_owned();
     Arc::new(move |object: &[u8]| {
         let a: A = read(object).context(DeserializeSnafu {
-            api_version: from.clone(),
+            api_version: from.as_str(),
         })?;
         let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
-            from: from.clone(),
-            to: to.clone(),
+            from: from.as_str(),
+            to: to.as_str(),
         })?;
         serde_json::to_vec(&b).context(SerializeSnafu {
-            api_version: to.clone(),
+            api_version: to.as_str(),
         })
     })
 }
@@ -77,15 +77,15 @@ where
     let to = B::api_version(&()).into_owned();
     Arc::new(move |object: &[u8], converted: &mut Vec<u8>| {
         let a: A = read(object).context(DeserializeSnafu {
-            api_version: from.clone(),
+            api_version: from.as_str(),
         })?;
         let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
-            from: from.clone(),
-            to: to.clone(),
+            from: from.as_str(),
+            to: to.as_str(),
         })?;
         converted.clear();
         serde_json::to_writer(&mut *converted, &b).context(SerializeSnafu {
-            api_version: to.clone(),
+            api_version: to.as_str(),
         })?;
         let back = match A::try_from(b) {
             Ok(a) => crate::fingerprint_ser::of_body(&a).ok(),

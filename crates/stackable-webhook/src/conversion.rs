@@ -26,6 +26,8 @@ use serde_json::value::RawValue;
 
 use crate::router::{BoxHandler, Reply, panic_message};
 
+pub(crate) mod json;
+
 /// One `ConversionReview` request with its objects as raw JSON text, borrowed from the request
 /// body: nothing of the objects is parsed into trees.
 #[derive(Debug)]
@@ -34,8 +36,10 @@ pub struct RawConversionRequest<'a> {
     pub uid: Cow<'a, str>,
     /// The API version to convert to (`group/version`).
     pub desired_api_version: Cow<'a, str>,
-    /// The objects, each exactly as received.
-    pub objects: Vec<&'a RawValue>,
+    /// The objects, each exactly as received: the JSON text of one value (the server has
+    /// checked that the whole review is valid JSON, as serde_json would), without the
+    /// whitespace around it.
+    pub objects: Vec<&'a str>,
 }
 
 /// Converts the objects of one `ConversionReview` request.
@@ -65,7 +69,7 @@ pub trait Converter: Send + Sync + 'static {
         let objects = request
             .objects
             .iter()
-            .map(|object| serde_json::from_str(object.get()))
+            .map(|object| serde_json::from_str(object))
             .collect::<Result<Vec<serde_json::Value>, _>>()
             .map_err(|error| {
                 failure(400, "BadRequest", format!("an object is not JSON: {error}"))
@@ -290,7 +294,7 @@ struct MetadataHead<'a> {
 /// Records the review in the request's `webhook` span: `uid`, the desired version as the
 /// `operation`, the number of `objects`, the first object's `kind` (`CronTab`), and its
 /// `namespace` and `name` when it is the only one (a GET; a LIST converts many).
-fn record_in_span(request: &RequestIn<'_>) {
+fn record_in_span(request: &RawConversionRequest<'_>) {
     let span = tracing::Span::current();
     span.record("uid", request.uid.as_ref());
     span.record("operation", request.desired_api_version.as_ref());
@@ -298,7 +302,7 @@ fn record_in_span(request: &RequestIn<'_>) {
     let Some(head) = request
         .objects
         .first()
-        .and_then(|object| serde_json::from_str::<ObjectHead<'_>>(object.get()).ok())
+        .and_then(|object| serde_json::from_str::<ObjectHead<'_>>(object).ok())
     else {
         return;
     };
@@ -315,52 +319,82 @@ fn record_in_span(request: &RequestIn<'_>) {
     }
 }
 
-/// Decodes the review, converts it (catching a panic) and encodes the answer.
-pub(crate) fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
+/// The review's `apiVersion` and request, or the answer refusing the body.
+fn decode(body: &[u8]) -> Result<(Cow<'_, str>, RawConversionRequest<'_>), Reply> {
     // Checking UTF-8 once for the whole body is much faster than serde_json's check of each
     // string (and of each object's raw text) when it reads bytes.
-    let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
+    let text = std::str::from_utf8(body).ok();
+    // The common case: one validating pass that also finds the objects (see `json`).
+    if let Some(review) = text.and_then(json::review) {
+        if review.kind != "ConversionReview" {
+            return Err(Reply::bad_request(format!(
+                "expected kind ConversionReview, got {}",
+                review.kind
+            )));
+        }
+        let request = RawConversionRequest {
+            uid: review.uid,
+            desired_api_version: review.desired_api_version,
+            objects: review.objects,
+        };
+        return Ok((review.api_version, request));
+    }
+    // Anything else is serde_json's to read or refuse, with its messages.
+    let parsed = match text {
+        Some(text) => serde_json::from_str(text),
+        None => serde_json::from_slice(body),
     };
     let review: ReviewIn<'_> = match parsed {
         Ok(review) => review,
         Err(error) => {
-            return Reply::bad_request(format!("malformed ConversionReview: {error}"));
+            return Err(Reply::bad_request(format!(
+                "malformed ConversionReview: {error}"
+            )));
         }
     };
     if review.kind != "ConversionReview" {
-        return Reply::bad_request(format!(
+        return Err(Reply::bad_request(format!(
             "expected kind ConversionReview, got {}",
             review.kind
-        ));
+        )));
     }
     let Some(request) = review.request else {
-        return Reply::bad_request("ConversionReview has no request".to_owned());
+        return Err(Reply::bad_request(
+            "ConversionReview has no request".to_owned(),
+        ));
+    };
+    let request = RawConversionRequest {
+        uid: request.uid,
+        desired_api_version: request.desired_api_version,
+        objects: request.objects.iter().map(|object| object.get()).collect(),
+    };
+    Ok((review.api_version, request))
+}
+
+/// Decodes the review, converts it (catching a panic) and encodes the answer.
+pub(crate) fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
+    let (api_version, request) = match decode(body) {
+        Ok(review) => review,
+        Err(reply) => return reply,
     };
     record_in_span(&request);
     let mut outcome = "converted";
-    let encoded = if review.api_version != CONVERSION_REVIEW_API_VERSION {
+    let encoded = if api_version != CONVERSION_REVIEW_API_VERSION {
         // The API server sends the first of the CRD's `conversionReviewVersions` it supports and
         // expects an answer in that version: a failed review it passes on to the client.
         let message = format!(
             "ConversionReview {:?} is not supported; only {CONVERSION_REVIEW_API_VERSION} (set conversionReviewVersions: [\"v1\"] in the CRD)",
-            review.api_version
+            api_version
         );
         tracing::warn!(%message, "refusing a ConversionReview");
         outcome = "failed";
-        encode(512, &review.api_version, &request.uid, |_| {
+        encode(512, &api_version, &request.uid, |_| {
             Err(Box::new(failure(400, "BadRequest", message)))
         })
     } else {
-        let request = RawConversionRequest {
-            uid: request.uid,
-            desired_api_version: request.desired_api_version,
-            objects: request.objects,
-        };
         // The answer is about as large as the review; reserve it once.
         let capacity = body.len() + body.len() / 8 + 1024;
-        encode(capacity, &review.api_version, &request.uid, |out| {
+        encode(capacity, &api_version, &request.uid, |out| {
             let converted =
                 std::panic::catch_unwind(AssertUnwindSafe(|| converter.convert_raw(&request, out)));
             match converted {

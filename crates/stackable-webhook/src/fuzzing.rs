@@ -26,3 +26,31 @@ pub fn conversion_review<C: Converter>(converter: &C, body: &[u8]) -> (u16, Vec<
     let reply = crate::conversion::answer(converter, body);
     (reply.status, reply.body)
 }
+
+/// The fields the conversion route reads from a review body in its own validating pass:
+/// `apiVersion`, `kind`, `request.uid`, `request.desiredAPIVersion` and each object's JSON text;
+/// `None` when it leaves the body to serde_json (invalid JSON, or not a plain review). When it
+/// reads a body, serde_json must read the same.
+pub fn conversion_review_fields(
+    body: &str,
+) -> Option<(String, String, String, String, Vec<String>)> {
+    crate::conversion::json::review(body).map(|review| {
+        (
+            review.api_version.into_owned(),
+            review.kind.into_owned(),
+            review.uid.into_owned(),
+            review.desired_api_version.into_owned(),
+            review
+                .objects
+                .iter()
+                .map(|&object| object.to_owned())
+                .collect(),
+        )
+    })
+}
+
+/// Whether the conversion route's JSON validator takes `text` as one JSON value (it must agree
+/// with `serde_json::from_str::<serde::de::IgnoredAny>`).
+pub fn conversion_json_is_valid(text: &str) -> bool {
+    crate::conversion::json::is_json(text)
+}

@@ -216,9 +216,64 @@ fn router() -> &'static ConversionRouter {
     })
 }
 
+/// The fields of a review as serde_json reads them (what the route read before it had its own
+/// validating pass): `apiVersion`, `kind`, uid, desiredAPIVersion, each object's text.
+fn read_by_serde(text: &str) -> Option<(String, String, String, String, Vec<String>)> {
+    #[derive(Deserialize)]
+    struct In<'a> {
+        #[serde(rename = "apiVersion", borrow)]
+        api_version: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        request: Option<RequestIn<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct RequestIn<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+        #[serde(rename = "desiredAPIVersion", borrow)]
+        desired: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        objects: Vec<&'a serde_json::value::RawValue>,
+    }
+    let review: In<'_> = serde_json::from_str(text).ok()?;
+    let request = review.request?;
+    Some((
+        review.api_version.into_owned(),
+        review.kind.into_owned(),
+        request.uid.into_owned(),
+        request.desired.into_owned(),
+        request.objects.iter().map(|o| o.get().to_owned()).collect(),
+    ))
+}
+
+/// The route's own validating read of the body agrees with serde_json: it takes exactly the
+/// JSON serde_json takes, and reads a review only as serde_json reads it.
+fn check_fast_read(input: &[u8]) {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    let serde_takes = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    assert_eq!(
+        stackable_webhook::fuzzing::conversion_json_is_valid(text),
+        serde_takes,
+        "the route's JSON validator and serde_json disagree"
+    );
+    if let Some(fields) = stackable_webhook::fuzzing::conversion_review_fields(text) {
+        assert_eq!(
+            Some(fields),
+            read_by_serde(text),
+            "the route read a review serde_json reads otherwise"
+        );
+    }
+}
+
 /// Answers `input`; the answer must be JSON, a `ConversionReview` when the status is 200, and
-/// pass the API server's checks when it converts.
+/// pass the API server's checks when it converts. The route's own read of the body must agree
+/// with serde_json's.
 pub fn conversion_review(input: &[u8]) -> String {
+    check_fast_read(input);
     let (status, body) = stackable_webhook::fuzzing::conversion_review(router(), input);
     let answer: Value = serde_json::from_slice(&body)
         .unwrap_or_else(|error| panic!("the answer (HTTP {status}) is not JSON: {error}"));
