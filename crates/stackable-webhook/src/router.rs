@@ -467,17 +467,35 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-/// Reads the whole body into one buffer sized up front from `Content-Length`, so that a body
-/// of many frames (a review of a LIST is megabytes) is not held twice while it is joined.
+/// Reads the whole body. A body that arrives as one data frame (hyper hands out a request
+/// that is already in its read buffer as one piece: every admission review of a few KB) is
+/// taken as it is, without a copy; a body of more frames is joined into one buffer sized up
+/// front from `Content-Length`, so that a large one (a review of a LIST is megabytes) is not
+/// held twice while it is joined.
 async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
     let mut body = std::pin::pin!(body);
-    let mut buffer = BytesMut::with_capacity(capacity);
+    let mut first: Option<Bytes> = None;
+    let mut buffer: Option<BytesMut> = None;
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if let Some(buffer) = buffer.as_mut() {
             buffer.extend_from_slice(&data);
+        } else if let Some(first) = first.take() {
+            let mut joined = BytesMut::with_capacity(capacity.max(first.len() + data.len()));
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&data);
+            buffer = Some(joined);
+        } else {
+            first = Some(data);
         }
     }
-    Ok(buffer.freeze())
+    Ok(match (buffer, first) {
+        (Some(buffer), _) => buffer.freeze(),
+        (None, Some(first)) => first,
+        (None, None) => Bytes::new(),
+    })
 }
 
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
