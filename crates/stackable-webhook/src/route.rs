@@ -33,7 +33,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
+use futures::{
+    FutureExt as _,
+    future::{BoxFuture, Map},
+};
 use http::{Request, Response};
 use kube::core::Resource;
 use serde::{Serialize, de::DeserializeOwned};
@@ -255,16 +258,21 @@ struct HandlerService(BoxHandler);
 impl Service<WebhookRequest> for HandlerService {
     type Response = WebhookResponse;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<WebhookResponse, BoxError>>;
+    /// The handler's boxed future, mapped in place (no second box per request).
+    type Future = Map<BoxFuture<'static, Reply>, fn(Reply) -> Result<WebhookResponse, BoxError>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: WebhookRequest) -> Self::Future {
-        let reply = (self.0)(request.into_body());
-        Box::pin(async move { Ok(reply.await.into_route_response()) })
+        (self.0)(request.into_body()).map(answer)
     }
+}
+
+/// A handler's reply as the route's answer.
+fn answer(reply: Reply) -> Result<WebhookResponse, BoxError> {
+    Ok(reply.into_route_response())
 }
 
 impl Reply {

@@ -23,7 +23,7 @@ use tower::{ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
 
 use crate::{
-    metrics::Metrics,
+    metrics::{Metrics, RouteMetrics},
     readiness::Readiness,
     route::{Outcome, Route, RouteKind, WebhookRequest, WebhookResponse},
     tls::CertResolver,
@@ -119,10 +119,26 @@ pub(crate) fn panic_message(payload: &Box<dyn Any + Send>) -> String {
     }
 }
 
+/// A webhook route as mounted on its path, with the handles of its metrics.
+#[derive(Debug)]
+pub(crate) struct MountedRoute {
+    pub(crate) route: Route,
+    pub(crate) metrics: Arc<RouteMetrics>,
+}
+
+impl MountedRoute {
+    pub(crate) fn new(path: &str, route: Route) -> Self {
+        Self {
+            route,
+            metrics: Arc::new(RouteMetrics::new(path)),
+        }
+    }
+}
+
 /// The routing table plus everything a request needs.
 #[derive(Clone)]
 pub(crate) struct Router {
-    pub(crate) webhooks: Arc<BTreeMap<String, Route>>,
+    pub(crate) webhooks: Arc<BTreeMap<String, MountedRoute>>,
     pub(crate) services: Arc<Vec<(String, ExtraService)>>,
     pub(crate) resolver: Arc<CertResolver>,
     pub(crate) metrics: Metrics,
@@ -177,9 +193,9 @@ impl Router {
     }
 
     async fn route(self, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
-        let path = request.uri().path().to_owned();
+        let path = request.uri().path();
         if self.serve_health {
-            match path.as_str() {
+            match path {
                 "/livez" => return Ok(text(200, "ok")),
                 "/readyz" => {
                     return Ok(match self.readiness.check(&self.resolver, &self.metrics) {
@@ -203,13 +219,14 @@ impl Router {
             }
         }
         if self.serve_webhooks {
-            if let Some(route) = self.webhooks.get(&path).cloned() {
-                return Ok(self.webhook(route, &path, request).await);
+            if let Some(mounted) = self.webhooks.get(path) {
+                let (route, metrics) = (mounted.route.clone(), mounted.metrics.clone());
+                return Ok(self.webhook(route, &metrics, request).await);
             }
             if let Some((_, service)) = self
                 .services
                 .iter()
-                .find(|(prefix, _)| path_has_prefix(&path, prefix))
+                .find(|(prefix, _)| path_has_prefix(path, prefix))
             {
                 return service.clone().oneshot(request).await;
             }
@@ -224,9 +241,10 @@ impl Router {
     async fn webhook(
         self,
         route: Route,
-        path: &str,
+        metrics: &RouteMetrics,
         request: Request<Incoming>,
     ) -> Response<ResponseBody> {
+        let path = metrics.route.as_str();
         let span = tracing::info_span!(
             "webhook",
             route = path,
@@ -244,7 +262,7 @@ impl Router {
         );
         crate::traceparent::continue_trace(&span, request.headers());
         let started = Instant::now();
-        let in_flight = self.metrics.start_webhook_request(path);
+        let in_flight = self.metrics.start_webhook_request(metrics);
         let response = self
             .webhook_answer(route, request)
             .instrument(span.clone())
@@ -257,7 +275,7 @@ impl Router {
         span.in_scope(|| tracing::debug!(status, "webhook request answered"));
         drop(in_flight);
         self.metrics
-            .observe_webhook(path, outcome, status, elapsed.as_secs_f64());
+            .observe_webhook(metrics, outcome, status, elapsed.as_secs_f64());
         response.map(full)
     }
 
@@ -467,17 +485,35 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-/// Reads the whole body into one buffer sized up front from `Content-Length`, so that a body
-/// of many frames (a review of a LIST is megabytes) is not held twice while it is joined.
+/// Reads the whole body. A body that arrives as one data frame (hyper hands out a request
+/// that is already in its read buffer as one piece: every admission review of a few KB) is
+/// taken as it is, without a copy; a body of more frames is joined into one buffer sized up
+/// front from `Content-Length`, so that a large one (a review of a LIST is megabytes) is not
+/// held twice while it is joined.
 async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
     let mut body = std::pin::pin!(body);
-    let mut buffer = BytesMut::with_capacity(capacity);
+    let mut first: Option<Bytes> = None;
+    let mut buffer: Option<BytesMut> = None;
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if let Some(buffer) = buffer.as_mut() {
             buffer.extend_from_slice(&data);
+        } else if let Some(first) = first.take() {
+            let mut joined = BytesMut::with_capacity(capacity.max(first.len() + data.len()));
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&data);
+            buffer = Some(joined);
+        } else {
+            first = Some(data);
         }
     }
-    Ok(buffer.freeze())
+    Ok(match (buffer, first) {
+        (Some(buffer), _) => buffer.freeze(),
+        (None, Some(first)) => first,
+        (None, None) => Bytes::new(),
+    })
 }
 
 fn path_has_prefix(path: &str, prefix: &str) -> bool {

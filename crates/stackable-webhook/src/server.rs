@@ -29,7 +29,7 @@ use crate::{
     readiness::{Readiness, ReadinessCheck},
     registration::{AdmissionConfigurations, Endpoint, RegisteredKind, Registration, render},
     route::{BoxRouteLayer, Route, RouteKind, RouteService, WebhookRequest, box_layer},
-    router::{BoxError, ExtraService, ResponseBody, Router},
+    router::{BoxError, ExtraService, MountedRoute, ResponseBody, Router},
     source::{CertSource, SourceError},
     tls::{CertResolver, TlsError, TlsOptions, server_config},
 };
@@ -535,7 +535,15 @@ impl WebhookServerBuilder {
             certificates,
             token: self.token.unwrap_or_default(),
             handle_signals: self.handle_signals,
-            webhooks: Arc::new(apply_layers(self.webhooks, &self.layers)),
+            webhooks: Arc::new(
+                apply_layers(self.webhooks, &self.layers)
+                    .into_iter()
+                    .map(|(path, route)| {
+                        let mounted = MountedRoute::new(&path, route);
+                        (path, mounted)
+                    })
+                    .collect(),
+            ),
             services: Arc::new(self.services),
             metrics: self.metrics,
             readiness: self.readiness,
@@ -567,7 +575,7 @@ pub struct WebhookServer {
     certificates: CertSource,
     token: CancellationToken,
     handle_signals: bool,
-    webhooks: Arc<BTreeMap<String, Route>>,
+    webhooks: Arc<BTreeMap<String, MountedRoute>>,
     services: Arc<Vec<(String, ExtraService)>>,
     metrics: Metrics,
     readiness: Readiness,

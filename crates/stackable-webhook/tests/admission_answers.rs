@@ -207,6 +207,23 @@ async fn bodies_that_are_not_reviews_are_refused_in_a_review() {
             &["not valid JSON"],
         );
 
+        // A review that is JSON but for one byte that is not UTF-8 inside a string (the fast
+        // path checks UTF-8 once for the whole body): refused as not JSON, the handler not called.
+        let mut not_utf8 = serde_json::to_vec(&connect_review("utf8-1")).unwrap();
+        let at = not_utf8
+            .windows(6)
+            .position(|window| window == b"utf8-1")
+            .unwrap();
+        not_utf8[at + 4] = 0xff;
+        let answer = post(&client, addr, path, "application/json", not_utf8).await;
+        assert_refused(
+            answer.status,
+            &answer.json(),
+            "admission.k8s.io/v1",
+            "",
+            &["not valid JSON"],
+        );
+
         let answer = post(&client, addr, path, "application/json", b"[1, 2]".to_vec()).await;
         assert_refused(
             answer.status,

@@ -305,6 +305,49 @@ async fn handler_panic_becomes_failed_review() {
     stop(server).await;
 }
 
+/// A handler that panics while it is called, before it returns its future (a plain function,
+/// not an `async` block), is answered like one that panics in its future.
+#[tokio::test]
+async fn handler_panic_before_its_future_becomes_failed_review() {
+    let ca = TestCa::new("test-ca");
+    let builder = local_builder()
+        .certificates(CertSource::Static(ca.leaf(1)))
+        .validating(
+            "/validate",
+            |_: AdmissionRequest<Pod>| -> std::future::Ready<Validation> {
+                panic!("validating call exploded on purpose")
+            },
+        )
+        .mutating(
+            "/mutate",
+            |_: AdmissionRequest<Pod>| -> std::future::Ready<Mutation<Pod>> {
+                panic!("mutating call exploded on purpose")
+            },
+        );
+    let server = start(builder).await;
+    let client = client_config(&ca.pem);
+    for (path, uid, says) in [
+        ("/validate", "sp-1", "validating call exploded on purpose"),
+        ("/mutate", "sp-2", "mutating call exploded on purpose"),
+    ] {
+        let answer = create_pod(&client, server.local_addr(), path, uid, "any").await;
+        assert_eq!(answer.status, 200);
+        let review = answer.json();
+        assert_eq!(review["response"]["uid"], uid, "{review}");
+        assert_eq!(review["response"]["allowed"], false, "{review}");
+        assert_eq!(review["response"]["status"]["code"], 500, "{review}");
+        assert!(
+            review["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{review}"
+        );
+    }
+    assert_eq!(server.metrics().handler_panics(), 2);
+    stop(server).await;
+}
+
 #[tokio::test]
 async fn conversion_route_calls_converter() {
     let (server, client) = start_routes(Limits::default()).await;

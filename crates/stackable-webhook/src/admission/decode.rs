@@ -203,12 +203,22 @@ where
     Ok(request)
 }
 
+/// `body` parsed as `T`, or `None`: one UTF-8 check of the whole body, then
+/// `serde_json::from_str`. `from_slice` checks each string it reads on its own, keys included
+/// (315 in the 4.5 KB Pod review of the bench: 29,500 instructions, against 2,000 for one check
+/// of the whole body); `from_str` knows its input is UTF-8 and checks none. A body that is not
+/// UTF-8 is not JSON either (`from_slice` refuses it too), so nothing is accepted that was
+/// refused before, and the refusal comes from [`decode_slow`] as it always has.
+fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
+    serde_json::from_str(std::str::from_utf8(body).ok()?).ok()
+}
+
 /// One pass from the body into the typed request; `None` when anything is off.
 fn decode_fast<K>(body: &[u8]) -> Option<AdmissionRequest<K>>
 where
     K: Resource + DeserializeOwned,
 {
-    let review: TypedReview<'_, K> = serde_json::from_slice(body).ok()?;
+    let review: TypedReview<'_, K> = from_json(body)?;
     if review.kind.as_deref() != Some("AdmissionReview") {
         return None;
     }
@@ -229,7 +239,7 @@ where
 /// `request.object` as received (raw JSON borrowed from the body); `None` when absent, `null`,
 /// or when the body does not read as one review (duplicate keys: see [`raw_object_tree`]).
 pub(super) fn raw_object(body: &[u8]) -> Option<&RawValue> {
-    let review: RawObjectReview<'_> = serde_json::from_slice(body).ok()?;
+    let review: RawObjectReview<'_> = from_json(body)?;
     review.request?.object.filter(|raw| raw.get() != "null")
 }
 
