@@ -106,15 +106,11 @@ async fn certificate_requests_follow_issuer_libs_order() {
     // A status write does not wake the controller again: signed exactly once.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(harness.script.signs("unapproved"), 1);
-    let events = harness
-        .events(&ns, "CertificateRequest", "unapproved")
+    harness
+        .wait_event(&ns, "CertificateRequest", "unapproved", |(t, r, _)| {
+            t == "Normal" && r == "Issued"
+        })
         .await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "Issued"),
-        "{events:?}"
-    );
 
     // Denied: Ready=False/Denied with failureTime, never signed.
     harness
@@ -125,13 +121,11 @@ async fn certificate_requests_follow_issuer_libs_order() {
     assert!(failure_time(&request).is_some());
     assert_eq!(timeline.of("denied"), states(&[("False", "Denied")]));
     assert_eq!(harness.script.signs("denied"), 0);
-    let events = harness.events(&ns, "CertificateRequest", "denied").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "PermanentError"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "CertificateRequest", "denied", |(t, r, _)| {
+            t == "Warning" && r == "PermanentError"
+        })
+        .await;
 
     // The issuer is missing, then not ready, then ready: Pending all along, woken by the
     // issuer's watch each time (nothing touches the request).
@@ -144,13 +138,11 @@ async fn certificate_requests_follow_issuer_libs_order() {
         ready_of(&request).unwrap().2,
         "TestIssuer.test.issuer.stackable.tech \"later\" not found. Waiting for it to be created."
     );
-    let events = harness.events(&ns, "CertificateRequest", "waits").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "WaitingForIssuerExist"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "CertificateRequest", "waits", |(t, r, _)| {
+            t == "Normal" && r == "WaitingForIssuerExist"
+        })
+        .await;
     harness
         .create_issuer(&ns, "later", "retryable:warming up")
         .await;
@@ -181,11 +173,11 @@ async fn certificate_requests_follow_issuer_libs_order() {
             ("True", "Issued")
         ])
     );
-    let events = harness.events(&ns, "CertificateRequest", "waits").await;
-    assert!(
-        events.iter().any(|(_, r, _)| r == "WaitingForIssuerReady"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "CertificateRequest", "waits", |(_, r, _)| {
+            r == "WaitingForIssuerReady"
+        })
+        .await;
 
     // The issuer's Ready condition is behind its generation while a slow check runs: the
     // request waits, and is woken when the condition catches up (its status stays True).
@@ -270,13 +262,11 @@ async fn certificate_requests_follow_issuer_libs_order() {
         "{} attempts",
         harness.script.signs("retryable")
     );
-    let events = harness.events(&ns, "CertificateRequest", "retryable").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "RetryableError"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "CertificateRequest", "retryable", |(t, r, _)| {
+            t == "Warning" && r == "RetryableError"
+        })
+        .await;
 
     // Pending: requeued after its delay, beyond the retry window, then issued.
     harness
@@ -301,13 +291,13 @@ async fn certificate_requests_follow_issuer_libs_order() {
     wait_ready(&requests, "issuer-error", "True", "Issued").await;
     assert_eq!(harness.script.signs("issuer-error"), 2);
     assert!(harness.script.checks("ready") > checks);
-    let events = harness.events(&ns, "TestIssuer", "ready").await;
-    assert!(
-        events.iter().any(|(t, r, n)| t == "Warning"
-            && r == "RetryableError"
-            && n == "Not ready yet: the CA key was rotated away"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "TestIssuer", "ready", |(t, r, n)| {
+            t == "Warning"
+                && r == "RetryableError"
+                && n == "Not ready yet: the CA key was rotated away"
+        })
+        .await;
     wait_issuer(&harness.issuers(&ns), "ready", "True", "Checked").await;
 
     // A custom condition beside Ready, and no requeue: the condition's change wakes it.

@@ -97,13 +97,11 @@ async fn issuers_are_checked_and_their_ready_condition_follows() {
         pending.last_transition_time,
         "the status did not change, so neither did lastTransitionTime"
     );
-    let events = harness.events(&ns, "TestIssuer", "ca").await;
-    assert!(
-        events.iter().any(|(t, r, n)| t == "Warning"
-            && r == "RetryableError"
-            && n == "Not ready yet: the CA is not reachable"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "TestIssuer", "ca", |(t, r, n)| {
+            t == "Warning" && r == "RetryableError" && n == "Not ready yet: the CA is not reachable"
+        })
+        .await;
 
     // A permanent error: Failed, and no more checks until the spec changes.
     set_check(
@@ -125,13 +123,11 @@ async fn issuers_are_checked_and_their_ready_condition_follows() {
         checks,
         "a Failed issuer is not checked again"
     );
-    let events = harness.events(&ns, "TestIssuer", "ca").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "PermanentError"),
-        "{events:?}"
-    );
+    harness
+        .wait_event(&ns, "TestIssuer", "ca", |(t, r, _)| {
+            t == "Warning" && r == "PermanentError"
+        })
+        .await;
 
     // An annotation change alone wakes the issuer controller, but a Failed issuer of the
     // current generation stays Failed.

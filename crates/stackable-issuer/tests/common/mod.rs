@@ -387,7 +387,7 @@ impl Harness {
         namespace: &str,
         kind: &str,
         name: &str,
-    ) -> Vec<(String, String, String)> {
+    ) -> Vec<EventRow> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let mut events: Vec<_> = api
             .list(&Default::default())
@@ -413,7 +413,30 @@ impl Harness {
             })
             .collect()
     }
+
+    /// The object's Events once one of them matches `wanted` (polled for at most 20 s).
+    ///
+    /// The controller posts an Event after the status write it explains, so a read right
+    /// after the status is seen can come before the Event.
+    pub async fn wait_event(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        wanted: impl Fn(&EventRow) -> bool,
+    ) -> Vec<EventRow> {
+        let what = format!("an Event of {kind} {namespace}/{name}");
+        let wanted = &wanted;
+        wait_for(&what, Duration::from_secs(20), || async move {
+            let events = self.events(namespace, kind, name).await;
+            events.iter().any(wanted).then_some(events)
+        })
+        .await
+    }
 }
+
+/// One recorded Event of an object: `(type, reason, note)`.
+pub type EventRow = (String, String, String);
 
 pub fn stackable_issuer_now() -> String {
     let now = k8s_openapi::jiff::Timestamp::now();
