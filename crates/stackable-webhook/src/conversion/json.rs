@@ -439,33 +439,16 @@ mod tests {
 
     const REVIEW: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview","request":{"uid":"7d3-\u00e9","desiredAPIVersion":"x.io/v2","objects":[{"apiVersion":"x.io/v1","kind":"K","metadata":{"name":"a","managedFields":[{"f:spec":{".":{}}}]},"spec":{"n":-1.5e3,"l":[true,null,"\ud83d\ude00"]}} , {"kind":"K"}],"extra":{"x":[1]}},"more":null}"#;
 
-    /// The review as the route read it before: serde_json's parse.
+    /// The review as serde_json reads it into the route's own `ReviewIn` (what the route falls
+    /// back to for every body [`review`] does not take).
     fn by_serde(body: &str) -> Option<Review<'_>> {
-        #[derive(serde::Deserialize)]
-        struct In<'a> {
-            #[serde(rename = "apiVersion", borrow)]
-            api_version: Cow<'a, str>,
-            #[serde(borrow)]
-            kind: Cow<'a, str>,
-            #[serde(borrow)]
-            request: Option<RequestIn<'a>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct RequestIn<'a> {
-            #[serde(borrow)]
-            uid: Cow<'a, str>,
-            #[serde(rename = "desiredAPIVersion", borrow)]
-            desired: Cow<'a, str>,
-            #[serde(borrow)]
-            objects: Vec<&'a serde_json::value::RawValue>,
-        }
-        let review: In<'_> = serde_json::from_str(body).ok()?;
+        let review: super::super::ReviewIn<'_> = serde_json::from_str(body).ok()?;
         let request = review.request?;
         Some(Review {
             api_version: review.api_version,
             kind: review.kind,
             uid: request.uid,
-            desired_api_version: request.desired,
+            desired_api_version: request.desired_api_version,
             objects: request.objects.iter().map(|o| o.get()).collect(),
         })
     }
