@@ -255,7 +255,7 @@ fn encode(
     uid: &str,
     write: impl FnOnce(&mut Vec<u8>) -> Result<(), Box<Status>>,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(capacity);
+    let mut out = Vec::with_capacity(crate::router::large_buffer_capacity(capacity));
     write_head(&mut out, api_version, uid)?;
     let head = out.len();
     serde_json::to_writer(&mut out, &Status::success())?;

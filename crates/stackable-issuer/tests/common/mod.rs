@@ -382,12 +382,7 @@ impl Harness {
     }
 
     /// The reasons of the Events about `kind`/`name`, with their notes.
-    pub async fn events(
-        &self,
-        namespace: &str,
-        kind: &str,
-        name: &str,
-    ) -> Vec<EventRow> {
+    pub async fn events(&self, namespace: &str, kind: &str, name: &str) -> Vec<EventRow> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let mut events: Vec<_> = api
             .list(&Default::default())
