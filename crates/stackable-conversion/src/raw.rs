@@ -83,6 +83,7 @@ pub(crate) struct Object<'a> {
 
 impl<'a> Object<'a> {
     /// Reads the JSON object `json` (what serde_json wrote), or `None` when it is not one.
+    #[cfg(test)]
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
         Self::parse_str(std::str::from_utf8(json).ok()?)
     }
@@ -119,19 +120,6 @@ static STRUCTURE: [u8; 256] = {
     table[b'[' as usize] = OPEN;
     table[b'}' as usize] = CLOSE;
     table[b']' as usize] = CLOSE;
-    table
-};
-
-/// The bytes a JSON string cannot hold unescaped.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
     table
 };
 
@@ -381,14 +369,7 @@ impl<'o> ObjectWriter<'o> {
 
 /// Writes `text` as a JSON string.
 pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
-    if !text.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-        return;
-    }
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+    crate::json_ser::write_str(out, text);
 }
 
 #[cfg(test)]
