@@ -154,11 +154,19 @@ impl<'a> Scanner<'a> {
 
     /// Past the string whose opening quote is at `start`: eight bytes at a time while none of
     /// them is a quote or a backslash.
+    #[inline]
     fn string_end(&self, start: usize) -> Option<usize> {
+        self.string_end_escaped(start).map(|(end, _)| end)
+    }
+
+    /// [`string_end`](Self::string_end), and whether the string holds escapes.
+    #[inline(always)]
+    fn string_end_escaped(&self, start: usize) -> Option<(usize, bool)> {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
         let bytes = self.bytes;
         let mut at = start + 1;
+        let mut escaped = false;
         loop {
             while let Some(chunk) = bytes.get(at..at + 8) {
                 let mut word = [0u8; 8];
@@ -177,9 +185,12 @@ impl<'a> Scanner<'a> {
                 at += 8;
             }
             match *bytes.get(at)? {
-                b'"' => return Some(at + 1),
+                b'"' => return Some((at + 1, escaped)),
                 // Skip the backslash and the escaped character.
-                b'\\' => at += 2,
+                b'\\' => {
+                    escaped = true;
+                    at += 2;
+                }
                 _ => at += 1,
             }
         }
@@ -256,9 +267,13 @@ impl<'a> Scanner<'a> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key_end = self.string_end(self.at)?;
-            let quoted = self.text.get(self.at..key_end)?;
-            let key = text(quoted)?;
+            let (key_end, escaped) = self.string_end_escaped(self.at)?;
+            // Without escapes, the key is the text between the quotes.
+            let key = if escaped {
+                text(self.text.get(self.at..key_end)?)?
+            } else {
+                Cow::Borrowed(self.text.get(self.at + 1..key_end - 1)?)
+            };
             self.at = key_end;
             if self.peek()? != b':' {
                 return None;
