@@ -20,6 +20,7 @@ use snafu::Snafu;
 
 use crate::{
     fingerprint::Fingerprint,
+    json_ser::Layout,
     step::{Edge, typed_round_trip, typed_step},
 };
 
@@ -531,8 +532,9 @@ impl KindConverter {
 
     /// Converts along `path` (the converted text into `converted`) and back along `back_path`:
     /// the fingerprint of the body the round trip gives (`None` when the way back fails). A
-    /// single step does
-    /// both from the typed result; longer paths go through JSON text.
+    /// single step does both from the typed result and notes in `layout` where the members of
+    /// the converted object are; longer paths go through JSON text (and leave the layout
+    /// empty).
     pub(crate) fn round_trip(
         &self,
         from: &str,
@@ -540,12 +542,14 @@ impl KindConverter {
         back_path: &[String],
         object: &[u8],
         converted: &mut Vec<u8>,
+        layout: &mut Layout,
     ) -> Result<Option<Fingerprint>, StepError> {
         if let [to] = path
             && let Some(edge) = self.edge(from, to)
         {
-            return (edge.round_trip)(object, converted);
+            return (edge.round_trip)(object, converted, layout);
         }
+        layout.invalidate();
         *converted = self.run(from, path, object)?;
         let to = path.last().map_or(from, String::as_str);
         let back = self

@@ -77,6 +77,7 @@ mod fingerprint;
 mod fingerprint_ser;
 pub mod graph;
 pub mod invariants;
+mod json_ser;
 #[cfg(feature = "migrate")]
 pub mod migrate;
 pub mod names;

@@ -18,6 +18,7 @@ use snafu::ResultExt;
 use crate::{
     fingerprint::{self, Fingerprint},
     graph::{DeserializeSnafu, KindConverter, StepError},
+    json_ser::Layout,
     names::{MAX_ANNOTATIONS_SIZE, annotations_size},
     raw::{Members, Object, ObjectWriter, is_blank_text},
     stash::{self, Stash},
@@ -136,6 +137,8 @@ pub(crate) struct Scratch {
     input: Vec<u8>,
     /// The text they write.
     converted: Vec<u8>,
+    /// Where the members of `converted` are, when the step noted them.
+    layout: Layout,
 }
 
 /// Converts `source` along `route` and writes the converted object to `out`.
@@ -170,7 +173,11 @@ pub(crate) fn convert(
     }
 
     // The text the typed steps read.
-    let Scratch { input, converted } = scratch;
+    let Scratch {
+        input,
+        converted,
+        layout,
+    } = scratch;
     input.clear();
     let mut object = ObjectWriter::open(input);
     object.string("apiVersion", route.from_api_version);
@@ -195,8 +202,14 @@ pub(crate) fn convert(
     }
     object.close();
 
-    let mut round_trip =
-        converter.round_trip(route.from, route.path, route.back_path, input, converted)?;
+    let mut round_trip = converter.round_trip(
+        route.from,
+        route.path,
+        route.back_path,
+        input,
+        converted,
+        layout,
+    )?;
     let back = |text: &[u8]| converter.run(route.to, route.back_path, text);
     let source_body = || body_values(source.body());
 
@@ -213,6 +226,7 @@ pub(crate) fn convert(
         };
         let restored = stash::restore(current, stash, &source_body(), &back_value);
         *converted = restored.to_string().into_bytes();
+        layout.invalidate();
         round_trip = back(converted)
             .ok()
             .and_then(|text| fingerprint::of_body(&text));
@@ -248,7 +262,18 @@ pub(crate) fn convert(
         None => everything(),
     };
 
-    let converted = Object::parse_bytes(converted).unwrap_or_default();
+    // The members of the converted object: where the writer noted them, else read again.
+    let converted = std::str::from_utf8(converted)
+        .ok()
+        .and_then(|text| {
+            let noted = layout.object(text);
+            #[cfg(debug_assertions)]
+            if let Some(noted) = &noted {
+                crate::json_ser::assert_same_members(noted, text);
+            }
+            noted.or_else(|| Object::parse_str(text))
+        })
+        .unwrap_or_default();
     let converted_metadata = converted.metadata.unwrap_or_default();
     let labels = converted_metadata.get("labels");
     let mut annotations: Option<Cow<'_, str>> =

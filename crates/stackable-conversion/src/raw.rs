@@ -83,6 +83,7 @@ pub(crate) struct Object<'a> {
 
 impl<'a> Object<'a> {
     /// Reads the JSON object `json` (what serde_json wrote), or `None` when it is not one.
+    #[cfg(test)]
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
         Self::parse_str(std::str::from_utf8(json).ok()?)
     }
@@ -122,19 +123,6 @@ static STRUCTURE: [u8; 256] = {
     table
 };
 
-/// The bytes a JSON string cannot hold unescaped.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
 /// A reader of JSON text that is known to be valid (a `RawValue`, or what serde_json wrote):
 /// it only finds where members and values begin and end, without checking the grammar again,
 /// which is several times faster than parsing. Text that is not valid JSON gives a wrong
@@ -166,11 +154,19 @@ impl<'a> Scanner<'a> {
 
     /// Past the string whose opening quote is at `start`: eight bytes at a time while none of
     /// them is a quote or a backslash.
+    #[inline]
     fn string_end(&self, start: usize) -> Option<usize> {
+        self.string_end_escaped(start).map(|(end, _)| end)
+    }
+
+    /// [`string_end`](Self::string_end), and whether the string holds escapes.
+    #[inline(always)]
+    fn string_end_escaped(&self, start: usize) -> Option<(usize, bool)> {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
         let bytes = self.bytes;
         let mut at = start + 1;
+        let mut escaped = false;
         loop {
             while let Some(chunk) = bytes.get(at..at + 8) {
                 let mut word = [0u8; 8];
@@ -189,9 +185,12 @@ impl<'a> Scanner<'a> {
                 at += 8;
             }
             match *bytes.get(at)? {
-                b'"' => return Some(at + 1),
+                b'"' => return Some((at + 1, escaped)),
                 // Skip the backslash and the escaped character.
-                b'\\' => at += 2,
+                b'\\' => {
+                    escaped = true;
+                    at += 2;
+                }
                 _ => at += 1,
             }
         }
@@ -268,9 +267,13 @@ impl<'a> Scanner<'a> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key_end = self.string_end(self.at)?;
-            let quoted = self.text.get(self.at..key_end)?;
-            let key = text(quoted)?;
+            let (key_end, escaped) = self.string_end_escaped(self.at)?;
+            // Without escapes, the key is the text between the quotes.
+            let key = if escaped {
+                text(self.text.get(self.at..key_end)?)?
+            } else {
+                Cow::Borrowed(self.text.get(self.at + 1..key_end - 1)?)
+            };
             self.at = key_end;
             if self.peek()? != b':' {
                 return None;
@@ -381,14 +384,7 @@ impl<'o> ObjectWriter<'o> {
 
 /// Writes `text` as a JSON string.
 pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
-    if !text.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-        return;
-    }
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+    crate::json_ser::write_str(out, text);
 }
 
 #[cfg(test)]

@@ -14,17 +14,21 @@ use snafu::ResultExt;
 use crate::{
     fingerprint::Fingerprint,
     graph::{BoxError, ConvertSnafu, DeserializeSnafu, SerializeSnafu, StepError},
+    json_ser::Layout,
 };
 
 /// One typed step from a version to another, erased to JSON text in, JSON text out.
 pub(crate) type StepFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, StepError> + Send + Sync>;
 
 /// One typed step there and, from the typed result, back: writes the converted text into the
-/// buffer (cleared first; reused from object to object) and returns the fingerprint of the
-/// body the round trip gives (`None` when the way back fails). Neither reads the converted
-/// object again nor writes the round trip as text.
-pub(crate) type RoundTripFn =
-    Arc<dyn Fn(&[u8], &mut Vec<u8>) -> Result<Option<Fingerprint>, StepError> + Send + Sync>;
+/// buffer (cleared first; reused from object to object), notes where its members are in the
+/// layout, and returns the fingerprint of the body the round trip gives (`None` when the way
+/// back fails). Neither reads the converted object again nor writes the round trip as text.
+pub(crate) type RoundTripFn = Arc<
+    dyn Fn(&[u8], &mut Vec<u8>, &mut Layout) -> Result<Option<Fingerprint>, StepError>
+        + Send
+        + Sync,
+>;
 
 /// The conversions from one version to an adjacent one.
 #[derive(Clone)]
@@ -60,7 +64,7 @@ where
             from: from.as_str(),
             to: to.as_str(),
         })?;
-        serde_json::to_vec(&b).context(SerializeSnafu {
+        crate::json_ser::to_vec(&b).context(SerializeSnafu {
             api_version: to.as_str(),
         })
     })
@@ -75,26 +79,27 @@ where
 {
     let from = A::api_version(&()).into_owned();
     let to = B::api_version(&()).into_owned();
-    Arc::new(move |object: &[u8], converted: &mut Vec<u8>| {
-        let a: A = read(object).context(DeserializeSnafu {
-            api_version: from.as_str(),
-        })?;
-        let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
-            from: from.as_str(),
-            to: to.as_str(),
-        })?;
-        converted.clear();
-        serde_json::to_writer(&mut *converted, &b).context(SerializeSnafu {
-            api_version: to.as_str(),
-        })?;
-        let back = match A::try_from(b) {
-            Ok(a) => crate::fingerprint_ser::of_body(&a).ok(),
-            Err(error) => {
-                let error: BoxError = error.into();
-                tracing::debug!(%error, from = to.as_str(), to = from.as_str(), "the converted object does not convert back");
-                None
-            }
-        };
-        Ok(back)
-    })
+    Arc::new(
+        move |object: &[u8], converted: &mut Vec<u8>, layout: &mut Layout| {
+            let a: A = read(object).context(DeserializeSnafu {
+                api_version: from.as_str(),
+            })?;
+            let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {
+                from: from.as_str(),
+                to: to.as_str(),
+            })?;
+            crate::json_ser::write_object(&b, converted, layout).context(SerializeSnafu {
+                api_version: to.as_str(),
+            })?;
+            let back = match A::try_from(b) {
+                Ok(a) => crate::fingerprint_ser::of_body(&a).ok(),
+                Err(error) => {
+                    let error: BoxError = error.into();
+                    tracing::debug!(%error, from = to.as_str(), to = from.as_str(), "the converted object does not convert back");
+                    None
+                }
+            };
+            Ok(back)
+        },
+    )
 }
