@@ -9,10 +9,28 @@ use serde_json::{Map, Value};
 
 use super::snapshot;
 
-/// `request.object` of a review body, as JSON text (the last one of repeated keys, as
-/// serde_json reads it); `None` when absent or `null`. `body` must be one JSON value (the
-/// route's decoder read it): this reads only its structure (see [`Cursor`]).
-pub(super) fn review_object(body: &str) -> Option<&str> {
+/// `request.object` as received: its JSON text and, when it is an object, its members (read in
+/// the same pass that found it).
+pub(super) struct RawObject<'a> {
+    pub(super) text: &'a str,
+    pub(super) members: Option<Members<'a, &'a str>>,
+}
+
+impl<'a> RawObject<'a> {
+    /// `text` alone, its members read when needed.
+    #[cfg(test)]
+    pub(super) fn text(text: &'a str) -> Self {
+        Self {
+            text,
+            members: None,
+        }
+    }
+}
+
+/// `request.object` of a review body (the last one of repeated keys, as serde_json reads it);
+/// `None` when absent or `null`. `body` must be one JSON value (the route's decoder read it):
+/// this reads only its structure (see [`Cursor`]).
+pub(super) fn review_object(body: &str) -> Option<RawObject<'_>> {
     let mut cursor = Cursor::new(body);
     let mut object = None;
     cursor.members(|cursor, key| {
@@ -28,12 +46,21 @@ pub(super) fn review_object(body: &str) -> Option<&str> {
             if key != "object" {
                 return cursor.skip_value();
             }
-            object = Some(cursor.value()?);
+            let first = cursor.peek()?;
+            let start = cursor.at;
+            let members = if first == b'{' {
+                Some(Members::read_at(cursor)?)
+            } else {
+                cursor.skip_value()?;
+                None
+            };
+            let text = cursor.text.get(start..cursor.at)?;
+            object = Some(RawObject { text, members });
             Some(())
         })
     })?;
     cursor.at_end()?;
-    object.filter(|object| *object != "null")
+    object.filter(|object| object.text != "null")
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -226,6 +253,13 @@ impl<'a> Members<'a, &'a str> {
     /// [`Cursor`]); `None` when it is not an object.
     pub(super) fn read(text: &'a str) -> Option<Self> {
         let mut cursor = Cursor::new(text);
+        let members = Self::read_at(&mut cursor)?;
+        cursor.at_end()?;
+        Some(members)
+    }
+
+    /// The members of the object at the cursor (after whitespace); the cursor ends after it.
+    fn read_at(cursor: &mut Cursor<'a>) -> Option<Self> {
         let mut all = Vec::new();
         cursor.expect(b'{')?;
         if cursor.peek()? == b'}' {
@@ -246,7 +280,6 @@ impl<'a> Members<'a, &'a str> {
                 }
             }
         }
-        cursor.at_end()?;
         Some(Self::new(all))
     }
 }
@@ -323,17 +356,34 @@ mod tests {
     #[test]
     fn the_object_of_a_review() {
         let body = r#" {"kind": "AdmissionReview", "request": {"uid": "u", "object": {"a": [1, {"b": "}\\\""}]}, "oldObject": null}} "#;
-        assert_eq!(review_object(body), Some(r#"{"a": [1, {"b": "}\\\""}]}"#));
+        assert_eq!(
+            review_object(body).map(|object| object.text),
+            Some(r#"{"a": [1, {"b": "}\\\""}]}"#)
+        );
         // The last of repeated keys, as serde_json reads them.
         let body = r#"{"request": {"object": {"a": 1}, "object": {"a": 2}}}"#;
-        assert_eq!(review_object(body), Some(r#"{"a": 2}"#));
+        assert_eq!(
+            review_object(body).map(|object| object.text),
+            Some(r#"{"a": 2}"#)
+        );
         let body = r#"{"request": {"object": {"a": 1}}, "request": {"uid": "u"}}"#;
-        assert_eq!(review_object(body), None);
+        assert!(review_object(body).is_none());
         let body = r#"{"requ\u0065st": {"object": {"a": 1}}}"#;
-        assert_eq!(review_object(body), Some(r#"{"a": 1}"#));
-        assert_eq!(review_object(r#"{"request": {"object": null}}"#), None);
-        assert_eq!(review_object(r#"{"request": {"object": {}}"#), None);
-        assert_eq!(review_object(r#"{"request": {"object": {}}} x"#), None);
+        assert_eq!(
+            review_object(body).map(|object| object.text),
+            Some(r#"{"a": 1}"#)
+        );
+        assert!(review_object(r#"{"request": {"object": null}}"#).is_none());
+        assert!(review_object(r#"{"request": {"object": {}}"#).is_none());
+        assert!(review_object(r#"{"request": {"object": {}}} x"#).is_none());
+        let object = review_object(r#"{"request": {"object": {"b": 1, "a": [2]}}}"#).unwrap();
+        let members = object.members.unwrap();
+        assert_eq!(
+            (members.get("a"), members.get("b")),
+            (Some("[2]"), Some("1"))
+        );
+        let object = review_object(r#"{"request": {"object": "text"}}"#).unwrap();
+        assert!(object.members.is_none());
     }
 
     #[test]
@@ -390,7 +440,13 @@ mod tests {
                     prop_assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), expected);
                 }
                 let body = format!(r#"{{"request": {{"object": {text}}}}}"#);
-                prop_assert_eq!(review_object(&body), Some(text.trim()));
+                let object = review_object(&body).unwrap();
+                prop_assert_eq!(object.text, text.trim());
+                let from_body = object.members.unwrap();
+                prop_assert_eq!(
+                    from_body.in_map_order().iter().map(|member| (member.key.as_ref(), member.value)).collect::<Vec<_>>(),
+                    members.in_map_order().iter().map(|member| (member.key.as_ref(), member.value)).collect::<Vec<_>>()
+                );
             }
         }
     }
