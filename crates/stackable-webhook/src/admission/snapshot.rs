@@ -135,6 +135,7 @@ impl<'a> Writer<'a> {
 /// A `u32` length and the text.
 fn write_text(out: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
     let length = u32::try_from(text.len()).map_err(|_| error("string too long"))?;
+    out.reserve(4 + text.len());
     out.extend_from_slice(&length.to_le_bytes());
     out.extend_from_slice(text.as_bytes());
     Ok(())
@@ -741,20 +742,31 @@ pub(super) fn is_object(node: &[u8]) -> bool {
     node.first() == Some(&OBJECT)
 }
 
-/// The members of the object `node` (one node), each key with its node, as written.
-pub(super) fn members(node: &[u8]) -> Option<Vec<(&str, &[u8])>> {
+/// Calls `member` with each key of the object `node` (one node) and its node, as written;
+/// `None` when `node` is not an object.
+pub(super) fn each_member<'a>(
+    node: &'a [u8],
+    mut member: impl FnMut(&'a str, &'a [u8]),
+) -> Option<()> {
     if node.first() != Some(&OBJECT) {
         return None;
     }
     let end = 5 + u32_at(node, 1)?;
     let mut at = 5;
-    let mut members = Vec::new();
     while at < end {
         let (key, value_at) = text_at(node, at)?;
         let value_end = node_end(node, value_at)?;
-        members.push((key, node.get(value_at..value_end)?));
+        member(key, node.get(value_at..value_end)?);
         at = value_end;
     }
+    Some(())
+}
+
+/// The members of the object `node` (one node), each key with its node, as written.
+#[cfg(test)]
+fn members(node: &[u8]) -> Option<Vec<(&str, &[u8])>> {
+    let mut members = Vec::new();
+    each_member(node, |key, value| members.push((key, value)))?;
     Some(members)
 }
 

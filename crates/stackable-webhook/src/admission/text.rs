@@ -269,7 +269,8 @@ impl<'a> Members<'a, &'a str> {
                 let key = cursor.key()?;
                 cursor.expect(b':')?;
                 let value = cursor.value()?;
-                all.push((key, value));
+                let first = all.len();
+                all.push(Member { key, value, first });
                 match cursor.peek()? {
                     b',' => cursor.at += 1,
                     b'}' => {
@@ -287,32 +288,33 @@ impl<'a> Members<'a, &'a str> {
 impl<'a> Members<'a, &'a [u8]> {
     /// The members of a snapshot's object node; `None` when it is not an object.
     pub(super) fn of_node(node: &'a [u8]) -> Option<Self> {
-        let all = snapshot::members(node)?
-            .into_iter()
-            .map(|(key, value)| (Cow::Borrowed(key), value))
-            .collect();
+        let mut all = Vec::new();
+        snapshot::each_member(node, |key, value| {
+            let first = all.len();
+            all.push(Member {
+                key: Cow::Borrowed(key),
+                value,
+                first,
+            });
+        })?;
         Some(Self::new(all))
     }
 }
 
 impl<'a, V: Copy> Members<'a, V> {
-    fn new(all: Vec<(Cow<'a, str>, V)>) -> Self {
-        let mut all: Vec<Member<'a, V>> = all
-            .into_iter()
-            .enumerate()
-            .map(|(first, (key, value))| Member { key, value, first })
-            .collect();
+    /// `all` in the order they came in (`first` their index).
+    fn new(mut all: Vec<Member<'a, V>>) -> Self {
         // Stable: a repeated key's members stay in the order they came in.
         all.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut sorted: Vec<Member<'a, V>> = Vec::with_capacity(all.len());
-        for member in all {
-            match sorted.last_mut() {
-                // The last value wins; the key keeps its first place.
-                Some(last) if last.key == member.key => last.value = member.value,
-                _ => sorted.push(member),
+        // The last value wins; the key keeps its first place.
+        all.dedup_by(|later, kept| {
+            let repeated = later.key == kept.key;
+            if repeated {
+                kept.value = later.value;
             }
-        }
-        Self { sorted }
+            repeated
+        });
+        Self { sorted: all }
     }
 
     /// The value of `key`.
@@ -325,12 +327,31 @@ impl<'a, V: Copy> Members<'a, V> {
 
     /// The members in the order a `serde_json::Map` built from them iterates them: by key,
     /// or, with serde_json's `preserve_order` feature, where each key first appears.
-    pub(super) fn in_map_order(&self) -> Vec<&Member<'a, V>> {
-        let mut members: Vec<&Member<'a, V>> = self.sorted.iter().collect();
-        if !map_sorts_keys() {
+    pub(super) fn in_map_order(&self) -> InMapOrder<'_, 'a, V> {
+        if map_sorts_keys() {
+            InMapOrder::Sorted(self.sorted.iter())
+        } else {
+            let mut members: Vec<&Member<'a, V>> = self.sorted.iter().collect();
             members.sort_by_key(|member| member.first);
+            InMapOrder::ByFirst(members.into_iter())
         }
-        members
+    }
+}
+
+/// The members in a map's order (see [`Members::in_map_order`]).
+pub(super) enum InMapOrder<'m, 'a, V> {
+    Sorted(std::slice::Iter<'m, Member<'a, V>>),
+    ByFirst(std::vec::IntoIter<&'m Member<'a, V>>),
+}
+
+impl<'m, 'a, V> Iterator for InMapOrder<'m, 'a, V> {
+    type Item = &'m Member<'a, V>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Sorted(members) => members.next(),
+            Self::ByFirst(members) => members.next(),
+        }
     }
 }
 
@@ -396,7 +417,6 @@ mod tests {
         assert_eq!(members.get("c"), None);
         let keys: Vec<&str> = members
             .in_map_order()
-            .iter()
             .map(|member| member.key.as_ref())
             .collect();
         let map: Map<String, Value> = serde_json::from_str(text).unwrap();
@@ -431,7 +451,7 @@ mod tests {
             let Value::Object(map) = &tree else { return Ok(()) };
             for text in [serde_json::to_string(&tree).unwrap(), serde_json::to_string_pretty(&tree).unwrap()] {
                 let members = Members::read(&text).unwrap();
-                let keys: Vec<&str> = members.in_map_order().iter().map(|member| member.key.as_ref()).collect();
+                let keys: Vec<&str> = members.in_map_order().map(|member| member.key.as_ref()).collect();
                 prop_assert_eq!(keys, map.keys().map(String::as_str).collect::<Vec<_>>());
                 // serde_json's reading of the whole text (its floats may differ from the tree's).
                 let parsed: Map<String, Value> = serde_json::from_str(&text).unwrap();
@@ -444,8 +464,8 @@ mod tests {
                 prop_assert_eq!(object.text, text.trim());
                 let from_body = object.members.unwrap();
                 prop_assert_eq!(
-                    from_body.in_map_order().iter().map(|member| (member.key.as_ref(), member.value)).collect::<Vec<_>>(),
-                    members.in_map_order().iter().map(|member| (member.key.as_ref(), member.value)).collect::<Vec<_>>()
+                    from_body.in_map_order().map(|member| (member.key.as_ref(), member.value)).collect::<Vec<_>>(),
+                    members.in_map_order().map(|member| (member.key.as_ref(), member.value)).collect::<Vec<_>>()
                 );
             }
         }
