@@ -15,6 +15,8 @@ pub mod audit;
 pub(crate) mod decode;
 mod patch;
 mod route;
+mod snapshot;
+mod text;
 pub mod warnings;
 
 pub use answer::{Mutation, Validation};

@@ -20,7 +20,7 @@ use kube::core::{
     admission::{AdmissionRequest, AdmissionReview},
 };
 use serde::{Deserialize, de::DeserializeOwned};
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use snafu::Snafu;
 
 use super::SUPPORTED_ADMISSION_VERSIONS;
@@ -174,19 +174,6 @@ struct TypedReview<'a, K: Resource> {
     request: Option<AdmissionRequest<K>>,
 }
 
-/// Only `request.object`, as received (for the patch of a mutating route).
-#[derive(Deserialize)]
-struct RawObjectReview<'a> {
-    #[serde(borrow, default)]
-    request: Option<RawObjectRequest<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RawObjectRequest<'a> {
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
-}
-
 /// Decodes a review; what does not decode is answered with a refusal (see the module docs).
 ///
 /// The fast path decodes the body once, straight into `AdmissionRequest<K>`. Anything it does
@@ -234,13 +221,6 @@ where
         kind: "AdmissionReview".to_owned(),
     };
     Some(request)
-}
-
-/// `request.object` as received (raw JSON borrowed from the body); `None` when absent, `null`,
-/// or when the body does not read as one review (duplicate keys: see [`raw_object_tree`]).
-pub(super) fn raw_object(body: &[u8]) -> Option<&RawValue> {
-    let review: RawObjectReview<'_> = from_json(body)?;
-    review.request?.object.filter(|raw| raw.get() != "null")
 }
 
 /// `request.object` as a JSON tree, as the reference decoder reads it (the last of duplicate

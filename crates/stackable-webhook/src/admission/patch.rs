@@ -1,12 +1,15 @@
 //! The JSON Patch of a mutating handler, computed against the object as received.
 
-use std::collections::BTreeMap;
-
 use json_patch::{
     AddOperation, CopyOperation, MoveOperation, PatchOperation, RemoveOperation, ReplaceOperation,
     TestOperation, jsonptr::PointerBuf,
 };
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
+
+use super::{
+    snapshot,
+    text::{Members, RawObject},
+};
 
 /// Computes the JSON Patch that turns `raw` (the object as received) into `raw` with the
 /// changes the handler made, where the handler's changes are `typed_original -> desired`
@@ -78,58 +81,92 @@ fn patch3(
     }
 }
 
-/// [`compute_patch`] with the object as received left as raw JSON: only the objects on the
-/// way to what the handler changed are read (one level at a time, their members kept raw), and
-/// only the changed subtrees are decoded, instead of the whole object. Same operations as
-/// [`compute_patch`] on the decoded object.
-pub(super) fn compute_patch_raw(
-    raw: &RawValue,
-    typed_original: &Value,
-    desired: &Value,
+/// [`compute_patch`] without the trees: `raw` is the object as received (JSON text), `base`
+/// and `desired` the object before and after the handler as [`Snapshot`](super::snapshot)s
+/// wrote them (one node each). Where `base` and `desired` are the same bytes nothing is read;
+/// only the objects on the way to what the handler changed are split into their members, and
+/// only the changed subtrees are decoded. The same operations, in the same order, as
+/// [`compute_patch`] on `serde_json::from_str(raw)` and the snapshots' trees.
+pub(super) fn compute_patch_tokens(
+    raw: RawObject<'_>,
+    base: &[u8],
+    desired: &[u8],
 ) -> Result<json_patch::Patch, serde_json::Error> {
     let mut patch = json_patch::Patch::default();
     let mut pointer = PointerBuf::new();
-    patch3_raw(raw, typed_original, desired, &mut pointer, &mut patch)?;
+    patch3_tokens(
+        raw.text,
+        raw.members,
+        base,
+        desired,
+        &mut pointer,
+        &mut patch,
+    )?;
     Ok(patch)
 }
 
-/// [`patch3`] on a raw `raw`: the object arm is the same, reading `raw`'s members as raw JSON;
-/// anything else decodes `raw` (a changed leaf or list) and goes to [`patch3`].
-fn patch3_raw(
-    raw: &RawValue,
-    base: &Value,
-    desired: &Value,
+fn unreadable(what: &str) -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom(format!("{what} does not read"))
+}
+
+/// The tree of a snapshot's node.
+fn tree(node: &[u8]) -> Result<Value, serde_json::Error> {
+    snapshot::value(node).ok_or_else(|| unreadable("the serialised object"))
+}
+
+/// [`patch3`] on `raw`'s text and the snapshots' nodes: equal nodes are equal trees (and
+/// different ones that are equal trees give no operation either way); the object arm is
+/// [`patch3`]'s, reading each object's members (`raw`'s unless already read: `raw_members`);
+/// anything else is decoded and goes to [`patch3`].
+fn patch3_tokens(
+    raw: &str,
+    raw_members: Option<Members<'_, &str>>,
+    base: &[u8],
+    desired: &[u8],
     pointer: &mut PointerBuf,
     patch: &mut json_patch::Patch,
 ) -> Result<(), serde_json::Error> {
     if base == desired {
         return Ok(());
     }
-    if let (Value::Object(base), Value::Object(desired)) = (base, desired)
-        && raw.get().trim_start().starts_with('{')
+    if snapshot::is_object(base)
+        && snapshot::is_object(desired)
+        && raw.trim_start().starts_with('{')
     {
-        // Duplicate keys: the last one wins, as when the whole object is decoded.
-        let raw: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get())?;
-        for (key, desired_value) in desired {
-            pointer.push_back(key.as_str());
-            match (raw.get(key), base.get(key)) {
+        let raw = match raw_members {
+            Some(members) => members,
+            None => Members::read(raw).ok_or_else(|| unreadable("the request's object"))?,
+        };
+        let base = Members::of_node(base).ok_or_else(|| unreadable("the serialised object"))?;
+        let desired =
+            Members::of_node(desired).ok_or_else(|| unreadable("the serialised object"))?;
+        for member in desired.in_map_order() {
+            let key = member.key.as_ref();
+            let (raw_value, base_value) = (raw.get(key), base.get(key));
+            if raw_value.is_some() && base_value == Some(member.value) {
+                // What the recursion would find at once: the handler left it alone.
+                continue;
+            }
+            pointer.push_back(key);
+            match (raw_value, base_value) {
                 (Some(raw_value), Some(base_value)) => {
-                    patch3_raw(raw_value, base_value, desired_value, pointer, patch)?;
+                    patch3_tokens(raw_value, None, base_value, member.value, pointer, patch)?;
                 }
                 (Some(raw_value), None) => {
-                    let raw_value: Value = serde_json::from_str(raw_value.get())?;
-                    diff_at(&raw_value, desired_value, pointer, patch);
+                    let raw_value: Value = serde_json::from_str(raw_value)?;
+                    diff_at(&raw_value, &tree(member.value)?, pointer, patch);
                 }
                 (None, _) => patch.0.push(PatchOperation::Add(AddOperation {
                     path: pointer.clone(),
-                    value: desired_value.clone(),
+                    value: tree(member.value)?,
                 })),
             }
             pointer.pop_back();
         }
-        for key in base.keys() {
-            if !desired.contains_key(key) && raw.contains_key(key) {
-                pointer.push_back(key.as_str());
+        for member in base.in_map_order() {
+            let key = member.key.as_ref();
+            if desired.get(key).is_none() && raw.get(key).is_some() {
+                pointer.push_back(key);
                 patch.0.push(PatchOperation::Remove(RemoveOperation {
                     path: pointer.clone(),
                 }));
@@ -138,8 +175,8 @@ fn patch3_raw(
         }
         return Ok(());
     }
-    let raw: Value = serde_json::from_str(raw.get())?;
-    patch3(&raw, base, desired, pointer, patch);
+    let raw: Value = serde_json::from_str(raw)?;
+    patch3(&raw, &tree(base)?, &tree(desired)?, pointer, patch);
     Ok(())
 }
 
@@ -503,6 +540,7 @@ mod tests {
         use serde_json::{Value, json};
 
         use super::{super::merge3, apply};
+        use crate::admission::{snapshot::Snapshot, text::RawObject};
 
         /// Small JSON trees over few keys and names, so that the three trees of a case overlap.
         fn tree() -> impl Strategy<Value = Value> {
@@ -532,14 +570,31 @@ mod tests {
                 let mut merged = raw.clone();
                 merge3(&mut merged, &base, &desired);
                 prop_assert_eq!(&apply(&raw, &base, &desired), &merged);
-                // The same from the raw JSON of `raw`.
-                let text = serde_json::to_string(&raw).unwrap();
-                let raw_json: Box<serde_json::value::RawValue> =
-                    serde_json::from_str(&text).unwrap();
-                let patch = super::super::compute_patch_raw(&raw_json, &base, &desired).unwrap();
-                let mut patched = raw.clone();
-                json_patch::patch(&mut patched, &patch).unwrap();
-                prop_assert_eq!(patched, merged);
+                // The same operations, in the same order, from `raw`'s JSON text (as the API
+                // server may send it, with whitespace) and the snapshots of `base` and
+                // `desired`.
+                let text = serde_json::to_string_pretty(&raw).unwrap();
+                let (Snapshot::Tokens(base_tokens), Snapshot::Tokens(desired_tokens)) =
+                    (Snapshot::of(&base).unwrap(), Snapshot::of(&desired).unwrap())
+                else {
+                    panic!("no private tokens here");
+                };
+                let expected = super::super::compute_patch(&raw, &base, &desired);
+                let from_tokens = super::super::compute_patch_tokens(
+                    RawObject::text(&text),
+                    &base_tokens,
+                    &desired_tokens,
+                )
+                .unwrap();
+                prop_assert_eq!(&from_tokens, &expected);
+                // With the object's members read where the body is searched for it.
+                let body = format!(r#"{{"request": {{"object": {text}}}}}"#);
+                if let Some(object) = crate::admission::text::review_object(&body) {
+                    let from_body =
+                        super::super::compute_patch_tokens(object, &base_tokens, &desired_tokens)
+                            .unwrap();
+                    prop_assert_eq!(&from_body, &expected);
+                }
             }
         }
 

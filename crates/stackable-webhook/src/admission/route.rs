@@ -13,8 +13,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     MutatingHandler, ValidatingHandler,
     answer::MutationOutcome,
-    decode::{decode, raw_object, raw_object_tree},
-    patch::{compute_patch, compute_patch_raw},
+    decode::{decode, raw_object_tree},
+    patch::{compute_patch, compute_patch_tokens},
+    snapshot::Snapshot,
+    text::review_object,
 };
 use crate::router::{Reply, panic_message};
 
@@ -137,6 +139,39 @@ where
     })
 }
 
+/// The patch of a mutating handler: nothing when the snapshots are the same; otherwise
+/// [`compute_patch_tokens`] against `request.object` as found in the body, read only where the
+/// handler changed something. The old way, [`compute_patch`] on trees with the object decoded
+/// from the body by serde_json, for an object holding serde_json's private types (see
+/// [`Snapshot::Tree`]) or a body [`review_object`] does not read (none the decoder read).
+fn patch_of(
+    body: &[u8],
+    original: &Snapshot,
+    desired: &Snapshot,
+) -> Result<json_patch::Patch, Reply> {
+    if let (Snapshot::Tokens(original), Snapshot::Tokens(desired)) = (original, desired) {
+        if original == desired {
+            return Ok(json_patch::Patch::default());
+        }
+        if let Some(raw) = std::str::from_utf8(body).ok().and_then(review_object) {
+            return compute_patch_tokens(raw, original, desired).map_err(|error| {
+                Reply::internal(format!("failed to read the request's object: {error}"))
+            });
+        }
+    }
+    let Some(raw) = raw_object_tree(body) else {
+        return Err(Reply::internal(
+            "the request's object could not be read again".to_owned(),
+        ));
+    };
+    match (original.to_value(), desired.to_value()) {
+        (Some(original), Some(desired)) => Ok(compute_patch(&raw, &original, &desired)),
+        _ => Err(Reply::internal(
+            "failed to read the serialised object".to_owned(),
+        )),
+    }
+}
+
 pub(crate) fn mutating_route<K, H>(handler: H) -> crate::router::BoxHandler
 where
     K: Resource + DeserializeOwned + Serialize + Send + 'static,
@@ -151,9 +186,10 @@ where
                 Err(reply) => return reply,
             };
             let base = AdmissionResponse::from(&request);
-            // The object as the Rust type sees it: the base of the three-way merge.
-            let typed_original = match request.object.as_ref().map(serde_json::to_value) {
-                Some(Ok(value)) => Some(value),
+            // The object as the Rust type sees it: the base of the three-way merge (as
+            // `serde_json::to_value` sees it, see `Snapshot`).
+            let typed_original = match request.object.as_ref().map(Snapshot::of) {
+                Some(Ok(snapshot)) => Some(snapshot),
                 Some(Err(error)) => {
                     return Reply::internal(format!("failed to serialise the object: {error}"));
                 }
@@ -185,34 +221,18 @@ where
                         );
                         return review_reply(response, "allowed");
                     };
-                    let desired = match serde_json::to_value(&object) {
-                        Ok(value) => value,
+                    let desired = match Snapshot::of(&*object) {
+                        Ok(snapshot) => snapshot,
                         Err(error) => {
                             return Reply::internal(format!(
                                 "failed to serialise the mutated object: {error}"
                             ));
                         }
                     };
-                    // The object as received: read from the body where the handler changed
-                    // something, never decoded as a whole tree (see `compute_patch_raw`).
-                    let patch = match raw_object(&body) {
-                        Some(raw) => compute_patch_raw(raw, &typed_original, &desired),
-                        None => match raw_object_tree(&body) {
-                            Some(raw) => Ok(compute_patch(&raw, &typed_original, &desired)),
-                            None => {
-                                return Reply::internal(
-                                    "the request's object could not be read again".to_owned(),
-                                );
-                            }
-                        },
-                    };
-                    let patch = match patch {
+                    drop(object);
+                    let patch = match patch_of(&body, &typed_original, &desired) {
                         Ok(patch) => patch,
-                        Err(error) => {
-                            return Reply::internal(format!(
-                                "failed to read the request's object: {error}"
-                            ));
-                        }
+                        Err(reply) => return reply,
                     };
                     if patch.0.is_empty() {
                         return review_reply(response, "allowed");
