@@ -45,6 +45,7 @@ pub mod conversion;
 #[doc(hidden)]
 pub mod fuzzing;
 mod idle;
+mod json_scan;
 pub mod metrics;
 pub mod readiness;
 pub mod registration;

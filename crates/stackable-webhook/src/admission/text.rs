@@ -63,9 +63,6 @@ pub(super) fn review_object(body: &str) -> Option<RawObject<'_>> {
     object.filter(|object| object.text != "null")
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
 /// A reader of the structure of a JSON text known to be valid (a body serde_json read, or
 /// serde_json's output): it finds where values begin and end, and reads keys, without
 /// checking what serde_json already checked (numbers, literals, escapes), so it runs through
@@ -116,23 +113,7 @@ impl<'a> Cursor<'a> {
         let mut at = self.at + 1;
         let mut escaped = false;
         loop {
-            while let Some(chunk) = bytes.get(at..at + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                let word = u64::from_le_bytes(word);
-                let quote = word ^ (ONES * u64::from(b'"'));
-                let backslash = word ^ (ONES * u64::from(b'\\'));
-                // High bit set in the lowest byte that is a quote or a backslash (bytes above
-                // it may be flagged wrongly by the borrow; only the lowest counts).
-                let found = ((quote.wrapping_sub(ONES) & !quote)
-                    | (backslash.wrapping_sub(ONES) & !backslash))
-                    & HIGHS;
-                if found != 0 {
-                    at += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                at += 8;
-            }
+            at = crate::json_scan::skip_plain::<false>(bytes, at);
             match *bytes.get(at)? {
                 b'"' => {
                     self.at = at + 1;

@@ -45,9 +45,6 @@ pub(crate) fn is_json(text: &str) -> bool {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
 /// A list or an object, on the stack of open values.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -106,24 +103,7 @@ impl<'a> Reader<'a> {
         let mut at = self.at + 1;
         let mut escaped = false;
         loop {
-            while let Some(chunk) = bytes.get(at..at + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                let word = u64::from_le_bytes(word);
-                let quote = word ^ (ONES * u64::from(b'"'));
-                let backslash = word ^ (ONES * u64::from(b'\\'));
-                // High bit set in the lowest byte that is a quote, a backslash or below 0x20
-                // (bytes above it may be flagged wrongly by the borrow; only the lowest counts).
-                let found = ((quote.wrapping_sub(ONES) & !quote)
-                    | (backslash.wrapping_sub(ONES) & !backslash)
-                    | (word.wrapping_sub(ONES * 0x20) & !word))
-                    & HIGHS;
-                if found != 0 {
-                    at += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                at += 8;
-            }
+            at = crate::json_scan::skip_plain::<true>(bytes, at);
             match *bytes.get(at)? {
                 b'"' => {
                     self.at = at + 1;
