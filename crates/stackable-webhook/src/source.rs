@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use notify::{RecursiveMode, Watcher};
+use notify::{
+    EventKind, RecursiveMode, Watcher,
+    event::{AccessKind, AccessMode},
+};
 use rustls::sign::CertifiedKey;
 use snafu::{ResultExt, Snafu};
 use stackable_certs::{
@@ -428,6 +431,20 @@ pub(crate) async fn read_files(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, Source
     Ok(contents)
 }
 
+/// Whether a file-system event in a watched directory may have changed a file's contents:
+/// anything but reading. notify's inotify backend reports `open` (and a read-only `close`) as
+/// `Access` events, and the watch re-reads the files on every event: counting those, each
+/// re-read caused the next one, and an idle server read its certificate files ~20 times a second
+/// forever. A write that ends (`close` after writing) still counts: it follows the last
+/// `modify` of a slow writer.
+fn may_change_files(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Calls `apply` with the contents of `paths` (in order) whenever they differ from what was
 /// seen last (`first` at the start), checked on file-system events in the files' directories
 /// and every `poll_interval`, until `token` is cancelled. Each distinct content is applied
@@ -444,7 +461,7 @@ where
 {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| may_change_files(&event.kind)) {
             // The receiver only disappears at shutdown.
             let _ = events_tx.send(());
         }
@@ -501,4 +518,35 @@ where
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reading_a_watched_file_is_not_a_change() {
+        for read in [
+            AccessKind::Open(AccessMode::Read),
+            AccessKind::Open(AccessMode::Any),
+            AccessKind::Read,
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Any,
+        ] {
+            assert!(!may_change_files(&EventKind::Access(read)), "{read:?}");
+        }
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(may_change_files(&change), "{change:?}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The file certificate source: kubelet-style `..data` symlink swaps are picked up, a bad
-//! pair is refused while the previous certificate keeps serving, OLM's SEC1 EC keys load.
+//! pair is refused while the previous certificate keeps serving, OLM's SEC1 EC keys load, and an
+//! idle server leaves its files alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -166,4 +167,65 @@ async fn mismatched_pair_at_start_is_an_error() {
     let error = result.unwrap_err();
     let report = snafu::Report::from_error(error).to_string();
     assert!(report.contains("does not match"), "{report}");
+}
+
+/// An idle server does not read its certificate files: the watch re-reads them on file-system
+/// events, and reading a file is itself an event (`open`) that must not count, or every re-read
+/// causes the next one (before the fix: ~20 reads of each file a second, forever). Plain files
+/// in the watched directory, as written by hand or by an init container (a Secret volume's
+/// files are opened through `..data` in another directory, so its watch did not see them).
+/// Counted with a second inotify watch on the directory, as any process could see it.
+#[tokio::test]
+async fn an_idle_server_does_not_reread_its_files() {
+    use notify::{EventKind, RecursiveMode, Watcher, event::AccessKind};
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    let ca = TestCa::new("file-ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf_pem(1);
+    std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+    let opens = Arc::new(AtomicUsize::new(0));
+    let counter = opens.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|event| matches!(event.kind, EventKind::Access(AccessKind::Open(_)))) {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    watcher
+        .watch(dir.path(), RecursiveMode::NonRecursive)
+        .unwrap();
+    // No periodic re-read in this test: only events could make the server read again.
+    let server =
+        start(FileSource::dir(dir.path()).with_poll_interval(Duration::from_secs(3600))).await;
+    assert_eq!(served_serial(&server, &ca.pem).await, vec![1]);
+    // The start reads each file (and the watch's first tick once more); let that settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = opens.load(Ordering::SeqCst);
+    assert!(settled > 0, "the second watch saw the server's own reads");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = opens.load(Ordering::SeqCst) - settled;
+    assert_eq!(
+        idle, 0,
+        "the idle server opened its files {idle} times in 1 s"
+    );
+
+    // Still follows a change written in place after that.
+    let (cert, key) = ca.leaf_pem(2);
+    std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
+    let written = Instant::now();
+    while served_serial(&server, &ca.pem).await != vec![2] {
+        assert!(
+            written.elapsed() < Duration::from_secs(10),
+            "the new pair was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(watcher);
+    stop(server).await;
 }
