@@ -269,3 +269,117 @@ async fn bodies_that_are_not_reviews_are_refused_in_a_review() {
     assert_eq!(calls.load(Ordering::Relaxed), 0);
     stop(server).await;
 }
+
+/// A Pod as far as a label check looks: its metadata (`#[derive(Resource)]` inherits Pod's
+/// group, version and kind). serde skips the rest of the object without building it.
+#[derive(kube::Resource, Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[resource(inherit = "Pod")]
+struct PodMetadata {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+}
+
+/// A handler type holding only what it checks answers like the whole type would (a mutation
+/// patches only what it changed), and what is
+/// not such an object (here CONNECT's `PodExecOptions`, which has no `metadata`) is still refused.
+#[tokio::test]
+async fn a_handler_type_with_only_metadata_validates_mutates_and_refuses_the_rest() {
+    let ca = TestCa::new("answers-ca");
+    let builder = local_builder()
+        .certificates(CertSource::Static(ca.leaf(1)))
+        .validating(
+            "/labels",
+            |request: AdmissionRequest<PodMetadata>| async move {
+                let labels = request.object.and_then(|pod| pod.metadata.labels);
+                match labels.as_ref().and_then(|labels| labels.get("tier")) {
+                    Some(tier) if tier == "forbidden" => Validation::deny("tier forbidden"),
+                    _ => Validation::allow(),
+                }
+            },
+        )
+        .mutating(
+            "/label",
+            |request: AdmissionRequest<PodMetadata>| async move {
+                let Some(mut pod) = request.object else {
+                    return Mutation::unchanged();
+                };
+                pod.metadata
+                    .labels
+                    .get_or_insert_with(Default::default)
+                    .insert("checked".to_owned(), "yes".to_owned());
+                Mutation::patched(pod)
+            },
+        );
+    let server = start(builder).await;
+    let config = client_config(&ca.pem);
+    let pod = |tier: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "default", "labels": {"tier": tier}},
+            "spec": {"containers": [{"name": "app", "image": "nginx", "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"phase": "Pending"}
+        })
+    };
+    let answer = post_json(
+        &config,
+        server.local_addr(),
+        "/labels",
+        &pod_review("u-allowed", "CREATE", pod("web")),
+    )
+    .await;
+    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(review["response"]["uid"], "u-allowed", "{review}");
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+
+    let answer = post_json(
+        &config,
+        server.local_addr(),
+        "/labels",
+        &pod_review("u-denied", "CREATE", pod("forbidden")),
+    )
+    .await;
+    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(review["response"]["uid"], "u-denied", "{review}");
+    assert_eq!(review["response"]["allowed"], false, "{review}");
+    assert_eq!(review["response"]["status"]["message"], "tier forbidden");
+
+    // What the type does not hold (spec, status) is not touched by the patch.
+    let answer = post_json(
+        &config,
+        server.local_addr(),
+        "/label",
+        &pod_review("u-label", "CREATE", pod("web")),
+    )
+    .await;
+    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+    let patch = review["response"]["patch"].as_str().unwrap();
+    use base64::Engine as _;
+    let patch: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        patch,
+        json!([{"op": "add", "path": "/metadata/labels/checked", "value": "yes"}])
+    );
+
+    let answer = post_json(
+        &config,
+        server.local_addr(),
+        "/labels",
+        &connect_review("u-connect"),
+    )
+    .await;
+    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_refused(
+        answer.status,
+        &review,
+        "admission.k8s.io/v1",
+        "u-connect",
+        &["PodExecOptions", "PodMetadata", "metadata"],
+    );
+    stop(server).await;
+}
