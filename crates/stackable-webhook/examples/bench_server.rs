@@ -172,6 +172,17 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+/// The validating handlers' check: deny a Pod labelled `DENY_LABEL=true`.
+fn verdict(metadata: Option<&ObjectMeta>) -> Validation {
+    match metadata {
+        Some(metadata) if has_deny_label(metadata.labels.as_ref()) => Validation::deny(format!(
+            "pod {} carries {DENY_LABEL}=true",
+            metadata.name.as_deref().unwrap_or_default()
+        )),
+        _ => Validation::allow(),
+    }
+}
+
 fn has_deny_label(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels
         .and_then(|labels| labels.get(DENY_LABEL))
@@ -218,28 +229,12 @@ async fn main() -> Result<(), Error> {
         .bind(args.addr)
         .certificates(CertSource::Files(FileSource::paths(args.cert, args.key)))
         .validating("/validate", |request: AdmissionRequest<Pod>| async move {
-            match request.object.as_ref() {
-                Some(pod) if has_deny_label(pod.metadata.labels.as_ref()) => {
-                    Validation::deny(format!(
-                        "pod {} carries {DENY_LABEL}=true",
-                        pod.metadata.name.as_deref().unwrap_or_default()
-                    ))
-                }
-                _ => Validation::allow(),
-            }
+            verdict(request.object.as_ref().map(|pod| &pod.metadata))
         })
         .validating(
             "/validate-metadata",
             |request: AdmissionRequest<PodMetadata>| async move {
-                match request.object.as_ref() {
-                    Some(pod) if has_deny_label(pod.metadata.labels.as_ref()) => {
-                        Validation::deny(format!(
-                            "pod {} carries {DENY_LABEL}=true",
-                            pod.metadata.name.as_deref().unwrap_or_default()
-                        ))
-                    }
-                    _ => Validation::allow(),
-                }
+                verdict(request.object.as_ref().map(|pod| &pod.metadata))
             },
         )
         .mutating("/mutate", |request: AdmissionRequest<Pod>| async move {

@@ -320,38 +320,30 @@ async fn a_handler_type_with_only_metadata_validates_mutates_and_refuses_the_res
             "status": {"phase": "Pending"}
         })
     };
-    let answer = post_json(
-        &config,
-        server.local_addr(),
-        "/labels",
-        &pod_review("u-allowed", "CREATE", pod("web")),
-    )
-    .await;
-    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    let post = |path: &'static str, review: Value| {
+        let config = config.clone();
+        let addr = server.local_addr();
+        async move {
+            let answer = post_json(&config, addr, path, &review).await;
+            let review: Value = serde_json::from_slice(&answer.body).unwrap();
+            (answer.status, review)
+        }
+    };
+    let (_, review) = post("/labels", pod_review("u-allowed", "CREATE", pod("web"))).await;
     assert_eq!(review["response"]["uid"], "u-allowed", "{review}");
     assert_eq!(review["response"]["allowed"], true, "{review}");
 
-    let answer = post_json(
-        &config,
-        server.local_addr(),
+    let (_, review) = post(
         "/labels",
-        &pod_review("u-denied", "CREATE", pod("forbidden")),
+        pod_review("u-denied", "CREATE", pod("forbidden")),
     )
     .await;
-    let review: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(review["response"]["uid"], "u-denied", "{review}");
     assert_eq!(review["response"]["allowed"], false, "{review}");
     assert_eq!(review["response"]["status"]["message"], "tier forbidden");
 
     // What the type does not hold (spec, status) is not touched by the patch.
-    let answer = post_json(
-        &config,
-        server.local_addr(),
-        "/label",
-        &pod_review("u-label", "CREATE", pod("web")),
-    )
-    .await;
-    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    let (_, review) = post("/label", pod_review("u-label", "CREATE", pod("web"))).await;
     assert_eq!(review["response"]["allowed"], true, "{review}");
     let patch = review["response"]["patch"].as_str().unwrap();
     use base64::Engine as _;
@@ -366,16 +358,9 @@ async fn a_handler_type_with_only_metadata_validates_mutates_and_refuses_the_res
         json!([{"op": "add", "path": "/metadata/labels/checked", "value": "yes"}])
     );
 
-    let answer = post_json(
-        &config,
-        server.local_addr(),
-        "/labels",
-        &connect_review("u-connect"),
-    )
-    .await;
-    let review: Value = serde_json::from_slice(&answer.body).unwrap();
+    let (status, review) = post("/labels", connect_review("u-connect")).await;
     assert_refused(
-        answer.status,
+        status,
         &review,
         "admission.k8s.io/v1",
         "u-connect",
