@@ -317,12 +317,15 @@ impl ConversionRouter {
         let start = out.len();
         out.push(b'[');
         let mut scratch = Scratch::default();
+        // The member lists of the object at hand, reused from object to object.
+        let mut members = (Members::default(), Members::default());
         for (index, object) in objects.enumerate() {
             if index > 0 {
                 out.push(b',');
             }
             let desired = (desired_api_version, desired_group, desired_version);
-            let converted = self.convert_object(index, object, desired, &mut scratch, out);
+            let converted =
+                self.convert_object(index, object, desired, &mut members, &mut scratch, out);
             if let Err(error) = converted {
                 out.truncate(start);
                 return Err(error);
@@ -333,17 +336,23 @@ impl ConversionRouter {
     }
 
     /// Converts one object to `desired` (`group/version`, group, version).
-    fn convert_object(
+    /// `lists` holds the member lists of the previous object, to reuse: this one's are put
+    /// there when it converts.
+    fn convert_object<'o>(
         &self,
         index: usize,
-        raw: &str,
+        raw: &'o str,
         (desired_api_version, desired_group, desired_version): (&str, &str, &str),
+        lists: &mut (Members<'o>, Members<'o>),
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
-        let object = Object::parse_str(raw).unwrap_or_default();
-        let members = object.members;
-        let metadata = object.metadata.unwrap_or_default();
+        let (mut members, mut metadata) = std::mem::take(lists);
+        if Object::read_into(raw, &mut members, &mut metadata).is_none() {
+            // Not an object: no members (the error below says so).
+            members.0.clear();
+            metadata.0.clear();
+        }
         let type_field = |field: &str| -> Result<Cow<'_, str>, ReviewError> {
             match members.text(field) {
                 Some(value) if !value.is_empty() => Ok(value),
@@ -415,21 +424,24 @@ impl ConversionRouter {
             metadata,
             members,
         };
-        object::convert(&route, &source, scratch, out).map_err(|error| match error {
-            ObjectError::Step(source_error) => ReviewError::Conversion {
-                object: describe(&source.metadata),
-                kind: kind.to_string(),
-                from: from_api_version.to_string(),
-                to: to_api_version.to_owned(),
-                source: Box::new(source_error),
-            },
-            ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
-                object: describe(&source.metadata),
-                kind: kind.to_string(),
-                size,
-                limit: MAX_ANNOTATIONS_SIZE,
-            },
-        })
+        let converted =
+            object::convert(&route, &source, scratch, out).map_err(|error| match error {
+                ObjectError::Step(source_error) => ReviewError::Conversion {
+                    object: describe(&source.metadata),
+                    kind: kind.to_string(),
+                    from: from_api_version.to_string(),
+                    to: to_api_version.to_owned(),
+                    source: Box::new(source_error),
+                },
+                ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
+                    object: describe(&source.metadata),
+                    kind: kind.to_string(),
+                    size,
+                    limit: MAX_ANNOTATIONS_SIZE,
+                },
+            });
+        *lists = (source.members, source.metadata);
+        converted
     }
 }
 
