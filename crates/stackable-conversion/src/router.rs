@@ -288,6 +288,7 @@ impl ConversionRouter {
     ) -> Result<(), ReviewError> {
         self.convert_texts(
             objects.iter().map(|object| object.get()),
+            |_, _| None,
             desired_api_version,
             out,
         )
@@ -295,10 +296,13 @@ impl ConversionRouter {
 
     /// [`convert_raw`](Self::convert_raw) of objects given as JSON text that is known to be
     /// valid (what the webhook route checked); text that is not valid JSON is refused or
-    /// copied as it is, never a panic.
+    /// copied as it is, never a panic. `noted` fills the member lists of object `index` (see
+    /// [`Object::read_into`]) when whoever read the review noted them, and returns `None` when
+    /// not: the object is then read here.
     fn convert_texts<'o>(
         &self,
         objects: impl Iterator<Item = &'o str>,
+        mut noted: impl FnMut(usize, &mut (Members<'o>, Members<'o>)) -> Option<()>,
         desired_api_version: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
@@ -324,8 +328,14 @@ impl ConversionRouter {
                 out.push(b',');
             }
             let desired = (desired_api_version, desired_group, desired_version);
-            let converted =
-                self.convert_object(index, object, desired, &mut members, &mut scratch, out);
+            let converted = self.convert_object(
+                index,
+                object,
+                desired,
+                (&mut members, &mut noted),
+                &mut scratch,
+                out,
+            );
             if let Err(error) = converted {
                 out.truncate(start);
                 return Err(error);
@@ -337,22 +347,28 @@ impl ConversionRouter {
 
     /// Converts one object to `desired` (`group/version`, group, version).
     /// `lists` holds the member lists of the previous object, to reuse: this one's are put
-    /// there when it converts.
+    /// there when it converts; `noted` fills them when the object's members were noted (see
+    /// [`convert_texts`](Self::convert_texts)).
     fn convert_object<'o>(
         &self,
         index: usize,
         raw: &'o str,
         (desired_api_version, desired_group, desired_version): (&str, &str, &str),
-        lists: &mut (Members<'o>, Members<'o>),
+        (lists, noted): (
+            &mut (Members<'o>, Members<'o>),
+            &mut impl FnMut(usize, &mut (Members<'o>, Members<'o>)) -> Option<()>,
+        ),
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
-        let (mut members, mut metadata) = std::mem::take(lists);
-        if Object::read_into(raw, &mut members, &mut metadata).is_none() {
+        if noted(index, lists).is_none()
+            && Object::read_into(raw, &mut lists.0, &mut lists.1).is_none()
+        {
             // Not an object: no members (the error below says so).
-            members.0.clear();
-            metadata.0.clear();
+            lists.0.0.clear();
+            lists.1.0.clear();
         }
+        let (members, metadata) = std::mem::take(lists);
         let type_field = |field: &str| -> Result<Cow<'_, str>, ReviewError> {
             match members.text(field) {
                 Some(value) if !value.is_empty() => Ok(value),
@@ -454,13 +470,31 @@ impl stackable_webhook::Converter for ConversionRouter {
     }
 
     /// The raw path: objects are read and written as JSON text, metadata never parsed.
-    fn convert_raw(
+    fn convert_raw<'a>(
         &self,
-        request: &stackable_webhook::RawConversionRequest<'_>,
+        request: &stackable_webhook::RawConversionRequest<'a>,
         out: &mut Vec<u8>,
     ) -> Result<(), Box<Status>> {
         let objects = request.objects.iter().copied();
-        self.convert_texts(objects, &request.desired_api_version, out)
+        // The members the route noted while it validated the body: each object is not read
+        // again here.
+        let noted = |index: usize, (members, metadata): &mut (Members<'a>, Members<'a>)| {
+            let noted = request.object_members(index)?;
+            members.0.clear();
+            metadata.0.clear();
+            members.0.extend(
+                noted
+                    .members()
+                    .map(|(key, value)| (Cow::Borrowed(key), value)),
+            );
+            if let Some(noted) = noted.metadata() {
+                metadata
+                    .0
+                    .extend(noted.map(|(key, value)| (Cow::Borrowed(key), value)));
+            }
+            Some(())
+        };
+        self.convert_texts(objects, noted, &request.desired_api_version, out)
             .map_err(|error| {
                 tracing::warn!(%error, desired_api_version = %request.desired_api_version, "conversion failed");
                 Box::new(error.to_status())
