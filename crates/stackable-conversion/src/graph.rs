@@ -540,7 +540,7 @@ impl KindConverter {
         from: &str,
         path: &[String],
         back_path: &[String],
-        object: &[u8],
+        object: &str,
         converted: &mut Vec<u8>,
         layout: &mut Layout,
     ) -> Result<Option<Fingerprint>, StepError> {
@@ -550,7 +550,7 @@ impl KindConverter {
             return (edge.round_trip)(object, converted, layout);
         }
         layout.invalidate();
-        *converted = self.run(from, path, object)?;
+        *converted = self.run(from, path, object.as_bytes())?;
         let to = path.last().map_or(from, String::as_str);
         let back = self
             .run(to, back_path, converted)

@@ -92,9 +92,45 @@ impl Layout {
         self.clear();
     }
 
+    /// Whether the spans describe the text [`write_object`] wrote last.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.valid
+    }
+
+    /// The top-level members but `metadata` of `text` (what [`write_object`] wrote, the
+    /// layout valid), each key (without its quotes, no escapes in it) and value as bytes of
+    /// `text`.
+    pub(crate) fn members<'a>(
+        &self,
+        text: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a, '_> {
+        Self::spans(&self.members, text)
+    }
+
+    /// The value of the first member `key` of the `metadata` of `text` (see
+    /// [`members`](Self::members)), as [`Members::get`](crate::raw::Members::get) finds it.
+    pub(crate) fn metadata_member<'a>(&self, text: &'a [u8], key: &str) -> Option<&'a [u8]> {
+        if !self.has_metadata {
+            return None;
+        }
+        Self::spans(&self.metadata, text)
+            .find(|(k, _)| *k == key.as_bytes())
+            .map(|(_, value)| value)
+    }
+
+    fn spans<'a, 's>(
+        spans: &'s [Span],
+        text: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a, 's> {
+        spans.iter().filter_map(move |(key, value)| {
+            Some((text.get(key.clone())?, text.get(value.clone())?))
+        })
+    }
+
     /// The object in `text` (what [`write_object`] wrote), as
     /// [`Object::parse_str`](crate::raw::Object::parse_str) reads it; `None` when the spans do
     /// not describe it.
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn object<'a>(&self, text: &'a str) -> Option<crate::raw::Object<'a>> {
         if !self.valid {
             return None;

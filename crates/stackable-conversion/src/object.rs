@@ -104,8 +104,8 @@ pub(crate) struct Route<'r> {
     pub(crate) back_path: &'r [String],
 }
 
-fn parse_map(raw: Option<&str>) -> Map<String, Value> {
-    raw.and_then(|json| serde_json::from_str(json).ok())
+fn parse_map(raw: Option<&[u8]>) -> Map<String, Value> {
+    raw.and_then(|json| serde_json::from_slice(json).ok())
         .unwrap_or_default()
 }
 
@@ -120,8 +120,8 @@ fn body_values<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> Map<Str
 }
 
 /// Whether two raw string maps (labels or annotations) hold the same entries.
-fn same_map(a: Option<&str>, b: Option<&str>) -> bool {
-    let blank = |json: Option<&str>| json.is_none_or(is_blank_text);
+fn same_map(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
+    let blank = |json: Option<&[u8]>| json.is_none_or(is_blank_text);
     match (a, b) {
         (Some(a), Some(b)) if a == b => true,
         _ if blank(a) && blank(b) => true,
@@ -133,8 +133,9 @@ fn same_map(a: Option<&str>, b: Option<&str>) -> bool {
 /// Buffers reused from one object to the next, so that converting an object allocates little.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    /// The text the typed steps read.
-    input: Vec<u8>,
+    /// The text the typed steps read (a `String`: built from `&str` pieces, read without
+    /// checking again that it is UTF-8).
+    input: String,
     /// The text they write.
     converted: Vec<u8>,
     /// Where the members of `converted` are, when the step noted them.
@@ -160,7 +161,7 @@ pub(crate) fn convert(
     if let Some(json) = original_annotations
         && (json.contains(converter.stash_prefix()) || json.contains('\\'))
     {
-        let mut map = parse_map(Some(json));
+        let mut map = parse_map(Some(json.as_bytes()));
         let from_removed = map.remove(key_from).is_some();
         stash_text = map.remove(key_to).map(|value| match value {
             Value::String(text) => text,
@@ -187,7 +188,7 @@ pub(crate) fn convert(
         match key.as_ref() {
             "annotations" => {
                 if let Some(annotations) = &visible_annotations {
-                    visible.raw(key, annotations.as_bytes());
+                    visible.raw(key, annotations);
                 }
             }
             name if VISIBLE_METADATA.contains(&name) => visible.member(key, value),
@@ -263,27 +264,40 @@ pub(crate) fn convert(
     };
 
     // The members of the converted object: where the writer noted them, else read again.
-    let converted = std::str::from_utf8(converted)
-        .ok()
-        .and_then(|text| {
-            let noted = layout.object(text);
-            #[cfg(debug_assertions)]
-            if let Some(noted) = &noted {
-                crate::json_ser::assert_same_members(noted, text);
-            }
-            noted.or_else(|| Object::parse_str(text))
-        })
-        .unwrap_or_default();
-    let converted_metadata = converted.metadata.unwrap_or_default();
-    let labels = converted_metadata.get("labels");
-    let mut annotations: Option<Cow<'_, str>> =
-        converted_metadata.get("annotations").map(Cow::Borrowed);
+    let noted = layout.is_valid();
+    #[cfg(debug_assertions)]
+    if noted
+        && let Ok(text) = std::str::from_utf8(converted)
+        && let Some(object) = layout.object(text)
+    {
+        crate::json_ser::assert_same_members(&object, text);
+    }
+    let read = if noted {
+        Object::default()
+    } else {
+        std::str::from_utf8(converted)
+            .ok()
+            .and_then(Object::parse_str)
+            .unwrap_or_default()
+    };
+    let converted: &[u8] = converted;
+    let converted_member = |key: &str| -> Option<&[u8]> {
+        if noted {
+            layout.metadata_member(converted, key)
+        } else {
+            read.metadata.as_ref()?.get(key).map(str::as_bytes)
+        }
+    };
+    let labels = converted_member("labels");
+    let mut annotations: Option<Cow<'_, [u8]>> = converted_member("annotations").map(Cow::Borrowed);
     if let Some(lost) = lost {
         let mut map = parse_map(annotations.as_deref());
         map.insert(key_from.to_owned(), Value::String(lost.to_annotation()));
-        annotations = Some(Cow::Owned(Value::Object(map).to_string()));
+        annotations = Some(Cow::Owned(Value::Object(map).to_string().into_bytes()));
     }
-    let labels_changed = !same_map(source.metadata.get("labels"), labels);
+    let source_labels = source.metadata.get("labels").map(str::as_bytes);
+    let original_annotations = original_annotations.map(str::as_bytes);
+    let labels_changed = !same_map(source_labels, labels);
     let annotations_changed = !same_map(original_annotations, annotations.as_deref());
     if annotations_changed && let Some(json) = annotations.as_deref() {
         let size = annotations_size(&parse_map(Some(json)));
@@ -297,9 +311,9 @@ pub(crate) fn convert(
     object.raw("kind", source.kind);
     // The metadata as received, labels and annotations replaced only when they changed.
     let mut writer = object.nested("metadata");
-    let put = |writer: &mut ObjectWriter<'_>, key: &str, value: Option<&str>| {
+    let put = |writer: &mut ObjectWriter<'_>, key: &str, value: Option<&[u8]>| {
         if let Some(value) = value.filter(|v| !is_blank_text(v)) {
-            writer.raw(key, value);
+            writer.raw_bytes(key, value);
         }
     };
     for (key, value) in &source.metadata.0 {
@@ -309,16 +323,24 @@ pub(crate) fn convert(
             _ => writer.member(key, value),
         }
     }
-    if labels_changed && source.metadata.get("labels").is_none() {
+    if labels_changed && source_labels.is_none() {
         put(&mut writer, "labels", labels);
     }
     if annotations_changed && original_annotations.is_none() {
         put(&mut writer, "annotations", annotations.as_deref());
     }
     writer.close();
-    for (key, value) in &converted.members.0 {
-        if !NON_BODY_KEYS.contains(&key.as_ref()) {
-            object.member(key, value);
+    if noted {
+        for (key, value) in layout.members(converted) {
+            if !NON_BODY_KEYS.iter().any(|k| k.as_bytes() == key) {
+                object.plain_member(key, value);
+            }
+        }
+    } else {
+        for (key, value) in &read.members.0 {
+            if !NON_BODY_KEYS.contains(&key.as_ref()) {
+                object.member(key, value);
+            }
         }
     }
     object.close();

@@ -55,9 +55,9 @@ impl<'a> Members<'a> {
     /// or a `RawValue`), or `None` when it is not an object.
     pub(crate) fn parse_bytes(json: &'a [u8]) -> Option<Self> {
         let text = std::str::from_utf8(json).ok()?;
-        let mut scanner = Scanner::new(text);
-        let members = scanner.members(|_, _, _| Ok(false))?;
-        Some(members)
+        let mut members = Vec::new();
+        Scanner::new(text).members(&mut members, |_, _| Ok(false))?;
+        Some(Self(members))
     }
 
     /// The raw value of member `key`.
@@ -90,21 +90,44 @@ impl<'a> Object<'a> {
 
     /// Reads the JSON object `json` (valid JSON), or `None` when it is not one.
     pub(crate) fn parse_str(json: &'a str) -> Option<Self> {
-        let mut metadata = None;
+        let mut members = Members::default();
+        let mut metadata = Members::default();
+        let has_metadata = Self::read_into(json, &mut members, &mut metadata)?;
+        Some(Object {
+            members,
+            metadata: has_metadata.then_some(metadata),
+        })
+    }
+
+    /// [`parse_str`](Self::parse_str) into buffers reused from object to object (cleared
+    /// first): the members but `metadata` into `members`, those of `metadata` into `metadata`;
+    /// returns whether `metadata` is an object, or `None` when `json` is not one.
+    pub(crate) fn read_into(
+        json: &'a str,
+        members: &mut Members<'a>,
+        metadata: &mut Members<'a>,
+    ) -> Option<bool> {
+        members.0.clear();
+        metadata.0.clear();
+        let mut has_metadata = false;
         let mut scanner = Scanner::new(json);
-        let members = scanner.members(|scanner, key, _| {
+        scanner.members(&mut members.0, |scanner, key| {
             if key != "metadata" {
                 return Ok(false);
             }
-            metadata = if scanner.peek() == Some(b'{') {
-                Some(scanner.members(|_, _, _| Ok(false)).ok_or(())?)
+            // As serde_json: the last `metadata` counts.
+            metadata.0.clear();
+            has_metadata = scanner.peek() == Some(b'{');
+            if has_metadata {
+                scanner
+                    .members(&mut metadata.0, |_, _| Ok(false))
+                    .ok_or(())?;
             } else {
                 scanner.skip_value().ok_or(())?;
-                None
-            };
+            }
             Ok(true)
         })?;
-        Some(Object { members, metadata })
+        Some(has_metadata)
     }
 }
 
@@ -247,21 +270,21 @@ impl<'a> Scanner<'a> {
         self.text.get(start..end)
     }
 
-    /// Reads the object at the current position member by member. `nested` is called with
-    /// each key before its value is read; it may read the value itself and return `true`, or
-    /// return `false` to have it taken as raw text.
+    /// Reads the object at the current position member by member, appending them to
+    /// `members`. `nested` is called with each key before its value is read; it may read the
+    /// value itself and return `true`, or return `false` to have it taken as raw text.
     fn members(
         &mut self,
-        mut nested: impl FnMut(&mut Self, &str, usize) -> Result<bool, ()>,
-    ) -> Option<Members<'a>> {
+        members: &mut Vec<(Cow<'a, str>, &'a str)>,
+        mut nested: impl FnMut(&mut Self, &str) -> Result<bool, ()>,
+    ) -> Option<()> {
         if self.peek()? != b'{' {
             return None;
         }
         self.at += 1;
-        let mut members = Vec::with_capacity(12);
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(Members(members));
+            return Some(());
         }
         loop {
             if self.peek()? != b'"' {
@@ -280,7 +303,7 @@ impl<'a> Scanner<'a> {
             }
             self.at += 1;
             self.peek()?;
-            if !nested(self, &key, members.len()).ok()? {
+            if !nested(self, &key).ok()? {
                 let value = self.skip_value()?;
                 members.push((key, value));
             }
@@ -288,7 +311,7 @@ impl<'a> Scanner<'a> {
                 b',' => self.at += 1,
                 b'}' => {
                     self.at += 1;
-                    return Some(Members(members));
+                    return Some(());
                 }
                 _ => return None,
             }
@@ -297,8 +320,8 @@ impl<'a> Scanner<'a> {
 }
 
 /// Whether JSON text is `null`, `{}` or `[]` (whitespace aside).
-pub(crate) fn is_blank_text(json: &str) -> bool {
-    let mut compact = json.bytes().filter(|b| !b.is_ascii_whitespace());
+pub(crate) fn is_blank_text(json: &[u8]) -> bool {
+    let mut compact = json.iter().copied().filter(|b| !b.is_ascii_whitespace());
     let mut head = [0u8; 5];
     let mut len = 0;
     for byte in compact.by_ref() {
@@ -311,33 +334,84 @@ pub(crate) fn is_blank_text(json: &str) -> bool {
     matches!(&head[..len], b"null" | b"{}" | b"[]")
 }
 
+/// Where [`ObjectWriter`] writes: bytes, or a `String` (which the typed steps then read as
+/// text without checking again that it is UTF-8).
+pub(crate) trait JsonOut {
+    /// Appends an ASCII byte (a quote, a colon, a comma or a brace).
+    fn ascii(&mut self, byte: u8);
+    /// Appends text.
+    fn text(&mut self, text: &str);
+    /// Appends `text` as a JSON string.
+    fn string(&mut self, text: &str);
+}
+
+impl JsonOut for Vec<u8> {
+    fn ascii(&mut self, byte: u8) {
+        self.push(byte);
+    }
+    fn text(&mut self, text: &str) {
+        self.extend_from_slice(text.as_bytes());
+    }
+    fn string(&mut self, text: &str) {
+        crate::json_ser::write_str(self, text);
+    }
+}
+
+impl JsonOut for String {
+    fn ascii(&mut self, byte: u8) {
+        debug_assert!(byte.is_ascii());
+        self.push(char::from(byte));
+    }
+    fn text(&mut self, text: &str) {
+        self.push_str(text);
+    }
+    fn string(&mut self, text: &str) {
+        if crate::json_ser::needs_escape(text) {
+            // Rare (keys and the apiVersion): serde_json escapes it; writing a `&str` cannot
+            // fail.
+            if let Ok(json) = serde_json::to_string(text) {
+                self.push_str(&json);
+            }
+        } else {
+            self.push('"');
+            self.push_str(text);
+            self.push('"');
+        }
+    }
+}
+
 /// Writes JSON objects member by member.
-pub(crate) struct ObjectWriter<'o> {
-    out: &'o mut Vec<u8>,
+pub(crate) struct ObjectWriter<'o, O: JsonOut = Vec<u8>> {
+    out: &'o mut O,
     first: bool,
 }
 
-impl<'o> ObjectWriter<'o> {
+impl<'o, O: JsonOut> ObjectWriter<'o, O> {
     /// Opens an object.
-    pub(crate) fn open(out: &'o mut Vec<u8>) -> Self {
-        out.push(b'{');
+    pub(crate) fn open(out: &'o mut O) -> Self {
+        out.ascii(b'{');
         Self { out, first: true }
+    }
+
+    /// Writes the comma before the next member, if any.
+    fn comma(&mut self) {
+        if !self.first {
+            self.out.ascii(b',');
+        }
+        self.first = false;
     }
 
     /// Writes the key of the next member.
     fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        write_string(self.out, key);
-        self.out.push(b':');
+        self.comma();
+        self.out.string(key);
+        self.out.ascii(b':');
     }
 
     /// A member whose value is raw JSON text.
-    pub(crate) fn raw(&mut self, key: &str, json: impl AsRef<[u8]>) {
+    pub(crate) fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
-        self.out.extend_from_slice(json.as_ref());
+        self.out.text(json);
     }
 
     /// A member read by [`Members`]: its key is copied without looking for characters to escape
@@ -350,14 +424,11 @@ impl<'o> ObjectWriter<'o> {
     pub(crate) fn member(&mut self, key: &Cow<'_, str>, json: &str) {
         match key {
             Cow::Borrowed(key) => {
-                if !self.first {
-                    self.out.push(b',');
-                }
-                self.first = false;
-                self.out.push(b'"');
-                self.out.extend_from_slice(key.as_bytes());
-                self.out.extend_from_slice(b"\":");
-                self.out.extend_from_slice(json.as_bytes());
+                self.comma();
+                self.out.ascii(b'"');
+                self.out.text(key);
+                self.out.text("\":");
+                self.out.text(json);
             }
             Cow::Owned(key) => self.raw(key, json),
         }
@@ -365,7 +436,7 @@ impl<'o> ObjectWriter<'o> {
 
     /// A member whose value is an object, written with the returned writer (close it before
     /// writing the next member here).
-    pub(crate) fn nested(&mut self, key: &str) -> ObjectWriter<'_> {
+    pub(crate) fn nested(&mut self, key: &str) -> ObjectWriter<'_, O> {
         self.key(key);
         ObjectWriter::open(self.out)
     }
@@ -373,18 +444,32 @@ impl<'o> ObjectWriter<'o> {
     /// A member whose value is a string.
     pub(crate) fn string(&mut self, key: &str, value: &str) {
         self.key(key);
-        write_string(self.out, value);
+        self.out.string(value);
     }
 
     /// Closes the object.
     pub(crate) fn close(self) {
-        self.out.push(b'}');
+        self.out.ascii(b'}');
     }
 }
 
-/// Writes `text` as a JSON string.
-pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
-    crate::json_ser::write_str(out, text);
+impl ObjectWriter<'_> {
+    /// A member whose value is raw JSON bytes.
+    pub(crate) fn raw_bytes(&mut self, key: &str, json: &[u8]) {
+        self.key(key);
+        self.out.extend_from_slice(json);
+    }
+
+    /// A member whose key (without its quotes) and value are bytes of JSON text that
+    /// [`json_ser::write_object`](crate::json_ser::write_object) wrote and noted: the key holds
+    /// no character to escape.
+    pub(crate) fn plain_member(&mut self, key: &[u8], json: &[u8]) {
+        self.comma();
+        self.out.push(b'"');
+        self.out.extend_from_slice(key);
+        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(json);
+    }
 }
 
 #[cfg(test)]
@@ -400,11 +485,11 @@ mod tests {
         assert_eq!(members.get("a").unwrap(), r#"{"x": [1, 2]}"#);
         assert_eq!(members.text("b\n").unwrap(), "t\"x");
         assert!(members.text("a").is_none());
-        assert!(is_blank_text(members.get("c").unwrap()));
-        assert!(!is_blank_text(members.get("a").unwrap()));
-        assert!(is_blank_text(" { } "));
-        assert!(!is_blank_text("nulll"));
-        assert!(!is_blank_text("\"\""));
+        assert!(is_blank_text(members.get("c").unwrap().as_bytes()));
+        assert!(!is_blank_text(members.get("a").unwrap().as_bytes()));
+        assert!(is_blank_text(b" { } "));
+        assert!(!is_blank_text(b"nulll"));
+        assert!(!is_blank_text(b"\"\""));
         assert!(Members::parse_bytes(b"[1]").is_none());
         assert!(Members::parse_bytes(b"{\"a\": }").is_none());
     }
@@ -449,13 +534,15 @@ mod tests {
         let mut object = ObjectWriter::open(&mut out);
         object.string("k\"ey", "v\u{1}");
         object.raw("n", "[1,{\"a\":2}]");
+        object.raw_bytes("r", b"{}");
+        object.plain_member(b"p", b"[]");
         object.member(&Cow::Borrowed("b"), "true");
         object.member(&Cow::Owned("o\"k".to_owned()), "null");
         object.close();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"k\"ey": "v\u{1}", "n": [1, {"a": 2}], "b": true, "o\"k": null})
+            serde_json::json!({"k\"ey": "v\u{1}", "n": [1, {"a": 2}], "r": {}, "p": [], "b": true, "o\"k": null})
         );
     }
 }

@@ -288,6 +288,7 @@ impl ConversionRouter {
     ) -> Result<(), ReviewError> {
         self.convert_texts(
             objects.iter().map(|object| object.get()),
+            |_, _| None,
             desired_api_version,
             out,
         )
@@ -295,10 +296,13 @@ impl ConversionRouter {
 
     /// [`convert_raw`](Self::convert_raw) of objects given as JSON text that is known to be
     /// valid (what the webhook route checked); text that is not valid JSON is refused or
-    /// copied as it is, never a panic.
+    /// copied as it is, never a panic. `noted` fills the member lists of object `index` (see
+    /// [`Object::read_into`]) when whoever read the review noted them, and returns `None` when
+    /// not: the object is then read here.
     fn convert_texts<'o>(
         &self,
         objects: impl Iterator<Item = &'o str>,
+        mut noted: impl FnMut(usize, &mut (Members<'o>, Members<'o>)) -> Option<()>,
         desired_api_version: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
@@ -317,12 +321,21 @@ impl ConversionRouter {
         let start = out.len();
         out.push(b'[');
         let mut scratch = Scratch::default();
+        // The member lists of the object at hand, reused from object to object.
+        let mut members = (Members::default(), Members::default());
         for (index, object) in objects.enumerate() {
             if index > 0 {
                 out.push(b',');
             }
             let desired = (desired_api_version, desired_group, desired_version);
-            let converted = self.convert_object(index, object, desired, &mut scratch, out);
+            let converted = self.convert_object(
+                index,
+                object,
+                desired,
+                (&mut members, &mut noted),
+                &mut scratch,
+                out,
+            );
             if let Err(error) = converted {
                 out.truncate(start);
                 return Err(error);
@@ -333,17 +346,29 @@ impl ConversionRouter {
     }
 
     /// Converts one object to `desired` (`group/version`, group, version).
-    fn convert_object(
+    /// `lists` holds the member lists of the previous object, to reuse: this one's are put
+    /// there when it converts; `noted` fills them when the object's members were noted (see
+    /// [`convert_texts`](Self::convert_texts)).
+    fn convert_object<'o>(
         &self,
         index: usize,
-        raw: &str,
+        raw: &'o str,
         (desired_api_version, desired_group, desired_version): (&str, &str, &str),
+        (lists, noted): (
+            &mut (Members<'o>, Members<'o>),
+            &mut impl FnMut(usize, &mut (Members<'o>, Members<'o>)) -> Option<()>,
+        ),
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Result<(), ReviewError> {
-        let object = Object::parse_str(raw).unwrap_or_default();
-        let members = object.members;
-        let metadata = object.metadata.unwrap_or_default();
+        if noted(index, lists).is_none()
+            && Object::read_into(raw, &mut lists.0, &mut lists.1).is_none()
+        {
+            // Not an object: no members (the error below says so).
+            lists.0.0.clear();
+            lists.1.0.clear();
+        }
+        let (members, metadata) = std::mem::take(lists);
         let type_field = |field: &str| -> Result<Cow<'_, str>, ReviewError> {
             match members.text(field) {
                 Some(value) if !value.is_empty() => Ok(value),
@@ -415,21 +440,24 @@ impl ConversionRouter {
             metadata,
             members,
         };
-        object::convert(&route, &source, scratch, out).map_err(|error| match error {
-            ObjectError::Step(source_error) => ReviewError::Conversion {
-                object: describe(&source.metadata),
-                kind: kind.to_string(),
-                from: from_api_version.to_string(),
-                to: to_api_version.to_owned(),
-                source: Box::new(source_error),
-            },
-            ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
-                object: describe(&source.metadata),
-                kind: kind.to_string(),
-                size,
-                limit: MAX_ANNOTATIONS_SIZE,
-            },
-        })
+        let converted =
+            object::convert(&route, &source, scratch, out).map_err(|error| match error {
+                ObjectError::Step(source_error) => ReviewError::Conversion {
+                    object: describe(&source.metadata),
+                    kind: kind.to_string(),
+                    from: from_api_version.to_string(),
+                    to: to_api_version.to_owned(),
+                    source: Box::new(source_error),
+                },
+                ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
+                    object: describe(&source.metadata),
+                    kind: kind.to_string(),
+                    size,
+                    limit: MAX_ANNOTATIONS_SIZE,
+                },
+            });
+        *lists = (source.members, source.metadata);
+        converted
     }
 }
 
@@ -442,13 +470,31 @@ impl stackable_webhook::Converter for ConversionRouter {
     }
 
     /// The raw path: objects are read and written as JSON text, metadata never parsed.
-    fn convert_raw(
+    fn convert_raw<'a>(
         &self,
-        request: &stackable_webhook::RawConversionRequest<'_>,
+        request: &stackable_webhook::RawConversionRequest<'a>,
         out: &mut Vec<u8>,
     ) -> Result<(), Box<Status>> {
         let objects = request.objects.iter().copied();
-        self.convert_texts(objects, &request.desired_api_version, out)
+        // The members the route noted while it validated the body: each object is not read
+        // again here.
+        let noted = |index: usize, (members, metadata): &mut (Members<'a>, Members<'a>)| {
+            let noted = request.object_members(index)?;
+            members.0.clear();
+            metadata.0.clear();
+            members.0.extend(
+                noted
+                    .members()
+                    .map(|(key, value)| (Cow::Borrowed(key), value)),
+            );
+            if let Some(noted) = noted.metadata() {
+                metadata
+                    .0
+                    .extend(noted.map(|(key, value)| (Cow::Borrowed(key), value)));
+            }
+            Some(())
+        };
+        self.convert_texts(objects, noted, &request.desired_api_version, out)
             .map_err(|error| {
                 tracing::warn!(%error, desired_api_version = %request.desired_api_version, "conversion failed");
                 Box::new(error.to_status())

@@ -20,14 +20,13 @@ use crate::{
 /// One typed step from a version to another, erased to JSON text in, JSON text out.
 pub(crate) type StepFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, StepError> + Send + Sync>;
 
-/// One typed step there and, from the typed result, back: writes the converted text into the
+/// One typed step there and, from the typed result, back: reads the object as text (built from
+/// `&str` pieces, so UTF-8 without checking again), writes the converted text into the
 /// buffer (cleared first; reused from object to object), notes where its members are in the
 /// layout, and returns the fingerprint of the body the round trip gives (`None` when the way
 /// back fails). Neither reads the converted object again nor writes the round trip as text.
 pub(crate) type RoundTripFn = Arc<
-    dyn Fn(&[u8], &mut Vec<u8>, &mut Layout) -> Result<Option<Fingerprint>, StepError>
-        + Send
-        + Sync,
+    dyn Fn(&str, &mut Vec<u8>, &mut Layout) -> Result<Option<Fingerprint>, StepError> + Send + Sync,
 >;
 
 /// The conversions from one version to an adjacent one.
@@ -39,8 +38,8 @@ pub(crate) struct Edge {
     pub(crate) round_trip: RoundTripFn,
 }
 
-/// Reads JSON text: through `&str` when it is UTF-8 (checked once, quickly, instead of string
-/// by string as serde_json does for bytes).
+/// Reads JSON bytes: through `&str` when they are UTF-8 (checked once, quickly, instead of
+/// string by string as serde_json does for bytes).
 pub(crate) fn read<T: DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
     match std::str::from_utf8(json) {
         Ok(text) => serde_json::from_str(text),
@@ -80,8 +79,8 @@ where
     let from = A::api_version(&()).into_owned();
     let to = B::api_version(&()).into_owned();
     Arc::new(
-        move |object: &[u8], converted: &mut Vec<u8>, layout: &mut Layout| {
-            let a: A = read(object).context(DeserializeSnafu {
+        move |object: &str, converted: &mut Vec<u8>, layout: &mut Layout| {
+            let a: A = serde_json::from_str(object).context(DeserializeSnafu {
                 api_version: from.as_str(),
             })?;
             let b = B::try_from(a).map_err(Into::into).context(ConvertSnafu {

@@ -253,3 +253,49 @@ fn a_value_held_differently_comes_back_only_while_the_other_version_agrees() {
     assert_eq!(down[0]["spec"]["hostPort"], "db:81");
     assert!(down[0]["metadata"].get("annotations").is_none());
 }
+
+/// Through stackable-webhook's route, the router takes each object's members as the route noted
+/// them while validating the body (or reads the object itself when the route noted none): the
+/// answer is byte for byte what the router writes reading every object itself.
+#[cfg(feature = "webhook")]
+#[test]
+fn the_route_s_notes_convert_as_reading_the_objects_does() {
+    use serde_json::value::RawValue;
+
+    let lossy = r#"{"apiVersion":"stash.io/v2","kind":"Job","metadata":{"name":"j","namespace":"ns","labels":{"a":"b"},"annotations":{"x":"y"},"managedFields":[{"manager":"m","fieldsV1":{"f:spec":{}}}]},"spec":{"host":"db","port":80,"ratio":0.5,"timeZone":"UTC","tags":["t"]},"status":{"active":1}}"#;
+    let objects = [
+        lossy.to_owned(),
+        // Spaces, a repeated `metadata` (the last counts), `metadata` inside the spec.
+        r#" { "kind" : "Job" , "metadata" : {"name":"old"}, "apiVersion":"stash.io/v2", "spec" : { "host" : "h" , "port" : 1 , "ratio" : 1 } , "metadata" : { "name" : "n" , "uid" : "u" } } "#.to_owned(),
+        // A key with escapes at the top level and in `metadata`: not noted, read by the router.
+        r#"{"apiVersion":"stash.io/v2","kind":"Job","metadata":{"n\u0061me":"e","labels":{"\"q\"":"v"}},"sp\u0065c":{"host":"h","port":2,"ratio":2}}"#.to_owned(),
+        v2_job(json!({"host": "db", "port": 80, "ratio": 1}), json!(null)).to_string(),
+    ];
+    for desired in ["stash.io/v1", "stash.io/v2"] {
+        let body = format!(
+            r#"{{"apiVersion":"apiextensions.k8s.io/v1","kind":"ConversionReview","request":{{"uid":"u","desiredAPIVersion":"{desired}","objects":[{}]}}}}"#,
+            objects.join(",")
+        );
+        let (status, answer) =
+            stackable_webhook::fuzzing::conversion_review(&router(), body.as_bytes());
+        let answer = String::from_utf8(answer).unwrap();
+        assert_eq!(status, 200, "{answer}");
+        let raw: Vec<Box<RawValue>> = objects
+            .iter()
+            .map(|object| RawValue::from_string(object.trim().to_owned()).unwrap())
+            .collect();
+        let raw: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
+        let mut expected = Vec::new();
+        router().convert_raw(&raw, desired, &mut expected).unwrap();
+        let expected = String::from_utf8(expected).unwrap();
+        let converted = answer
+            .split_once(r#""convertedObjects":"#)
+            .and_then(|(_, rest)| rest.strip_suffix("}}"))
+            .unwrap();
+        assert_eq!(converted, expected);
+        let converted: Vec<Value> = serde_json::from_str(converted).unwrap();
+        assert_eq!(converted.len(), objects.len());
+        assert_eq!(converted[1]["metadata"]["name"], "n");
+        assert_eq!(converted[2]["metadata"]["name"], "e");
+    }
+}

@@ -28,8 +28,13 @@ use crate::router::{BoxHandler, Reply, panic_message};
 
 pub(crate) mod json;
 
+pub use json::ObjectMembers;
+
 /// One `ConversionReview` request with its objects as raw JSON text, borrowed from the request
-/// body: nothing of the objects is parsed into trees.
+/// body: nothing of the objects is parsed into trees. The route also hands over where each
+/// object's top-level members and those of its `metadata` are, as its reader found them while
+/// validating the body ([`object_members`](Self::object_members)); build one with
+/// [`new`](Self::new).
 #[derive(Debug)]
 pub struct RawConversionRequest<'a> {
     /// The request uid (the server echoes it in the answer).
@@ -40,6 +45,36 @@ pub struct RawConversionRequest<'a> {
     /// checked that the whole review is valid JSON, as serde_json would), without the
     /// whitespace around it.
     pub objects: Vec<&'a str>,
+    /// Where the members of the objects are, when the route's own reader read the body.
+    members: Option<json::ReviewMembers<'a>>,
+}
+
+impl<'a> RawConversionRequest<'a> {
+    /// A request of these objects (each the JSON text of one valid JSON value), without notes
+    /// on their members ([`object_members`](Self::object_members) gives `None`).
+    pub fn new(
+        uid: impl Into<Cow<'a, str>>,
+        desired_api_version: impl Into<Cow<'a, str>>,
+        objects: Vec<&'a str>,
+    ) -> Self {
+        Self {
+            uid: uid.into(),
+            desired_api_version: desired_api_version.into(),
+            objects,
+            members: None,
+        }
+    }
+
+    /// The top-level members of object `index` and those of its `metadata`, as the route's
+    /// reader noted them while validating the body, so that a converter need not read the
+    /// object again to find them: exactly what serde_json reads into maps of raw values at
+    /// those two levels (a key given twice is given twice, in order; of two `metadata`, the
+    /// last counts, as in serde_json). `None` when the request has no notes (the body was read
+    /// by serde_json, or the request was built with [`new`](Self::new)) or the object has none
+    /// (it is not a JSON object, or a key at those two levels holds escapes).
+    pub fn object_members(&self, index: usize) -> Option<ObjectMembers<'_, 'a>> {
+        self.members.as_ref()?.object(index)
+    }
 }
 
 /// Converts the objects of one `ConversionReview` request.
@@ -336,6 +371,7 @@ fn decode(body: &[u8]) -> Result<(Cow<'_, str>, RawConversionRequest<'_>), Reply
             uid: review.uid,
             desired_api_version: review.desired_api_version,
             objects: review.objects,
+            members: Some(review.members),
         };
         return Ok((review.api_version, request));
     }
@@ -363,11 +399,11 @@ fn decode(body: &[u8]) -> Result<(Cow<'_, str>, RawConversionRequest<'_>), Reply
             "ConversionReview has no request".to_owned(),
         ));
     };
-    let request = RawConversionRequest {
-        uid: request.uid,
-        desired_api_version: request.desired_api_version,
-        objects: request.objects.iter().map(|object| object.get()).collect(),
-    };
+    let request = RawConversionRequest::new(
+        request.uid,
+        request.desired_api_version,
+        request.objects.iter().map(|object| object.get()).collect(),
+    );
     Ok((review.api_version, request))
 }
 

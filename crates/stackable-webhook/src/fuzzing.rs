@@ -49,6 +49,32 @@ pub fn conversion_review_fields(
     })
 }
 
+/// The notes on one object: its top-level members but `metadata`, and the members of `metadata`
+/// when it is an object (each key and raw JSON value).
+pub type NotedObject = (Vec<(String, String)>, Option<Vec<(String, String)>>);
+
+/// The notes the conversion route's own read of a review body takes on each object (see
+/// `RawConversionRequest::object_members`), `None` for an object without notes; `None` when it
+/// leaves the body to serde_json. Each noted object must be what serde_json reads into maps of
+/// raw values at those two levels.
+pub fn conversion_review_notes(body: &str) -> Option<Vec<Option<NotedObject>>> {
+    let review = crate::conversion::json::review(body)?;
+    let owned = |(key, value): (&str, &str)| (key.to_owned(), value.to_owned());
+    Some(
+        (0..review.objects.len())
+            .map(|index| {
+                let noted = review.members.object(index)?;
+                Some((
+                    noted.members().map(owned).collect(),
+                    noted
+                        .metadata()
+                        .map(|metadata| metadata.map(owned).collect()),
+                ))
+            })
+            .collect(),
+    )
+}
+
 /// Whether the conversion route's JSON validator takes `text` as one JSON value (it must agree
 /// with `serde_json::from_str::<serde::de::IgnoredAny>`).
 pub fn conversion_json_is_valid(text: &str) -> bool {

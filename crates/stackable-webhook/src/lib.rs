@@ -59,7 +59,8 @@ pub mod traceparent;
 pub use admission::{MutatingHandler, Mutation, ValidatingHandler, Validation};
 pub use client_auth::{ClientAuth, ClientCaVerifier};
 pub use conversion::{
-    CONVERSION_REVIEW_API_VERSION, Converter, INLINE_CONVERSION_MAX_BYTES, RawConversionRequest,
+    CONVERSION_REVIEW_API_VERSION, Converter, INLINE_CONVERSION_MAX_BYTES, ObjectMembers,
+    RawConversionRequest,
 };
 pub use metrics::Metrics;
 pub use readiness::{Readiness, ReadinessCheck};

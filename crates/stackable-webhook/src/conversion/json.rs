@@ -12,18 +12,98 @@
 //! skips), numbers as RFC 8259 writes them, `null`/`true`/`false`, objects and lists nested to
 //! any depth (serde_json's recursion limit does not apply to the values it skips), nothing but
 //! whitespace after the review. The body must be UTF-8 (checked by the caller, once).
+//!
+//! While it validates each object, the reader also notes where the object's top-level members
+//! and the members of its `metadata` are ([`ReviewMembers`]), so that a converter need not read
+//! the object again to find them. The notes are what serde_json would read into a map of raw
+//! values at those two levels (the last `metadata` counts, as in serde_json; other repeated keys
+//! are all noted, in order); an object with a key holding escapes at those levels, or that is
+//! not an object, has no notes.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, ops::Range};
 
 /// A review read by [`review`]: its `apiVersion`, `kind` and request, each object as the JSON
-/// text received.
-#[derive(Debug, PartialEq, Eq)]
+/// text received, and the notes on the objects' members.
+#[derive(Debug)]
 pub(crate) struct Review<'a> {
     pub(crate) api_version: Cow<'a, str>,
     pub(crate) kind: Cow<'a, str>,
     pub(crate) uid: Cow<'a, str>,
     pub(crate) desired_api_version: Cow<'a, str>,
     pub(crate) objects: Vec<&'a str>,
+    pub(crate) members: ReviewMembers<'a>,
+}
+
+/// One member noted by the reader: the byte offsets in the body of its key (without the quotes)
+/// and of its value (without the whitespace around it). Offsets are `u32` to keep the notes
+/// small (16 bytes a member); a body of 4 GiB or more gets no notes.
+type Span = [u32; 4];
+
+/// Where the noted members of one object are in [`ReviewMembers::spans`].
+#[derive(Debug, Clone)]
+struct Noted {
+    /// The top-level members but `metadata`.
+    members: Range<usize>,
+    /// The members of `metadata`, when its (last) value is an object.
+    metadata: Option<Range<usize>>,
+}
+
+/// The members of the objects of a review, as the reader noted them while validating the
+/// body (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct ReviewMembers<'a> {
+    body: &'a str,
+    spans: Vec<Span>,
+    /// One entry per object, `None` for an object without notes.
+    objects: Vec<Option<Noted>>,
+}
+
+impl<'a> ReviewMembers<'a> {
+    /// The noted members of object `index`, `None` when it has none.
+    pub(crate) fn object(&self, index: usize) -> Option<ObjectMembers<'_, 'a>> {
+        let noted = self.objects.get(index)?.as_ref()?;
+        Some(ObjectMembers {
+            review: self,
+            noted,
+        })
+    }
+}
+
+/// The members of one object of a review as the route's reader noted them while validating the
+/// body (see [`RawConversionRequest::object_members`](crate::RawConversionRequest::object_members)):
+/// each key (without its quotes; it holds no escapes) and value (the JSON text, without the
+/// whitespace around it), borrowed from the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectMembers<'r, 'a> {
+    review: &'r ReviewMembers<'a>,
+    noted: &'r Noted,
+}
+
+impl<'r, 'a> ObjectMembers<'r, 'a> {
+    /// The top-level members but `metadata`, in order (a key given twice is given twice).
+    pub fn members(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'r {
+        self.spans(self.noted.members.clone())
+    }
+
+    /// The members of `metadata` when it is an object (the last `metadata`, when given twice),
+    /// in order; `None` when there is no `metadata` or it is not an object.
+    pub fn metadata(&self) -> Option<impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'r> {
+        Some(self.spans(self.noted.metadata.clone()?))
+    }
+
+    fn spans(&self, range: Range<usize>) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'r {
+        let body = self.review.body;
+        // The spans are where the reader found keys and values in `body`: always in it, on
+        // character boundaries.
+        let at =
+            move |start: u32, end: u32| body.get(start as usize..end as usize).unwrap_or_default();
+        self.review
+            .spans
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .map(move |&[key, key_end, value, value_end]| (at(key, key_end), at(value, value_end)))
+    }
 }
 
 /// Reads `body` as a `ConversionReview` with a request, or `None` when serde_json must decide
@@ -300,17 +380,130 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
-    fn objects(&mut self) -> Option<Vec<&'a str>> {
+    /// The offset `at` as a `u32` (bodies of 4 GiB or more are not noted).
+    fn offset(at: usize) -> Option<u32> {
+        u32::try_from(at).ok()
+    }
+
+    /// Reads the members of the object at the current position (after `{`) to its `}`, one
+    /// level deep, as [`skip_value`](Self::skip_value) would; appends to `spans` each member
+    /// but those that `nested` reads (it is called with the key when the key holds no escapes,
+    /// after the colon, and returns whether it read the value). Returns whether every key was
+    /// without escapes and every offset fits the notes.
+    fn noted_members(
+        &mut self,
+        spans: &mut Vec<Span>,
+        mut nested: impl FnMut(&mut Self, &[u8]) -> Option<bool>,
+    ) -> Option<bool> {
+        let mut plain = true;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(plain);
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key_start = self.at + 1;
+            let escaped = self.string()?;
+            let key_end = self.at - 1;
+            self.expect(b':')?;
+            self.peek()?;
+            let value_start = self.at;
+            let key = self.bytes.get(key_start..key_end)?;
+            if escaped || !plain {
+                plain = false;
+                self.skip_value()?;
+            } else if !nested(self, key)? {
+                // Most values at these levels are strings: read them without the set-up of
+                // `skip_value`.
+                if self.bytes.get(self.at) == Some(&b'"') {
+                    self.string()?;
+                } else {
+                    self.skip_value()?;
+                }
+                match (
+                    Self::offset(key_start),
+                    Self::offset(key_end),
+                    Self::offset(value_start),
+                    Self::offset(self.at),
+                ) {
+                    (Some(a), Some(b), Some(c), Some(d)) => spans.push([a, b, c, d]),
+                    _ => plain = false,
+                }
+            }
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(plain);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads the object at the current position (its `{`) as
+    /// [`skip_value`](Self::skip_value) would, noting its members and those of its `metadata`
+    /// into `notes`; `metadata` is a buffer reused from object to object.
+    fn noted_object(
+        &mut self,
+        notes: &mut ReviewMembers<'a>,
+        metadata: &mut Vec<Span>,
+    ) -> Option<()> {
+        self.at += 1;
+        let first = notes.spans.len();
+        metadata.clear();
+        let mut has_metadata = false;
+        let mut metadata_plain = true;
+        let plain = self.noted_members(&mut notes.spans, |reader, key| {
+            if key != b"metadata" {
+                return Some(false);
+            }
+            // The last `metadata` counts, as in serde_json.
+            metadata.clear();
+            has_metadata = reader.peek()? == b'{';
+            if has_metadata {
+                reader.at += 1;
+                metadata_plain = reader.noted_members(metadata, |_, _| Some(false))?;
+            } else {
+                metadata_plain = true;
+                reader.skip_value()?;
+            }
+            Some(true)
+        })?;
+        let noted = if plain && metadata_plain {
+            let members = first..notes.spans.len();
+            let metadata = has_metadata.then(|| {
+                notes.spans.extend_from_slice(metadata);
+                members.end..notes.spans.len()
+            });
+            Some(Noted { members, metadata })
+        } else {
+            notes.spans.truncate(first);
+            None
+        };
+        notes.objects.push(noted);
+        Some(())
+    }
+
+    fn objects(&mut self, notes: &mut ReviewMembers<'a>) -> Option<Vec<&'a str>> {
         self.expect(b'[')?;
         let mut objects = Vec::new();
         if self.peek()? == b']' {
             self.at += 1;
             return Some(objects);
         }
+        let mut metadata = Vec::new();
         loop {
             self.whitespace();
             let start = self.at;
-            self.skip_value()?;
+            if self.bytes.get(start) == Some(&b'{') {
+                self.noted_object(notes, &mut metadata)?;
+            } else {
+                self.skip_value()?;
+                notes.objects.push(None);
+            }
             objects.push(self.text.get(start..self.at)?);
             match self.peek()? {
                 b',' => self.at += 1,
@@ -325,6 +518,14 @@ impl<'a> Reader<'a> {
 
     fn review(&mut self) -> Option<Review<'a>> {
         let (mut api_version, mut kind, mut request) = (None, None, None);
+        let mut notes = ReviewMembers {
+            body: self.text,
+            // A CronTab with `managedFields` has ~14 members at the two levels noted in ~900
+            // bytes: reserving one note per 64 bytes spares the notes growing (and being copied)
+            // while the objects are read.
+            spans: Vec::with_capacity(self.text.len() / 64),
+            objects: Vec::new(),
+        };
         self.members(|reader, key| match key {
             "apiVersion" => Self::once(&mut api_version, reader.text()),
             "kind" => Self::once(&mut kind, reader.text()),
@@ -333,7 +534,7 @@ impl<'a> Reader<'a> {
                 let read = reader.members(|reader, key| match key {
                     "uid" => Self::once(&mut uid, reader.text()),
                     "desiredAPIVersion" => Self::once(&mut desired, reader.text()),
-                    "objects" => Self::once(&mut objects, reader.objects()),
+                    "objects" => Self::once(&mut objects, reader.objects(&mut notes)),
                     _ => reader.skip_value(),
                 });
                 read?;
@@ -348,19 +549,98 @@ impl<'a> Reader<'a> {
             uid,
             desired_api_version,
             objects,
+            members: notes,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use proptest::prelude::*;
     use serde::de::IgnoredAny;
+    use serde_json::value::RawValue;
 
     use super::*;
 
     fn serde_accepts(text: &str) -> bool {
         serde_json::from_str::<IgnoredAny>(text).is_ok()
+    }
+
+    /// What a review read by [`review`] shares with serde_json's read of it.
+    type Fields<'a> = (
+        Cow<'a, str>,
+        Cow<'a, str>,
+        Cow<'a, str>,
+        Cow<'a, str>,
+        Vec<&'a str>,
+    );
+
+    fn fields<'a>(review: &Review<'a>) -> Fields<'a> {
+        (
+            review.api_version.clone(),
+            review.kind.clone(),
+            review.uid.clone(),
+            review.desired_api_version.clone(),
+            review.objects.clone(),
+        )
+    }
+
+    /// A JSON object as serde_json reads it into a map of raw values (the last of a key given
+    /// twice counts).
+    fn raw_map(json: &str) -> Option<BTreeMap<String, String>> {
+        let map: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json).ok()?;
+        Some(
+            map.into_iter()
+                .map(|(k, v)| (k, v.get().to_owned()))
+                .collect(),
+        )
+    }
+
+    /// Noted members as a map (the last of a key given twice counts, as in serde_json).
+    fn noted_map<'a>(
+        members: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> BTreeMap<String, String> {
+        members.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+
+    /// The contract of the notes: for each object, the noted members (and `metadata`'s) are
+    /// what serde_json reads into maps of raw values at those two levels; an object without
+    /// notes is not an object, or has a key with escapes at those levels.
+    fn notes_agree_with_serde_json(review: &Review<'_>) -> Result<(), String> {
+        for (index, object) in review.objects.iter().enumerate() {
+            let noted = review.members.object(index);
+            let Some(mut expected) = raw_map(object) else {
+                if noted.is_some() {
+                    return Err(format!(
+                        "object {index} is not a map but has notes: {object}"
+                    ));
+                }
+                continue;
+            };
+            let Some(noted) = noted else {
+                if !object.contains('\\') {
+                    return Err(format!("object {index} has no notes: {object}"));
+                }
+                continue;
+            };
+            let metadata = expected.remove("metadata");
+            let members: Vec<_> = noted.members().collect();
+            if members.iter().any(|(k, _)| *k == "metadata") {
+                return Err(format!(
+                    "object {index}: metadata among the members: {object}"
+                ));
+            }
+            if noted_map(members.into_iter()) != expected {
+                return Err(format!("object {index}: members differ: {object}"));
+            }
+            let expected_metadata = metadata.as_deref().and_then(raw_map);
+            if noted.metadata().map(noted_map) != expected_metadata {
+                return Err(format!("object {index}: metadata differs: {object}"));
+            }
+        }
+        Ok(())
     }
 
     #[test]
@@ -421,22 +701,41 @@ mod tests {
 
     /// The review as serde_json reads it into the route's own `ReviewIn` (what the route falls
     /// back to for every body [`review`] does not take).
-    fn by_serde(body: &str) -> Option<Review<'_>> {
+    fn by_serde(body: &str) -> Option<Fields<'_>> {
         let review: super::super::ReviewIn<'_> = serde_json::from_str(body).ok()?;
         let request = review.request?;
-        Some(Review {
-            api_version: review.api_version,
-            kind: review.kind,
-            uid: request.uid,
-            desired_api_version: request.desired_api_version,
-            objects: request.objects.iter().map(|o| o.get()).collect(),
-        })
+        Some((
+            review.api_version,
+            review.kind,
+            request.uid,
+            request.desired_api_version,
+            request.objects.iter().map(|o| o.get()).collect(),
+        ))
     }
 
     #[test]
     fn a_review_reads_as_serde_json_reads_it() {
         let fast = review(REVIEW).unwrap();
-        assert_eq!(Some(&fast), by_serde(REVIEW).as_ref());
+        assert_eq!(Some(fields(&fast)), by_serde(REVIEW));
+        notes_agree_with_serde_json(&fast).unwrap();
+        let first = fast.members.object(0).unwrap();
+        assert_eq!(
+            first.members().collect::<Vec<_>>(),
+            [
+                ("apiVersion", r#""x.io/v1""#),
+                ("kind", r#""K""#),
+                ("spec", r#"{"n":-1.5e3,"l":[true,null,"\ud83d\ude00"]}"#)
+            ]
+        );
+        assert_eq!(
+            first.metadata().unwrap().collect::<Vec<_>>(),
+            [
+                ("name", r#""a""#),
+                ("managedFields", r#"[{"f:spec":{".":{}}}]"#)
+            ]
+        );
+        assert!(fast.members.object(1).unwrap().metadata().is_none());
+        assert!(fast.members.object(2).is_none());
         assert_eq!(fast.uid, "7d3-é");
         assert_eq!(fast.objects.len(), 2);
         assert_eq!(fast.objects[1], r#"{"kind":"K"}"#);
@@ -459,8 +758,66 @@ mod tests {
             assert!(fast.is_none(), "{body}");
         }
         let spaced = " {\n\"apiVersion\" : \"v\" , \"kind\":\"K\",\"request\":{\"objects\":[ 1 , [] ],\"uid\":\"u\",\"desiredAPIVersion\":\"a\\/b\"}}\t";
-        assert_eq!(review(spaced), by_serde(spaced));
+        assert_eq!(review(spaced).as_ref().map(fields), by_serde(spaced));
         assert_eq!(review(spaced).unwrap().desired_api_version, "a/b");
+        assert!(review(spaced).unwrap().members.object(0).is_none());
+    }
+
+    #[test]
+    fn the_notes_are_what_serde_json_reads() {
+        let objects = [
+            // Repeated keys: all noted; the last `metadata` counts.
+            r#"{"a":1,"metadata":{"name":"x"},"a":2,"metadata":{"name":"y","name":"z"}}"#,
+            r#"{"metadata":{"name":"x"},"metadata":null}"#,
+            r#"{"metadata":[],"spec":{"metadata":{"name":"inner"}}}"#,
+            " { \"kind\" : \"K\" ,\n\"metadata\" : { \"labels\" : { \"a\" : \"b\" } } , \"spec\" : [ 1 , 2 ] } ",
+            r#"{}"#,
+            r#"{"metadata":{}}"#,
+            // Keys with escapes at the two levels noted: no notes.
+            r#"{"k\u0041":1}"#,
+            r#"{"metadata":{"n\"":1}}"#,
+            // Below them, escapes do not matter.
+            r#"{"spec":{"k\u0041":"\"v\""},"metadata":{"labels":{"\\":"x"}}}"#,
+            r#"1"#,
+            r#"[{"a":1}]"#,
+            r#""{}""#,
+        ];
+        let body = format!(
+            r#"{{"apiVersion":"v","kind":"K","request":{{"uid":"u","desiredAPIVersion":"a/b","objects":[{}]}}}}"#,
+            objects.join(",")
+        );
+        let fast = review(&body).unwrap();
+        assert_eq!(Some(fields(&fast)), by_serde(&body));
+        notes_agree_with_serde_json(&fast).unwrap();
+        let noted: Vec<bool> = (0..objects.len())
+            .map(|index| fast.members.object(index).is_some())
+            .collect();
+        assert_eq!(
+            noted,
+            [
+                true, true, true, true, true, true, false, false, true, false, false, false
+            ]
+        );
+        let first = fast.members.object(0).unwrap();
+        assert_eq!(
+            first.members().collect::<Vec<_>>(),
+            [("a", "1"), ("a", "2")]
+        );
+        assert_eq!(
+            first.metadata().unwrap().collect::<Vec<_>>(),
+            [("name", r#""y""#), ("name", r#""z""#)]
+        );
+        assert!(fast.members.object(1).unwrap().metadata().is_none());
+        assert!(fast.members.object(2).unwrap().metadata().is_none());
+        let spaced = fast.members.object(3).unwrap();
+        assert_eq!(
+            spaced.members().collect::<Vec<_>>(),
+            [("kind", r#""K""#), ("spec", "[ 1 , 2 ]")]
+        );
+        assert_eq!(
+            spaced.metadata().unwrap().collect::<Vec<_>>(),
+            [("labels", r#"{ "a" : "b" }"#)]
+        );
     }
 
     /// Bytes that change what JSON means when put anywhere.
@@ -512,9 +869,10 @@ mod tests {
         ) {
             let bytes = edit(REVIEW.as_bytes(), &edits);
             if let Ok(text) = std::str::from_utf8(&bytes) {
-                let fast = review(text);
-                if fast.is_some() {
-                    prop_assert_eq!(fast, by_serde(text), "{}", text);
+                if let Some(fast) = review(text) {
+                    prop_assert_eq!(Some(fields(&fast)), by_serde(text), "{}", text);
+                    let notes = notes_agree_with_serde_json(&fast);
+                    prop_assert!(notes.is_ok(), "{:?}", notes);
                 }
                 prop_assert_eq!(is_json(text), serde_accepts(text), "{}", text);
             }
@@ -525,7 +883,9 @@ mod tests {
         fn any_text_agrees_with_serde_json(text in "[\\[\\]{}\",:0-9eE+.\\\\u tfnrl a-]{0,24}") {
             prop_assert_eq!(is_json(&text), serde_accepts(&text), "{}", text);
             if let Some(fast) = review(&text) {
-                prop_assert_eq!(Some(fast), by_serde(&text));
+                prop_assert_eq!(Some(fields(&fast)), by_serde(&text));
+                let notes = notes_agree_with_serde_json(&fast);
+                prop_assert!(notes.is_ok(), "{:?}", notes);
             }
         }
     }
