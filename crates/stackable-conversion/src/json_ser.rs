@@ -11,7 +11,7 @@
 //! [`write_object`] also notes where the members of the written object and of its `metadata` are
 //! (a [`Layout`]), so that the converted object need not be read again to find them.
 
-use std::{borrow::Cow, fmt, ops::Range};
+use std::{fmt, ops::Range};
 
 use serde::{
     Serialize,
@@ -140,7 +140,7 @@ impl Layout {
                 .iter()
                 .map(|(key, value)| {
                     Some((
-                        Cow::Borrowed(text.get(key.clone())?),
+                        std::borrow::Cow::Borrowed(text.get(key.clone())?),
                         text.get(value.clone())?,
                     ))
                 })
