@@ -782,7 +782,7 @@ impl ser::Serializer for KeyWriter<'_> {
 
 /// Panics unless `noted` holds the members [`Object::parse_str`](crate::raw::Object::parse_str)
 /// reads from `text` (a check of the layout in debug builds and tests).
-#[cfg(debug_assertions)]
+#[cfg(any(test, debug_assertions))]
 pub(crate) fn assert_same_members(noted: &crate::raw::Object<'_>, text: &str) {
     let pairs = |members: &crate::raw::Members<'_>| -> Vec<(String, String)> {
         members
