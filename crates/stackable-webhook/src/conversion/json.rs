@@ -522,8 +522,14 @@ impl<'a> Reader<'a> {
             body: self.text,
             // A CronTab with `managedFields` has ~14 members at the two levels noted in ~900
             // bytes: reserving one note per 64 bytes spares the notes growing (and being copied)
-            // while the objects are read.
-            spans: Vec::with_capacity(self.text.len() / 64),
+            // while the objects are read. A MiB of notes or more is reserved as the body and the
+            // answer are (`large_buffer_capacity`), so that freeing it does not leave the next
+            // reviews' buffers resident in an arena.
+            spans: Vec::with_capacity(
+                crate::router::large_buffer_capacity(
+                    self.text.len() / 64 * std::mem::size_of::<Span>(),
+                ) / std::mem::size_of::<Span>(),
+            ),
             objects: Vec::new(),
         };
         self.members(|reader, key| match key {
