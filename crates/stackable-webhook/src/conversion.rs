@@ -290,7 +290,7 @@ fn encode(
     uid: &str,
     write: impl FnOnce(&mut Vec<u8>) -> Result<(), Box<Status>>,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(crate::router::large_buffer_capacity(capacity));
+    let mut out = crate::buffers::buffer(capacity);
     write_head(&mut out, api_version, uid)?;
     let head = out.len();
     serde_json::to_writer(&mut out, &Status::success())?;
@@ -453,7 +453,7 @@ pub(crate) fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
         })
     };
     match encoded {
-        Ok(body) => Reply::json(200, body, outcome),
+        Ok(body) => Reply::json(200, crate::buffers::into_bytes(body), outcome),
         Err(error) => Reply::internal(format!("failed to serialise ConversionReview: {error}")),
     }
 }

@@ -17,14 +17,14 @@ where
     K: Resource + DeserializeOwned,
 {
     crate::admission::decode::decode::<K>(&Bytes::copy_from_slice(body))
-        .map_err(|reply| (reply.status, reply.body))
+        .map_err(|reply| (reply.status, Vec::from(reply.body)))
 }
 
 /// What a conversion route answers to a body, with `converter` converting: HTTP status and
 /// JSON body.
 pub fn conversion_review<C: Converter>(converter: &C, body: &[u8]) -> (u16, Vec<u8>) {
     let reply = crate::conversion::answer(converter, body);
-    (reply.status, reply.body)
+    (reply.status, Vec::from(reply.body))
 }
 
 /// The fields the conversion route reads from a review body in its own validating pass:

@@ -40,6 +40,7 @@
 //! ```
 
 pub mod admission;
+mod buffers;
 pub mod client_auth;
 pub mod conversion;
 #[doc(hidden)]

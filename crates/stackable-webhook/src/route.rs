@@ -278,7 +278,7 @@ fn answer(reply: Reply) -> Result<WebhookResponse, BoxError> {
 impl Reply {
     /// The reply as a route's answer, its outcome in an [`Outcome`] extension.
     pub(crate) fn into_route_response(self) -> WebhookResponse {
-        let mut response = Response::new(Bytes::from(self.body));
+        let mut response = Response::new(self.body);
         *response.status_mut() = http::StatusCode::from_u16(self.status)
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         response.headers_mut().insert(

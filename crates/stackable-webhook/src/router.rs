@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{FutureExt as _, future::BoxFuture};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
@@ -45,15 +45,15 @@ pub(crate) type BoxHandler = Arc<dyn Fn(Bytes) -> BoxFuture<'static, Reply> + Se
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Bytes,
     pub(crate) outcome: &'static str,
 }
 
 impl Reply {
-    pub(crate) fn json(status: u16, body: Vec<u8>, outcome: &'static str) -> Self {
+    pub(crate) fn json(status: u16, body: impl Into<Bytes>, outcome: &'static str) -> Self {
         Self {
             status,
-            body,
+            body: body.into(),
             outcome,
         }
     }
@@ -76,7 +76,7 @@ impl Reply {
         });
         Self {
             status,
-            body: body.to_string().into_bytes(),
+            body: body.to_string().into(),
             outcome,
         }
     }
@@ -485,25 +485,6 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-/// The capacity to reserve for a buffer that will hold `len` bytes: `len`, or for a buffer of
-/// a MiB or more (the body or the answer of a conversion review of a LIST) at least 33 MiB.
-///
-/// glibc's malloc maps a block of 32 MiB or more on its own and unmaps it on free; a smaller large
-/// block is mapped too at first, but freeing it raises malloc's mapping threshold to its size, so
-/// the next reviews' buffers come from an arena, which keeps the freed memory resident, and with
-/// reviews back to back fragments it: resident memory settled at 3.2× the body instead of the 2.2×
-/// that is live (`docs/conversion.md` § 8). Only the pages written become resident: the rest of
-/// the reservation is address space, returned whole when the buffer is dropped.
-pub(crate) fn large_buffer_capacity(len: usize) -> usize {
-    const LARGE: usize = 1 << 20;
-    const MAPPED_ALONE: usize = 33 << 20;
-    if len >= LARGE {
-        len.max(MAPPED_ALONE)
-    } else {
-        len
-    }
-}
-
 /// Reads the whole body. A body that arrives as one data frame (hyper hands out a request
 /// that is already in its read buffer as one piece: every admission review of a few KB) is
 /// taken as it is, without a copy; a body of more frames is joined into one buffer sized up
@@ -512,7 +493,7 @@ pub(crate) fn large_buffer_capacity(len: usize) -> usize {
 async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
-    let mut buffer: Option<BytesMut> = None;
+    let mut buffer: Option<Vec<u8>> = None;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
@@ -520,9 +501,7 @@ async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, Bo
         if let Some(buffer) = buffer.as_mut() {
             buffer.extend_from_slice(&data);
         } else if let Some(first) = first.take() {
-            let mut joined = BytesMut::with_capacity(large_buffer_capacity(
-                capacity.max(first.len() + data.len()),
-            ));
+            let mut joined = crate::buffers::buffer(capacity.max(first.len() + data.len()));
             joined.extend_from_slice(&first);
             joined.extend_from_slice(&data);
             buffer = Some(joined);
@@ -531,7 +510,7 @@ async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, Bo
         }
     }
     Ok(match (buffer, first) {
-        (Some(buffer), _) => buffer.freeze(),
+        (Some(buffer), _) => crate::buffers::into_bytes(buffer),
         (None, Some(first)) => first,
         (None, None) => Bytes::new(),
     })
@@ -605,16 +584,6 @@ mod tests {
             answer_within(Duration::from_secs(1)),
             Duration::from_millis(900)
         );
-    }
-
-    #[test]
-    fn large_buffers_are_reserved_past_mallocs_own_mapping_size() {
-        assert_eq!(large_buffer_capacity(0), 0);
-        assert_eq!(large_buffer_capacity(4_500), 4_500);
-        assert_eq!(large_buffer_capacity((1 << 20) - 1), (1 << 20) - 1);
-        assert_eq!(large_buffer_capacity(1 << 20), 33 << 20);
-        assert_eq!(large_buffer_capacity(9_898_046), 33 << 20);
-        assert_eq!(large_buffer_capacity(50 << 20), 50 << 20);
     }
 
     #[test]

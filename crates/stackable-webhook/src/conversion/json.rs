@@ -523,12 +523,11 @@ impl<'a> Reader<'a> {
             // A CronTab with `managedFields` has ~14 members at the two levels noted in ~900
             // bytes: reserving one note per 64 bytes spares the notes growing (and being copied)
             // while the objects are read. A MiB of notes or more is reserved as the body and the
-            // answer are (`large_buffer_capacity`), so that freeing it does not leave the next
+            // answer are (`buffers::capacity`), so that freeing it does not leave the next
             // reviews' buffers resident in an arena.
             spans: Vec::with_capacity(
-                crate::router::large_buffer_capacity(
-                    self.text.len() / 64 * std::mem::size_of::<Span>(),
-                ) / std::mem::size_of::<Span>(),
+                crate::buffers::capacity(self.text.len() / 64 * std::mem::size_of::<Span>())
+                    / std::mem::size_of::<Span>(),
             ),
             objects: Vec::new(),
         };
