@@ -67,12 +67,25 @@ pub(crate) struct Args {
     /// pool's too, then shares one core.
     #[arg(long, value_name = "N")]
     pin_cpu: Option<usize>,
+    /// An environment variable for both servers (`KEY=VALUE`, repeatable), e.g.
+    /// `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (see docs/conversion.md § 8). Without it the
+    /// servers get neither `GLIBC_TUNABLES` nor `MALLOC_ARENA_MAX` from this environment.
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    server_env: Vec<(String, String)>,
     /// Key-exchange groups the client offers.
     #[arg(long, value_enum, default_value = "go")]
     kx: KxOffer,
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+}
+
+/// `KEY=VALUE` of `--server-env`.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 /// The scenarios.
@@ -296,6 +309,7 @@ async fn bench(
     let run_options = RunOptions {
         threads: args.threads,
         pin_cpu: args.pin_cpu,
+        env: args.server_env.clone(),
         log_dir: log_dir.clone(),
     };
     let bodies = Bodies {
@@ -333,7 +347,11 @@ async fn bench(
         match args.pin_cpu {
             Some(cpu) => format!("; both servers pinned to CPU {cpu} (taskset)"),
             None => String::new(),
-        },
+        } + &args
+            .server_env
+            .iter()
+            .map(|(key, value)| format!("; both servers with {key}={value}"))
+            .collect::<String>(),
     );
     eprintln!("bench: {how}");
 

@@ -176,6 +176,8 @@ pub(crate) struct RunOptions {
     pub(crate) threads: Option<usize>,
     /// Run the server under `taskset -c` on this CPU.
     pub(crate) pin_cpu: Option<usize>,
+    /// More environment variables for both servers.
+    pub(crate) env: Vec<(String, String)>,
     /// Where server logs go.
     pub(crate) log_dir: PathBuf,
 }
@@ -229,7 +231,10 @@ impl Server {
             .env_remove("GOMAXPROCS")
             .env_remove("TOKIO_WORKER_THREADS")
             .env_remove("GOGC")
-            .env_remove("GOMEMLIMIT");
+            .env_remove("GOMEMLIMIT")
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MALLOC_ARENA_MAX")
+            .envs(options.env.iter().map(|(key, value)| (key, value)));
         if let Some(threads) = options.threads {
             command
                 .env("GOMAXPROCS", threads.to_string())
