@@ -55,27 +55,55 @@ pub(crate) fn capacity(len: usize) -> usize {
 /// The process's kept buffers.
 static KEPT: Kept = Kept::new(KEEP);
 
-/// An empty buffer with room for `len` bytes: a kept one when one is large enough, else a new
-/// one reserved at [`capacity`]`(len)`.
-pub(crate) fn buffer(len: usize) -> Vec<u8> {
-    KEPT.buffer(len)
+/// A buffer from [`buffer`]: a `Vec<u8>` (through `Deref`) that knows how much of it may be
+/// resident.
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    bytes: Vec<u8>,
+    /// The most bytes it held in any of its uses: its pages up to there are resident.
+    resident: usize,
 }
 
-/// `buffer` as `Bytes`; a large buffer is kept when the last of them is dropped.
-pub(crate) fn into_bytes(buffer: Vec<u8>) -> Bytes {
-    if buffer.capacity() >= LARGE {
-        Bytes::from_owner(Returned {
-            buffer,
-            kept: &KEPT,
-        })
-    } else {
-        Bytes::from(buffer)
+impl std::ops::Deref for Buffer {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.bytes
     }
+}
+
+impl std::ops::DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+}
+
+impl Buffer {
+    fn resident(&self) -> usize {
+        self.resident.max(self.bytes.len())
+    }
+
+    /// The buffer as `Bytes`; a large buffer is kept when the last of them is dropped.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        if self.bytes.capacity() >= LARGE {
+            Bytes::from_owner(Returned {
+                buffer: self,
+                kept: &KEPT,
+            })
+        } else {
+            Bytes::from(self.bytes)
+        }
+    }
+}
+
+/// An empty buffer with room for `len` bytes: a kept one when one is large enough, else a new
+/// one reserved at [`capacity`]`(len)`.
+pub(crate) fn buffer(len: usize) -> Buffer {
+    KEPT.buffer(len)
 }
 
 /// Freed large buffers, each with when it was freed.
 struct Kept {
-    buffers: Mutex<Vec<(Vec<u8>, Instant)>>,
+    buffers: Mutex<Vec<(Buffer, Instant)>>,
     /// Whether the thread that frees them is running.
     sweeping: AtomicBool,
     keep: Duration,
@@ -83,7 +111,7 @@ struct Kept {
 
 /// A large buffer behind `Bytes`, kept when dropped.
 struct Returned {
-    buffer: Vec<u8>,
+    buffer: Buffer,
     kept: &'static Kept,
 }
 
@@ -108,35 +136,55 @@ impl Kept {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(Vec<u8>, Instant)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Buffer, Instant)>> {
         // The lock guards no invariant a panic could break: a poisoned list is still a list.
         self.buffers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn buffer(&self, len: usize) -> Vec<u8> {
+    /// A kept buffer whose capacity fits and whose resident pages are at most about twice what
+    /// is needed (a buffer that once held a far larger review is not pinned by smaller ones:
+    /// it is freed in time); the one with the fewest resident pages, then the smallest. When none has the capacity,
+    /// the kept ones too small for it are freed: reviews are this large now, and keeping them
+    /// would add to the new buffers' memory.
+    fn buffer(&self, len: usize) -> Buffer {
         let capacity = capacity(len);
-        if capacity >= LARGE {
-            let mut kept = self.lock();
-            // The smallest that is large enough.
-            let fitting = kept
-                .iter()
-                .enumerate()
-                .filter(|(_, (buffer, _))| buffer.capacity() >= capacity)
-                .min_by_key(|(_, (buffer, _))| buffer.capacity())
-                .map(|(index, _)| index);
-            if let Some(index) = fitting {
-                let (mut buffer, _) = kept.swap_remove(index);
-                drop(kept);
-                buffer.clear();
-                return buffer;
-            }
+        if capacity < LARGE {
+            return Buffer {
+                bytes: Vec::with_capacity(capacity),
+                resident: 0,
+            };
         }
-        Vec::with_capacity(capacity)
+        let mut kept = self.lock();
+        let fitting = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, (buffer, _))| buffer.capacity() >= capacity)
+            .filter(|(_, (buffer, _))| buffer.resident() <= len.saturating_mul(2) + LARGE)
+            .min_by_key(|(_, (buffer, _))| (buffer.resident(), buffer.capacity()))
+            .map(|(index, _)| index);
+        if let Some(index) = fitting {
+            let (mut buffer, _) = kept.swap_remove(index);
+            drop(kept);
+            buffer.resident = buffer.resident();
+            buffer.bytes.clear();
+            return buffer;
+        }
+        let too_small: Vec<(Buffer, Instant)>;
+        (too_small, *kept) = std::mem::take(&mut *kept)
+            .into_iter()
+            .partition(|(buffer, _)| buffer.capacity() < capacity);
+        drop(kept);
+        // Unmapped outside the lock.
+        drop(too_small);
+        Buffer {
+            bytes: Vec::with_capacity(capacity),
+            resident: 0,
+        }
     }
 
-    fn keep(&'static self, buffer: Vec<u8>) {
+    fn keep(&'static self, buffer: Buffer) {
         if buffer.capacity() < LARGE {
             return;
         }
@@ -219,8 +267,15 @@ mod tests {
         Box::leak(Box::new(Kept::new(keep)))
     }
 
-    fn as_bytes(kept: &'static Kept, buffer: Vec<u8>) -> Bytes {
+    fn as_bytes(kept: &'static Kept, buffer: Buffer) -> Bytes {
         Bytes::from_owner(Returned { buffer, kept })
+    }
+
+    fn with_capacity(capacity: usize, resident: usize) -> Buffer {
+        Buffer {
+            bytes: Vec::with_capacity(capacity),
+            resident,
+        }
     }
 
     #[test]
@@ -243,7 +298,7 @@ mod tests {
         assert!(again.is_empty(), "and cleared");
         assert!(kept.kept().is_empty());
         // Small buffers are never kept nor taken from the kept ones.
-        kept.keep(Vec::with_capacity(4_500));
+        kept.keep(with_capacity(4_500, 0));
         assert!(kept.kept().is_empty());
         kept.keep(again);
         assert_eq!(kept.buffer(4_500).capacity(), 4_500);
@@ -253,20 +308,46 @@ mod tests {
     #[test]
     fn a_buffer_too_small_is_left_and_the_smallest_fitting_one_is_taken() {
         let kept = leaked(Duration::from_secs(60));
-        kept.keep(Vec::with_capacity(40 << 20));
-        kept.keep(Vec::with_capacity(33 << 20));
-        assert_eq!(kept.buffer(36 << 20).capacity(), 40 << 20);
-        assert_eq!(kept.kept(), [33 << 20]);
+        kept.keep(with_capacity(40 << 20, 0));
+        kept.keep(with_capacity(33 << 20, 0));
+        kept.keep(with_capacity(38 << 20, 0));
+        assert_eq!(kept.buffer(36 << 20).capacity(), 38 << 20);
+        assert_eq!(kept.kept(), [40 << 20, 33 << 20]);
         let new = kept.buffer(50 << 20);
         assert_eq!(new.capacity(), 50 << 20, "none fits: a new one");
-        assert_eq!(kept.kept(), [33 << 20]);
+        assert!(
+            kept.kept().is_empty(),
+            "and the kept ones, too small, are freed"
+        );
+    }
+
+    #[test]
+    fn a_buffer_that_held_far_more_is_not_pinned_by_a_small_review() {
+        let kept = leaked(Duration::from_secs(60));
+        let mut big = kept.buffer(20 << 20);
+        big.resize(20 << 20, b' ');
+        kept.keep(big);
+        // 2 MiB needed: 20 MiB resident is more than twice that and a MiB.
+        let small = kept.buffer(2 << 20);
+        assert_eq!(small.resident(), 0, "a new buffer");
+        assert_eq!(
+            kept.kept(),
+            [33 << 20],
+            "the big one stays kept, to be freed in time"
+        );
+        // 10 MiB needed: it is taken, and remembers what is resident.
+        let mut again = kept.buffer(10 << 20);
+        assert_eq!(again.resident(), 20 << 20);
+        again.extend_from_slice(b"short");
+        kept.keep(again);
+        assert_eq!(kept.lock()[0].0.resident(), 20 << 20);
     }
 
     #[test]
     fn at_most_four_are_kept_the_oldest_freed_first() {
         let kept = leaked(Duration::from_secs(60));
         for size in 40..46 {
-            kept.keep(Vec::with_capacity(size << 20));
+            kept.keep(with_capacity(size << 20, 0));
         }
         assert_eq!(
             kept.kept(),
@@ -279,7 +360,7 @@ mod tests {
     fn kept_buffers_are_freed_after_keep_and_the_sweeping_stops() {
         let kept = leaked(Duration::from_secs(60));
         let start = Instant::now();
-        kept.keep(Vec::with_capacity(33 << 20));
+        kept.keep(with_capacity(33 << 20, 0));
         assert!(kept.sweeping.load(Ordering::Acquire));
         assert!(!kept.sweep(start), "fresh: kept");
         assert_eq!(kept.kept().len(), 1);
@@ -292,7 +373,7 @@ mod tests {
 
         // The thread does it by itself.
         let quick = leaked(Duration::from_millis(40));
-        quick.keep(Vec::with_capacity(33 << 20));
+        quick.keep(with_capacity(33 << 20, 0));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !quick.kept().is_empty() || quick.sweeping.load(Ordering::Acquire) {
             assert!(Instant::now() < deadline, "not freed within 10 s");

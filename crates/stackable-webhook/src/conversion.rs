@@ -289,24 +289,22 @@ fn encode(
     api_version: &str,
     uid: &str,
     write: impl FnOnce(&mut Vec<u8>) -> Result<(), Box<Status>>,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = crate::buffers::buffer(capacity);
-    write_head(&mut out, api_version, uid)?;
+) -> Result<crate::buffers::Buffer, serde_json::Error> {
+    let mut buffer = crate::buffers::buffer(capacity);
+    let out: &mut Vec<u8> = &mut buffer;
+    write_head(out, api_version, uid)?;
     let head = out.len();
-    serde_json::to_writer(&mut out, &Status::success())?;
+    serde_json::to_writer(&mut *out, &Status::success())?;
     out.extend_from_slice(br#","convertedObjects":"#);
-    match write(&mut out) {
-        Ok(()) => {
-            out.extend_from_slice(b"}}");
-            Ok(out)
-        }
+    match write(out) {
+        Ok(()) => out.extend_from_slice(b"}}"),
         Err(status) => {
             out.truncate(head);
-            serde_json::to_writer(&mut out, &status)?;
+            serde_json::to_writer(&mut *out, &status)?;
             out.extend_from_slice(br#","convertedObjects":[]}}"#);
-            Ok(out)
         }
     }
+    Ok(buffer)
 }
 
 /// The identity of a converted object, read without the rest of it.
@@ -453,7 +451,7 @@ pub(crate) fn answer<C: Converter>(converter: &C, body: &[u8]) -> Reply {
         })
     };
     match encoded {
-        Ok(body) => Reply::json(200, crate::buffers::into_bytes(body), outcome),
+        Ok(body) => Reply::json(200, body.into_bytes(), outcome),
         Err(error) => Reply::internal(format!("failed to serialise ConversionReview: {error}")),
     }
 }

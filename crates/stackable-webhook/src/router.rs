@@ -493,7 +493,7 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
-    let mut buffer: Option<Vec<u8>> = None;
+    let mut buffer: Option<crate::buffers::Buffer> = None;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
@@ -510,7 +510,7 @@ async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, Bo
         }
     }
     Ok(match (buffer, first) {
-        (Some(buffer), _) => crate::buffers::into_bytes(buffer),
+        (Some(buffer), _) => buffer.into_bytes(),
         (None, Some(first)) => first,
         (None, None) => Bytes::new(),
     })
