@@ -1,11 +1,13 @@
-//! Buffers of a MiB or more: the body and the answer of a conversion review of a LIST (megabytes).
+//! Buffers of a MiB or more: the body, the answer and the route's notes on the objects' members
+//! of a conversion review of a LIST (megabytes).
 //!
 //! Such a buffer is reserved at no less than 33 MiB of address space ([`capacity`]), so that
 //! glibc's malloc maps it on its own and unmaps it when it is freed: resident memory goes back to
 //! idle after a review, and the buffers of the next reviews are not carved from an arena that
 //! keeps them resident (`docs/conversion.md` § 8). The price is paid in page faults: every page of
 //! a fresh mapping is faulted in and zeroed by the kernel when first written, ~4,500 faults for a
-//! 10,000-object review (9 MB body, 9 MB answer), a sixth of the CPU the review costs.
+//! 10,000-object review (9 MB body, 9 MB answer; the notes 2.2 MB more), a sixth of the CPU the
+//! review costs.
 //!
 //! So a freed large buffer is **kept** for [`KEEP`] (two seconds): the next large review within
 //! that time (reviews of a re-list come in bursts) takes it with its pages already resident. At
@@ -32,7 +34,8 @@ const MAPPED_ALONE: usize = 33 << 20;
 /// How long a freed large buffer is kept for the next review.
 pub(crate) const KEEP: Duration = Duration::from_secs(2);
 
-/// How many freed large buffers are kept at most (two reviews at once: two bodies, two answers).
+/// How many freed large buffers of a kind (bytes, notes) are kept at most (two reviews at once:
+/// two bodies and two answers).
 pub(crate) const KEPT_MAX: usize = 4;
 
 /// The capacity to reserve for a buffer that will hold `len` bytes: `len`, or for a buffer of
@@ -52,83 +55,94 @@ pub(crate) fn capacity(len: usize) -> usize {
     }
 }
 
-/// The process's kept buffers.
-static KEPT: Kept = Kept::new(KEEP);
+/// The process's kept byte buffers (bodies and answers).
+static KEPT: Kept<u8> = Kept::new(KEEP);
 
-/// A buffer from [`buffer`]: a `Vec<u8>` (through `Deref`) that knows how much of it may be
-/// resident.
-#[derive(Debug, Default)]
-pub(crate) struct Buffer {
-    bytes: Vec<u8>,
+/// An empty byte buffer with room for `len` bytes: a kept one when one is large enough, else a
+/// new one reserved at [`capacity`]`(len)`.
+pub(crate) fn buffer(len: usize) -> Buffer<u8> {
+    KEPT.buffer(len)
+}
+
+/// A buffer from [`Kept::buffer`]: a `Vec<T>` (through `Deref`) that knows how much of it may be
+/// resident, and goes back to its [`Kept`] when dropped.
+#[derive(Debug)]
+pub(crate) struct Buffer<T: Send + 'static> {
+    items: Vec<T>,
     /// The most bytes it held in any of its uses: its pages up to there are resident.
     resident: usize,
+    /// Where it goes when dropped (`None`: freed).
+    kept: Option<&'static Kept<T>>,
 }
 
-impl std::ops::Deref for Buffer {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
-        &self.bytes
-    }
-}
-
-impl std::ops::DerefMut for Buffer {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
-    }
-}
-
-impl Buffer {
-    fn resident(&self) -> usize {
-        self.resident.max(self.bytes.len())
-    }
-
-    /// The buffer as `Bytes`; a large buffer is kept when the last of them is dropped.
-    pub(crate) fn into_bytes(self) -> Bytes {
-        if self.bytes.capacity() >= LARGE {
-            Bytes::from_owner(Returned {
-                buffer: self,
-                kept: &KEPT,
-            })
-        } else {
-            Bytes::from(self.bytes)
+impl<T: Send + 'static> Default for Buffer<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            resident: 0,
+            kept: None,
         }
     }
 }
 
-/// An empty buffer with room for `len` bytes: a kept one when one is large enough, else a new
-/// one reserved at [`capacity`]`(len)`.
-pub(crate) fn buffer(len: usize) -> Buffer {
-    KEPT.buffer(len)
+impl<T: Send + 'static> std::ops::Deref for Buffer<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.items
+    }
 }
 
-/// Freed large buffers, each with when it was freed.
-struct Kept {
-    buffers: Mutex<Vec<(Buffer, Instant)>>,
+impl<T: Send + 'static> std::ops::DerefMut for Buffer<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.items
+    }
+}
+
+impl<T: Send + 'static> Drop for Buffer<T> {
+    fn drop(&mut self) {
+        if let Some(kept) = self.kept {
+            let resident = self.resident();
+            kept.keep(std::mem::take(&mut self.items), resident);
+        }
+    }
+}
+
+impl AsRef<[u8]> for Buffer<u8> {
+    fn as_ref(&self) -> &[u8] {
+        &self.items
+    }
+}
+
+impl<T: Send + 'static> Buffer<T> {
+    fn resident(&self) -> usize {
+        self.resident
+            .max(self.items.len().saturating_mul(size_of::<T>()))
+    }
+}
+
+impl Buffer<u8> {
+    /// The buffer as `Bytes`; a large buffer is kept when the last of them is dropped.
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        if self.kept.is_some() {
+            Bytes::from_owner(self)
+        } else {
+            Bytes::from(std::mem::take(&mut self.items))
+        }
+    }
+}
+
+/// Freed large buffers of `T`, each with the bytes resident in it and when it was freed.
+#[derive(Debug)]
+pub(crate) struct Kept<T: 'static> {
+    buffers: Mutex<Vec<(Vec<T>, usize, Instant)>>,
     /// Whether the thread that frees them is running.
     sweeping: AtomicBool,
     keep: Duration,
 }
 
-/// A large buffer behind `Bytes`, kept when dropped.
-struct Returned {
-    buffer: Buffer,
-    kept: &'static Kept,
-}
-
-impl AsRef<[u8]> for Returned {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for Returned {
-    fn drop(&mut self) {
-        self.kept.keep(std::mem::take(&mut self.buffer));
-    }
-}
-
-impl Kept {
-    const fn new(keep: Duration) -> Self {
+impl<T: Send + 'static> Kept<T> {
+    /// Nothing kept; a freed buffer is kept for `keep`.
+    pub(crate) const fn new(keep: Duration) -> Self {
         Self {
             buffers: Mutex::new(Vec::new()),
             sweeping: AtomicBool::new(false),
@@ -136,62 +150,72 @@ impl Kept {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(Buffer, Instant)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Vec<T>, usize, Instant)>> {
         // The lock guards no invariant a panic could break: a poisoned list is still a list.
         self.buffers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A kept buffer whose capacity fits and whose resident pages are at most about twice what
-    /// is needed (a buffer that once held a far larger review is not pinned by smaller ones:
-    /// it is freed in time); the one with the fewest resident pages, then the smallest. When none has the capacity,
-    /// the kept ones too small for it are freed: reviews are this large now, and keeping them
-    /// would add to the new buffers' memory.
-    fn buffer(&self, len: usize) -> Buffer {
-        let capacity = capacity(len);
+    /// An empty buffer with room for `len` items, reserved at [`capacity`] of their size: for a
+    /// large one, a kept buffer whose capacity fits and whose resident pages are at most about
+    /// twice what is needed (a buffer that once held a far larger review is not pinned by
+    /// smaller ones: it is freed in time), the one with the fewest resident pages, then the
+    /// smallest. When none has the capacity, the kept ones too small for it are freed: reviews are
+    /// this large now, and keeping them would add to the new buffer's memory.
+    pub(crate) fn buffer(&'static self, len: usize) -> Buffer<T> {
+        let size = size_of::<T>().max(1);
+        let bytes = len.saturating_mul(size);
+        let capacity = capacity(bytes);
         if capacity < LARGE {
             return Buffer {
-                bytes: Vec::with_capacity(capacity),
+                items: Vec::with_capacity(len),
                 resident: 0,
+                kept: None,
             };
         }
+        let fits = |items: &Vec<T>| items.capacity().saturating_mul(size) >= capacity;
         let mut kept = self.lock();
         let fitting = kept
             .iter()
             .enumerate()
-            .filter(|(_, (buffer, _))| buffer.capacity() >= capacity)
-            .filter(|(_, (buffer, _))| buffer.resident() <= len.saturating_mul(2) + LARGE)
-            .min_by_key(|(_, (buffer, _))| (buffer.resident(), buffer.capacity()))
+            .filter(|(_, (items, resident, _))| {
+                fits(items) && *resident <= bytes.saturating_mul(2) + LARGE
+            })
+            .min_by_key(|(_, (items, resident, _))| (*resident, items.capacity()))
             .map(|(index, _)| index);
         if let Some(index) = fitting {
-            let (mut buffer, _) = kept.swap_remove(index);
+            let (mut items, resident, _) = kept.swap_remove(index);
             drop(kept);
-            buffer.resident = buffer.resident();
-            buffer.bytes.clear();
-            return buffer;
+            items.clear();
+            return Buffer {
+                items,
+                resident,
+                kept: Some(self),
+            };
         }
-        let too_small: Vec<(Buffer, Instant)>;
+        let too_small: Vec<_>;
         (too_small, *kept) = std::mem::take(&mut *kept)
             .into_iter()
-            .partition(|(buffer, _)| buffer.capacity() < capacity);
+            .partition(|(items, _, _)| !fits(items));
         drop(kept);
         // Unmapped outside the lock.
         drop(too_small);
         Buffer {
-            bytes: Vec::with_capacity(capacity),
+            items: Vec::with_capacity(capacity / size),
             resident: 0,
+            kept: Some(self),
         }
     }
 
-    fn keep(&'static self, buffer: Buffer) {
-        if buffer.capacity() < LARGE {
+    fn keep(&'static self, items: Vec<T>, resident: usize) {
+        if items.capacity().saturating_mul(size_of::<T>()) < LARGE {
             return;
         }
         let evicted = {
             let mut kept = self.lock();
             let evicted = (kept.len() >= KEPT_MAX).then(|| kept.remove(0));
-            kept.push((buffer, Instant::now()));
+            kept.push((items, resident, Instant::now()));
             evicted
         };
         // Unmapped outside the lock.
@@ -229,7 +253,7 @@ impl Kept {
         let mut kept = self.lock();
         let (expired, fresh): (Vec<_>, Vec<_>) = std::mem::take(&mut *kept)
             .into_iter()
-            .partition(|(_, at)| now.saturating_duration_since(*at) >= self.keep);
+            .partition(|(_, _, at)| now.saturating_duration_since(*at) >= self.keep);
         *kept = fresh;
         let done = kept.is_empty();
         if done {
@@ -244,7 +268,7 @@ impl Kept {
     fn kept(&self) -> Vec<usize> {
         self.lock()
             .iter()
-            .map(|(buffer, _)| buffer.capacity())
+            .map(|(items, _, _)| items.capacity() * size_of::<T>())
             .collect()
     }
 }
@@ -263,19 +287,17 @@ mod tests {
         assert_eq!(capacity(50 << 20), 50 << 20);
     }
 
-    fn leaked(keep: Duration) -> &'static Kept {
+    fn leaked(keep: Duration) -> &'static Kept<u8> {
         Box::leak(Box::new(Kept::new(keep)))
     }
 
-    fn as_bytes(kept: &'static Kept, buffer: Buffer) -> Bytes {
-        Bytes::from_owner(Returned { buffer, kept })
-    }
-
-    fn with_capacity(capacity: usize, resident: usize) -> Buffer {
-        Buffer {
-            bytes: Vec::with_capacity(capacity),
+    /// A buffer of `capacity` bytes with `resident` bytes resident, freed into `kept`.
+    fn keep(kept: &'static Kept<u8>, capacity: usize, resident: usize) {
+        drop(Buffer {
+            items: Vec::with_capacity(capacity),
             resident,
-        }
+            kept: Some(kept),
+        });
     }
 
     #[test]
@@ -285,7 +307,7 @@ mod tests {
         assert_eq!(buffer.capacity(), 33 << 20);
         buffer.extend_from_slice(b"review");
         let address = buffer.as_ptr();
-        let bytes = as_bytes(kept, buffer);
+        let bytes = buffer.into_bytes();
         let clone = bytes.clone();
         drop(bytes);
         assert!(kept.kept().is_empty(), "kept while a clone lives");
@@ -298,9 +320,9 @@ mod tests {
         assert!(again.is_empty(), "and cleared");
         assert!(kept.kept().is_empty());
         // Small buffers are never kept nor taken from the kept ones.
-        kept.keep(with_capacity(4_500, 0));
+        keep(kept, 4_500, 0);
         assert!(kept.kept().is_empty());
-        kept.keep(again);
+        drop(again);
         assert_eq!(kept.buffer(4_500).capacity(), 4_500);
         assert_eq!(kept.kept(), [33 << 20]);
     }
@@ -308,10 +330,11 @@ mod tests {
     #[test]
     fn a_buffer_too_small_is_left_and_the_smallest_fitting_one_is_taken() {
         let kept = leaked(Duration::from_secs(60));
-        kept.keep(with_capacity(40 << 20, 0));
-        kept.keep(with_capacity(33 << 20, 0));
-        kept.keep(with_capacity(38 << 20, 0));
-        assert_eq!(kept.buffer(36 << 20).capacity(), 38 << 20);
+        keep(kept, 40 << 20, 0);
+        keep(kept, 33 << 20, 0);
+        keep(kept, 38 << 20, 0);
+        let taken = kept.buffer(36 << 20);
+        assert_eq!(taken.capacity(), 38 << 20);
         assert_eq!(kept.kept(), [40 << 20, 33 << 20]);
         let new = kept.buffer(50 << 20);
         assert_eq!(new.capacity(), 50 << 20, "none fits: a new one");
@@ -326,7 +349,7 @@ mod tests {
         let kept = leaked(Duration::from_secs(60));
         let mut big = kept.buffer(20 << 20);
         big.resize(20 << 20, b' ');
-        kept.keep(big);
+        drop(big);
         // 2 MiB needed: 20 MiB resident is more than twice that and a MiB.
         let small = kept.buffer(2 << 20);
         assert_eq!(small.resident(), 0, "a new buffer");
@@ -339,15 +362,15 @@ mod tests {
         let mut again = kept.buffer(10 << 20);
         assert_eq!(again.resident(), 20 << 20);
         again.extend_from_slice(b"short");
-        kept.keep(again);
-        assert_eq!(kept.lock()[0].0.resident(), 20 << 20);
+        drop(again);
+        assert_eq!(kept.lock()[0].1, 20 << 20);
     }
 
     #[test]
     fn at_most_four_are_kept_the_oldest_freed_first() {
         let kept = leaked(Duration::from_secs(60));
         for size in 40..46 {
-            kept.keep(with_capacity(size << 20, 0));
+            keep(kept, size << 20, 0);
         }
         assert_eq!(
             kept.kept(),
@@ -360,7 +383,7 @@ mod tests {
     fn kept_buffers_are_freed_after_keep_and_the_sweeping_stops() {
         let kept = leaked(Duration::from_secs(60));
         let start = Instant::now();
-        kept.keep(with_capacity(33 << 20, 0));
+        keep(kept, 33 << 20, 0);
         assert!(kept.sweeping.load(Ordering::Acquire));
         assert!(!kept.sweep(start), "fresh: kept");
         assert_eq!(kept.kept().len(), 1);
@@ -373,7 +396,7 @@ mod tests {
 
         // The thread does it by itself.
         let quick = leaked(Duration::from_millis(40));
-        quick.keep(with_capacity(33 << 20, 0));
+        keep(quick, 33 << 20, 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !quick.kept().is_empty() || quick.sweeping.load(Ordering::Acquire) {
             assert!(Instant::now() < deadline, "not freed within 10 s");

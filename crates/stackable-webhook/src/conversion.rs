@@ -289,7 +289,7 @@ fn encode(
     api_version: &str,
     uid: &str,
     write: impl FnOnce(&mut Vec<u8>) -> Result<(), Box<Status>>,
-) -> Result<crate::buffers::Buffer, serde_json::Error> {
+) -> Result<crate::buffers::Buffer<u8>, serde_json::Error> {
     let mut buffer = crate::buffers::buffer(capacity);
     let out: &mut Vec<u8> = &mut buffer;
     write_head(out, api_version, uid)?;

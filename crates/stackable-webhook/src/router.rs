@@ -493,7 +493,7 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 async fn read_body(body: Limited<Incoming>, capacity: usize) -> Result<Bytes, BoxError> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
-    let mut buffer: Option<crate::buffers::Buffer> = None;
+    let mut buffer: Option<crate::buffers::Buffer<u8>> = None;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;

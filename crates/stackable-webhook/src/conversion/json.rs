@@ -39,6 +39,9 @@ pub(crate) struct Review<'a> {
 /// small (16 bytes a member); a body of 4 GiB or more gets no notes.
 type Span = [u32; 4];
 
+/// Kept notes (see [`crate::buffers`]): a large review's notes serve the next one.
+static KEPT_NOTES: crate::buffers::Kept<Span> = crate::buffers::Kept::new(crate::buffers::KEEP);
+
 /// Where the noted members of one object are in [`ReviewMembers::spans`].
 #[derive(Debug, Clone)]
 struct Noted {
@@ -53,7 +56,7 @@ struct Noted {
 #[derive(Debug, Default)]
 pub(crate) struct ReviewMembers<'a> {
     body: &'a str,
-    spans: Vec<Span>,
+    spans: crate::buffers::Buffer<Span>,
     /// One entry per object, `None` for an object without notes.
     objects: Vec<Option<Noted>>,
 }
@@ -522,13 +525,10 @@ impl<'a> Reader<'a> {
             body: self.text,
             // A CronTab with `managedFields` has ~14 members at the two levels noted in ~900
             // bytes: reserving one note per 64 bytes spares the notes growing (and being copied)
-            // while the objects are read. A MiB of notes or more is reserved as the body and the
-            // answer are (`buffers::capacity`), so that freeing it does not leave the next
-            // reviews' buffers resident in an arena.
-            spans: Vec::with_capacity(
-                crate::buffers::capacity(self.text.len() / 64 * std::mem::size_of::<Span>())
-                    / std::mem::size_of::<Span>(),
-            ),
+            // while the objects are read. A MiB of notes or more is reserved and kept as the body
+            // and the answer are (`buffers`): not resident in an arena after the review, and
+            // taken by the next large review within two seconds.
+            spans: KEPT_NOTES.buffer(self.text.len() / 64),
             objects: Vec::new(),
         };
         self.members(|reader, key| match key {
