@@ -426,6 +426,23 @@ mod tests {
     }
 
     proptest! {
+        /// On text that is not JSON (the reader's contract is valid JSON) it answers `None` or
+        /// wrong boundaries, and never panics: brackets, quotes and escapes cut anywhere.
+        #[test]
+        fn any_text_is_read_without_panicking(
+            text in "[\\[\\]{}\",:\\\\a1 ]{0,48}",
+            json in tree(),
+        ) {
+            let _ = Members::read(&text);
+            let _ = review_object(&text);
+            let whole = serde_json::to_string(&json).unwrap();
+            for cut in (0..=whole.len()).filter(|&cut| whole.is_char_boundary(cut)) {
+                let _ = Members::read(&whole[..cut]);
+                let body = format!(r#"{{"request": {{"object": {}"#, &whole[..cut]);
+                let _ = review_object(&body);
+            }
+        }
+
         /// Each member's text is the text serde_json reads as that member, compact or pretty.
         #[test]
         fn members_read_as_serde_json_reads_them(tree in tree()) {
