@@ -328,28 +328,41 @@ struct MetadataHead<'a> {
 /// `operation`, the number of `objects`, the first object's `kind` (`CronTab`), and its
 /// `namespace` and `name` when it is the only one (a GET; a LIST converts many).
 fn record_in_span(request: &RawConversionRequest<'_>) {
-    let span = tracing::Span::current();
-    span.record("uid", request.uid.as_ref());
-    span.record("operation", request.desired_api_version.as_ref());
-    span.record("objects", request.objects.len());
-    let Some(head) = request
+    let objects = request.objects.len();
+    let head = request
         .objects
         .first()
-        .and_then(|object| serde_json::from_str::<ObjectHead<'_>>(object).ok())
-    else {
-        return;
-    };
-    if let Some(kind) = &head.kind {
-        span.record("kind", kind.as_ref());
-    }
-    if let (Some(metadata), 1) = (&head.metadata, request.objects.len()) {
-        if let Some(namespace) = &metadata.namespace {
-            span.record("namespace", namespace.as_ref());
-        }
-        if let Some(name) = &metadata.name {
-            span.record("name", name.as_ref());
-        }
-    }
+        .and_then(|object| serde_json::from_str::<ObjectHead<'_>>(object).ok());
+    let kind = head.as_ref().and_then(|head| head.kind.as_deref());
+    let metadata = head
+        .as_ref()
+        .and_then(|head| head.metadata.as_ref())
+        .filter(|_| objects == 1);
+    let namespace = metadata.and_then(|metadata| metadata.namespace.as_deref());
+    let name = metadata.and_then(|metadata| metadata.name.as_deref());
+    // One record (see `crate::span_fields`).
+    crate::span_fields::record(
+        &tracing::Span::current(),
+        [
+            ("uid", Some(&request.uid.as_ref())),
+            ("operation", Some(&request.desired_api_version.as_ref())),
+            ("objects", Some(&objects)),
+            (
+                "kind",
+                kind.as_ref().map(|kind| kind as &dyn tracing::Value),
+            ),
+            (
+                "namespace",
+                namespace
+                    .as_ref()
+                    .map(|namespace| namespace as &dyn tracing::Value),
+            ),
+            (
+                "name",
+                name.as_ref().map(|name| name as &dyn tracing::Value),
+            ),
+        ],
+    );
 }
 
 /// The review's `apiVersion` and request, or the answer refusing the body.

@@ -54,6 +54,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod source;
+mod span_fields;
 pub mod tls;
 pub mod traceparent;
 

@@ -270,8 +270,13 @@ impl Router {
         let elapsed = started.elapsed();
         let outcome = Outcome::of(&response);
         let status = response.status().as_u16();
-        span.record("outcome", outcome);
-        span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+        crate::span_fields::record(
+            &span,
+            [
+                ("outcome", Some(&outcome)),
+                ("latency_ms", Some(&(elapsed.as_secs_f64() * 1000.0))),
+            ],
+        );
         span.in_scope(|| tracing::debug!(status, "webhook request answered"));
         drop(in_flight);
         self.metrics

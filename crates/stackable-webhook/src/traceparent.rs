@@ -206,8 +206,13 @@ pub(crate) fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
             return;
         }
     };
-    span.record("trace_id", parent.trace_id_hex());
-    span.record("parent_span_id", parent.parent_span_id_hex());
+    crate::span_fields::record(
+        span,
+        [
+            ("trace_id", Some(&parent.trace_id_hex())),
+            ("parent_span_id", Some(&parent.parent_span_id_hex())),
+        ],
+    );
     #[cfg(feature = "otel")]
     otel::set_remote_parent(
         span,

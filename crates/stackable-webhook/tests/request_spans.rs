@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionRequest;
 use serde_json::{Value, json};
 use stackable_telemetry::{LogFilter, LogFormat, Telemetry};
-use stackable_webhook::{CertSource, Validation};
+use stackable_webhook::{CertSource, Mutation, Validation};
 
 // One thread: the server's tasks run on the thread whose default subscriber captures them.
 #[tokio::test(flavor = "current_thread")]
@@ -37,6 +37,10 @@ async fn each_request_runs_in_a_span_that_identifies_it() {
                 tracing::info!(dry_run = request.dry_run, "validating");
                 Validation::allow()
             })
+            .mutating("/mutate", |request: AdmissionRequest<Pod>| async move {
+                tracing::info!(dry_run = request.dry_run, "mutating");
+                Mutation::unchanged()
+            })
             .conversion("/convert", relabel_converter),
     )
     .await;
@@ -46,7 +50,15 @@ async fn each_request_runs_in_a_span_that_identifies_it() {
         &client,
         server.local_addr(),
         "/validate",
-        &pod_review("a-1", "CREATE", pod),
+        &pod_review("a-1", "CREATE", pod.clone()),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let answer = post_json(
+        &client,
+        server.local_addr(),
+        "/mutate",
+        &pod_review("m-1", "UPDATE", pod),
     )
     .await;
     assert_eq!(answer.status, 200);
@@ -84,6 +96,17 @@ async fn each_request_runs_in_a_span_that_identifies_it() {
         ("operation", "Create"),
     ] {
         assert_eq!(handler["span"][field], value, "{field}: {handler}");
+    }
+    // So does a mutating handler's.
+    let mutating = in_request("m-1", "mutating");
+    for (field, value) in [
+        ("route", "/mutate"),
+        ("kind", "Pod"),
+        ("namespace", "default"),
+        ("name", "web-0"),
+        ("operation", "Update"),
+    ] {
+        assert_eq!(mutating["span"][field], value, "{field}: {mutating}");
     }
     // The server's line after the answer adds the outcome and latency.
     let answered = in_request("a-1", "webhook request answered");

@@ -233,17 +233,23 @@ pub(super) fn raw_object_tree(body: &[u8]) -> Option<Value> {
         .filter(|object| !object.is_null())
 }
 
-/// Puts the request's identity on the current (`webhook`) span.
+/// Puts the request's identity on the current (`webhook`) span, in one record (see
+/// [`crate::span_fields`]).
 fn record_request<K: Resource>(request: &AdmissionRequest<K>) {
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return;
-    }
-    span.record("uid", request.uid.as_str());
-    span.record("kind", request.kind.kind.as_str());
-    span.record("namespace", request.namespace.as_deref().unwrap_or(""));
-    span.record("name", request.name.as_str());
-    span.record("operation", tracing::field::debug(&request.operation));
+    let operation = tracing::field::debug(&request.operation);
+    crate::span_fields::record(
+        &tracing::Span::current(),
+        [
+            ("uid", Some(&request.uid.as_str())),
+            ("kind", Some(&request.kind.kind.as_str())),
+            (
+                "namespace",
+                Some(&request.namespace.as_deref().unwrap_or("")),
+            ),
+            ("name", Some(&request.name.as_str())),
+            ("operation", Some(&operation)),
+        ],
+    );
 }
 
 /// The reference decoder: the body as a JSON tree, the envelope checked field by field, then
@@ -328,9 +334,86 @@ fn refusal(identity: &Identity, error: &DecodeError) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use k8s_openapi::api::core::v1::Pod;
+    use tracing::field::Empty;
 
     use super::*;
+
+    /// The lines a text `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_request_is_recorded_on_the_current_span() {
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": "web-0",
+                "namespace": "shop",
+                "operation": "DELETE",
+                "userInfo": {"username": "tester"},
+                "oldObject": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}},
+            },
+        });
+        let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // The server's span: every field, in one record.
+            tracing::info_span!(
+                "webhook",
+                route = "/v",
+                uid = Empty,
+                kind = Empty,
+                namespace = Empty,
+                name = Empty,
+                operation = Empty,
+                outcome = Empty,
+            )
+            .in_scope(|| {
+                decode::<Pod>(&body).unwrap();
+                tracing::info!("whole");
+            });
+            // A span with some of the fields gets those.
+            tracing::info_span!("partial", name = Empty, uid = Empty).in_scope(|| {
+                decode::<Pod>(&body).unwrap();
+                tracing::info!("some");
+            });
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(
+                r#"webhook{route="/v" uid="u-1" kind="Pod" namespace="shop" name="web-0" operation=Delete}: "#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"partial{uid="u-1" name="web-0"}: "#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn short_type_names() {

@@ -140,9 +140,11 @@ fn patch3_tokens(
         let base = Members::of_node(base).ok_or_else(|| unreadable("the serialised object"))?;
         let desired =
             Members::of_node(desired).ok_or_else(|| unreadable("the serialised object"))?;
+        // The keys come in map order, sorted unless serde_json preserves the order.
+        let (mut in_raw, mut in_base) = (raw.lookup(), base.lookup());
         for member in desired.in_map_order() {
             let key = member.key.as_ref();
-            let (raw_value, base_value) = (raw.get(key), base.get(key));
+            let (raw_value, base_value) = (in_raw.get(key), in_base.get(key));
             if raw_value.is_some() && base_value == Some(member.value) {
                 // What the recursion would find at once: the handler left it alone.
                 continue;
@@ -163,9 +165,10 @@ fn patch3_tokens(
             }
             pointer.pop_back();
         }
+        let (mut in_desired, mut in_raw) = (desired.lookup(), raw.lookup());
         for member in base.in_map_order() {
             let key = member.key.as_ref();
-            if desired.get(key).is_none() && raw.get(key).is_some() {
+            if in_desired.get(key).is_none() && in_raw.get(key).is_some() {
                 pointer.push_back(key);
                 patch.0.push(PatchOperation::Remove(RemoveOperation {
                     path: pointer.clone(),
