@@ -24,7 +24,9 @@ use std::{
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use stackable_certs::{CaOptions, CertificateAuthority, KeyAlgorithm, LeafOptions};
+use stackable_certs::{
+    CaOptions, CertificateAuthority, IssuedCertificate, KeyAlgorithm, LeafOptions,
+};
 
 use crate::{
     Result,
@@ -78,6 +80,12 @@ pub(crate) struct Args {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Write the run's inputs into this folder and stop, for profiling a server with other tools
+    /// (perf, callgrind, curl): a CA (`ca.crt`), a serving certificate and key for `localhost`
+    /// and 127.0.0.1 (`tls.crt`, `tls.key`) and each scenario's request body
+    /// (`validate.json`, `deny.json`, `convert.json`, `convert-10k.json`). Builds no server.
+    #[arg(long, value_name = "DIR")]
+    write_inputs: Option<PathBuf>,
 }
 
 /// `KEY=VALUE` of `--server-env`.
@@ -90,7 +98,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 /// The scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum ScenarioName {
+pub(crate) enum ScenarioName {
     /// Validating webhook, ~4 KiB Pod, keep-alive connections.
     Validate,
     /// Mutating webhook (adds a label; JSON Patch), same Pod, keep-alive.
@@ -114,7 +122,7 @@ impl ScenarioName {
         ScenarioName::Convert10k,
     ];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ScenarioName::Validate => "validate",
             ScenarioName::Mutate => "mutate",
@@ -166,6 +174,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         return bench_peer::reexec_release("bench");
     }
+    if let Some(dir) = &args.write_inputs {
+        write_inputs(dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ours = if wanted_peers(&args).contains(&Peer::Ours) {
         Some(bench_peer::build_ours()?)
     } else {
@@ -195,16 +207,16 @@ fn wanted_peers(args: &Args) -> Vec<Peer> {
 }
 
 /// One scenario's request and the byte string every good answer contains.
-struct ScenarioLoad {
-    path: &'static str,
-    body: Bytes,
-    expect: &'static [u8],
-    new_connection: bool,
+pub(crate) struct ScenarioLoad {
+    pub(crate) path: &'static str,
+    pub(crate) body: Bytes,
+    pub(crate) expect: &'static [u8],
+    pub(crate) new_connection: bool,
     /// Clients, when not `--concurrency`.
     concurrency: Option<usize>,
 }
 
-fn scenario_load(name: ScenarioName, bodies: &Bodies) -> ScenarioLoad {
+pub(crate) fn scenario_load(name: ScenarioName, bodies: &Bodies) -> ScenarioLoad {
     match name {
         ScenarioName::Validate => ScenarioLoad {
             path: "/validate",
@@ -245,7 +257,7 @@ fn scenario_load(name: ScenarioName, bodies: &Bodies) -> ScenarioLoad {
     }
 }
 
-struct Bodies {
+pub(crate) struct Bodies {
     allowed: Bytes,
     denied: Bytes,
     convert: Bytes,
@@ -254,6 +266,61 @@ struct Bodies {
 
 const CONVERSION_OBJECTS: usize = 100;
 const LIST_OBJECTS: usize = 10_000;
+
+impl Bodies {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            allowed: Bytes::from(serde_json::to_vec(&bench_bodies::pod_review(false))?),
+            denied: Bytes::from(serde_json::to_vec(&bench_bodies::pod_review(true))?),
+            convert: Bytes::from(serde_json::to_vec(&bench_bodies::conversion_review(
+                CONVERSION_OBJECTS,
+            ))?),
+            convert_list: Bytes::from(serde_json::to_vec(
+                &bench_bodies::conversion_review_of_list(LIST_OBJECTS),
+            )?),
+        })
+    }
+}
+
+/// The run's CA and its ECDSA P-256 leaf for `localhost` and 127.0.0.1.
+pub(crate) fn certificates() -> Result<(CertificateAuthority, IssuedCertificate)> {
+    let ca = CertificateAuthority::new(
+        &CaOptions::new("stackable-bench-ca").key_algorithm(KeyAlgorithm::EcdsaP256),
+    )?;
+    let leaf = ca.issue(
+        &LeafOptions::new()
+            .dns_name("localhost")
+            .ip_address(std::net::Ipv4Addr::LOCALHOST.into())
+            .key_algorithm(KeyAlgorithm::EcdsaP256),
+    )?;
+    Ok((ca, leaf))
+}
+
+/// `--write-inputs`: the certificates and bodies of a run, as files.
+fn write_inputs(dir: &Path) -> Result {
+    let (ca, leaf) = certificates()?;
+    let bodies = Bodies::new()?;
+    std::fs::create_dir_all(dir)?;
+    let (ca_pem, cert_pem, key_pem) = (
+        ca.certificate().to_pem(),
+        leaf.certificate.to_pem(),
+        leaf.key.to_pem(),
+    );
+    let files: [(&str, &[u8]); 7] = [
+        ("ca.crt", ca_pem.as_bytes()),
+        ("tls.crt", cert_pem.as_bytes()),
+        ("tls.key", key_pem.as_bytes()),
+        ("validate.json", &bodies.allowed),
+        ("deny.json", &bodies.denied),
+        ("convert.json", &bodies.convert),
+        ("convert-10k.json", &bodies.convert_list),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    println!("wrote {} files to {}", files.len(), dir.display());
+    Ok(())
+}
 
 async fn bench(
     args: &Args,
@@ -286,15 +353,7 @@ async fn bench(
         .collect();
 
     // One CA and one ECDSA P-256 leaf for the run, the same files for both servers.
-    let ca = CertificateAuthority::new(
-        &CaOptions::new("stackable-bench-ca").key_algorithm(KeyAlgorithm::EcdsaP256),
-    )?;
-    let leaf = ca.issue(
-        &LeafOptions::new()
-            .dns_name("localhost")
-            .ip_address(std::net::Ipv4Addr::LOCALHOST.into())
-            .key_algorithm(KeyAlgorithm::EcdsaP256),
-    )?;
+    let (ca, leaf) = certificates()?;
     // The certificate folder holds nothing else: both servers watch it for changes, and a
     // log file written there would wake their watchers on every line.
     let cert_dir = work.path().join("certs");
@@ -312,16 +371,7 @@ async fn bench(
         env: args.server_env.clone(),
         log_dir: log_dir.clone(),
     };
-    let bodies = Bodies {
-        allowed: Bytes::from(serde_json::to_vec(&bench_bodies::pod_review(false))?),
-        denied: Bytes::from(serde_json::to_vec(&bench_bodies::pod_review(true))?),
-        convert: Bytes::from(serde_json::to_vec(&bench_bodies::conversion_review(
-            CONVERSION_OBJECTS,
-        ))?),
-        convert_list: Bytes::from(serde_json::to_vec(
-            &bench_bodies::conversion_review_of_list(LIST_OBJECTS),
-        )?),
-    };
+    let bodies = Bodies::new()?;
     let ticks = bench_peer::clock_ticks();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let load_average = std::fs::read_to_string("/proc/loadavg")

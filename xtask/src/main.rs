@@ -16,6 +16,7 @@ mod demo;
 mod fuzz;
 mod gen_crds;
 mod go_peer;
+mod profile;
 mod release;
 mod test;
 mod testenv;
@@ -41,6 +42,8 @@ enum Task {
     Testenv(testenv::Args),
     /// Benchmark stackable-webhook against controller-runtime's webhook server, side by side.
     Bench(bench::Args),
+    /// Count where one request of a bench scenario spends its instructions (callgrind).
+    Profile(profile::Args),
     /// Benchmark stackable-cainjector against cert-manager's cainjector on one control plane.
     BenchCainjector(bench_cainjector::Args),
     /// Fuzz every parser of outside input for a given time (stable driver, or cargo-fuzz).
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Task::Testenv(args) => testenv::run(args),
         Task::Bench(args) => bench::run(args),
         Task::BenchCainjector(args) => bench_cainjector::run(args),
+        Task::Profile(args) => profile::run(args),
         Task::Fuzz(args) => fuzz::run(args).map(|()| ExitCode::SUCCESS),
         Task::Release(args) => release::run(args).map_err(Into::into),
     };
