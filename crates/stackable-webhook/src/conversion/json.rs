@@ -561,11 +561,8 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use proptest::prelude::*;
     use serde::de::IgnoredAny;
-    use serde_json::value::RawValue;
 
     use super::*;
 
@@ -590,62 +587,6 @@ mod tests {
             review.desired_api_version.clone(),
             review.objects.clone(),
         )
-    }
-
-    /// A JSON object as serde_json reads it into a map of raw values (the last of a key given
-    /// twice counts).
-    fn raw_map(json: &str) -> Option<BTreeMap<String, String>> {
-        let map: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json).ok()?;
-        Some(
-            map.into_iter()
-                .map(|(k, v)| (k, v.get().to_owned()))
-                .collect(),
-        )
-    }
-
-    /// Noted members as a map (the last of a key given twice counts, as in serde_json).
-    fn noted_map<'a>(
-        members: impl Iterator<Item = (&'a str, &'a str)>,
-    ) -> BTreeMap<String, String> {
-        members.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-    }
-
-    /// The contract of the notes: for each object, the noted members (and `metadata`'s) are
-    /// what serde_json reads into maps of raw values at those two levels; an object without
-    /// notes is not an object, or has a key with escapes at those levels.
-    fn notes_agree_with_serde_json(review: &Review<'_>) -> Result<(), String> {
-        for (index, object) in review.objects.iter().enumerate() {
-            let noted = review.members.object(index);
-            let Some(mut expected) = raw_map(object) else {
-                if noted.is_some() {
-                    return Err(format!(
-                        "object {index} is not a map but has notes: {object}"
-                    ));
-                }
-                continue;
-            };
-            let Some(noted) = noted else {
-                if !object.contains('\\') {
-                    return Err(format!("object {index} has no notes: {object}"));
-                }
-                continue;
-            };
-            let metadata = expected.remove("metadata");
-            let members: Vec<_> = noted.members().collect();
-            if members.iter().any(|(k, _)| *k == "metadata") {
-                return Err(format!(
-                    "object {index}: metadata among the members: {object}"
-                ));
-            }
-            if noted_map(members.into_iter()) != expected {
-                return Err(format!("object {index}: members differ: {object}"));
-            }
-            let expected_metadata = metadata.as_deref().and_then(raw_map);
-            if noted.metadata().map(noted_map) != expected_metadata {
-                return Err(format!("object {index}: metadata differs: {object}"));
-            }
-        }
-        Ok(())
     }
 
     #[test]
@@ -722,7 +663,7 @@ mod tests {
     fn a_review_reads_as_serde_json_reads_it() {
         let fast = review(REVIEW).unwrap();
         assert_eq!(Some(fields(&fast)), by_serde(REVIEW));
-        notes_agree_with_serde_json(&fast).unwrap();
+        crate::fuzzing::notes_agree(&fast).unwrap();
         let first = fast.members.object(0).unwrap();
         assert_eq!(
             first.members().collect::<Vec<_>>(),
@@ -793,7 +734,7 @@ mod tests {
         );
         let fast = review(&body).unwrap();
         assert_eq!(Some(fields(&fast)), by_serde(&body));
-        notes_agree_with_serde_json(&fast).unwrap();
+        crate::fuzzing::notes_agree(&fast).unwrap();
         let noted: Vec<bool> = (0..objects.len())
             .map(|index| fast.members.object(index).is_some())
             .collect();
@@ -876,7 +817,7 @@ mod tests {
             if let Ok(text) = std::str::from_utf8(&bytes) {
                 if let Some(fast) = review(text) {
                     prop_assert_eq!(Some(fields(&fast)), by_serde(text), "{}", text);
-                    let notes = notes_agree_with_serde_json(&fast);
+                    let notes = crate::fuzzing::notes_agree(&fast);
                     prop_assert!(notes.is_ok(), "{:?}", notes);
                 }
                 prop_assert_eq!(is_json(text), serde_accepts(text), "{}", text);
@@ -889,7 +830,7 @@ mod tests {
             prop_assert_eq!(is_json(&text), serde_accepts(&text), "{}", text);
             if let Some(fast) = review(&text) {
                 prop_assert_eq!(Some(fields(&fast)), by_serde(&text));
-                let notes = notes_agree_with_serde_json(&fast);
+                let notes = crate::fuzzing::notes_agree(&fast);
                 prop_assert!(notes.is_ok(), "{:?}", notes);
             }
         }
