@@ -52,9 +52,15 @@ pub(crate) fn target_dir() -> PathBuf {
 
 /// Runs a cargo command from the workspace root, failing on a non-zero exit.
 pub(crate) fn cargo(args: &[&str]) -> Result {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with environment variables for cargo (a target folder, profile overrides).
+fn cargo_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result {
     eprintln!("bench: cargo {}", args.join(" "));
     let status = Command::new(env!("CARGO"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .status()?;
     if !status.success() {
@@ -142,16 +148,36 @@ pub(crate) fn write_table(out: &mut String, table: &[Vec<String>], left: usize) 
 
 /// Builds our server in release and returns its path.
 pub(crate) fn build_ours() -> Result<PathBuf> {
-    cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "stackable-webhook",
-        "--example",
-        "bench_server",
-    ])?;
-    let path = target_dir().join("release/examples/bench_server");
+    build_ours_with(&target_dir(), &[])
+}
+
+/// [`build_ours`] into the target folder `target`, with cargo's `profile` overrides
+/// (`CARGO_PROFILE_RELEASE_*` variables, e.g. `("LTO", "false")`).
+pub(crate) fn build_ours_with(target: &Path, profile: &[(&str, &str)]) -> Result<PathBuf> {
+    let names: Vec<String> = profile
+        .iter()
+        .map(|(key, _)| format!("CARGO_PROFILE_RELEASE_{key}"))
+        .collect();
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![("CARGO_TARGET_DIR", target.as_os_str())];
+    env.extend(
+        names
+            .iter()
+            .zip(profile)
+            .map(|(name, (_, value))| (name.as_str(), std::ffi::OsStr::new(*value))),
+    );
+    cargo_with_env(
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "stackable-webhook",
+            "--example",
+            "bench_server",
+        ],
+        &env,
+    )?;
+    let path = target.join("release/examples/bench_server");
     if !path.is_file() {
         return Err(format!("cargo built no {}", path.display()).into());
     }

@@ -128,26 +128,10 @@ fn build_server(no_lto: bool) -> Result<PathBuf> {
     if !no_lto {
         return bench_peer::build_ours();
     }
-    let dir = bench_peer::target_dir().join("profile-no-lto");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--package",
-            "stackable-webhook",
-            "--example",
-            "bench_server",
-        ])
-        .env("CARGO_TARGET_DIR", &dir)
-        .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
-        .current_dir(bench_peer::workspace_root())
-        .status()?;
-    if !status.success() {
-        return Err(format!("building the bench server without LTO failed ({status})").into());
-    }
-    Ok(dir.join("release/examples/bench_server"))
+    bench_peer::build_ours_with(
+        &bench_peer::target_dir().join("profile-no-lto"),
+        &[("LTO", "false"), ("CODEGEN_UNITS", "16")],
+    )
 }
 
 /// Starts the server under callgrind, sends `requests` requests, stops it with SIGINT (a
