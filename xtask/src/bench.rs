@@ -66,7 +66,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Pin both servers to this CPU (`taskset -c N`): every thread of a server, the blocking
-    /// pool's too, then shares one core.
+    /// pool's too, then shares one core. The client (this process) then runs on the other CPUs,
+    /// so that it never preempts the server it measures.
     #[arg(long, value_name = "N")]
     pin_cpu: Option<usize>,
     /// An environment variable for both servers (`KEY=VALUE`, repeatable), e.g.
@@ -80,6 +81,11 @@ pub(crate) struct Args {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Also write every measured request into this folder, one file per scenario, server and
+    /// round (`<scenario>-<server>-<round>.tsv`: when it started, in ms after the window opened,
+    /// and its latency in µs), to see when the slow ones came.
+    #[arg(long, value_name = "DIR")]
+    samples: Option<PathBuf>,
     /// Write the run's inputs into this folder and stop, for profiling a server with other tools
     /// (perf, callgrind, curl): a CA (`ca.crt`), a serving certificate and key for `localhost`
     /// and 127.0.0.1 (`tls.crt`, `tls.key`) and each scenario's request body
@@ -143,6 +149,9 @@ struct Row {
     requests: u64,
     requests_per_second: f64,
     latency: Percentiles,
+    /// The median over the 100 ms windows of each window's p99 (see
+    /// [`bench_load::window_p99s`]); `None` when no window had enough requests.
+    p99_typical_us: Option<u32>,
     errors: u64,
     error_samples: Vec<String>,
     warmup_requests: u64,
@@ -169,6 +178,57 @@ struct Probe {
     binary_bytes: u64,
 }
 
+/// Set (to the client's CPU list) in the process [`rerun_pinned`] starts.
+const CLIENT_PINNED: &str = "STACKABLE_BENCH_CLIENT_CPUS";
+
+/// The CPUs but `cpu` (as `taskset -c` takes them), `None` on a machine of one CPU.
+fn other_cpus(cpu: usize) -> Option<String> {
+    let count = machine_cpus();
+    let others: Vec<String> = (0..count)
+        .filter(|&other| other != cpu)
+        .map(|other| other.to_string())
+        .collect();
+    (!others.is_empty()).then(|| others.join(","))
+}
+
+/// The machine's CPUs (`cpuN` lines of /proc/stat; this process's affinity does not change it).
+fn machine_cpus() -> usize {
+    std::fs::read_to_string("/proc/stat")
+        .map(|stat| {
+            stat.lines()
+                .filter(|line| {
+                    line.strip_prefix("cpu")
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// Runs this command again pinned to `cpus` (`taskset -c`): with `--pin-cpu`, the client stays
+/// off the servers' CPU. Left to the scheduler, its threads, woken by the server's answers, are
+/// often put on the server's CPU and preempt it (measured: ~160 involuntary context switches
+/// a second of the server under validate load, against ~10 with the client pinned), and each
+/// preemption stalls every request in flight.
+fn rerun_pinned(cpus: &str) -> Result<ExitCode> {
+    let program = std::env::current_exe()?;
+    eprintln!("bench: running the client pinned to CPU {cpus} (taskset), off the servers' CPU");
+    let status = std::process::Command::new("taskset")
+        .arg("-c")
+        .arg(cpus)
+        .arg(&program)
+        .args(std::env::args_os().skip(1))
+        .env(CLIENT_PINNED, cpus)
+        .status()
+        .map_err(|e| format!("cannot run {} under taskset: {e}", program.display()))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Runs the benchmark (from the release build of xtask).
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
@@ -177,6 +237,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if let Some(dir) = &args.write_inputs {
         write_inputs(dir)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(cpu) = args.pin_cpu
+        && std::env::var_os(CLIENT_PINNED).is_none()
+        && let Some(others) = other_cpus(cpu)
+    {
+        return rerun_pinned(&others);
     }
     let ours = if wanted_peers(&args).contains(&Peer::Ours) {
         Some(bench_peer::build_ours()?)
@@ -373,14 +439,17 @@ async fn bench(
     };
     let bodies = Bodies::new()?;
     let ticks = bench_peer::clock_ticks();
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cores = machine_cpus();
+    let client_cpus = std::env::var(CLIENT_PINNED)
+        .map(|cpus| format!(", pinned to CPU {cpus}"))
+        .unwrap_or_default();
     let load_average = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next().map(str::to_owned))
         .unwrap_or_default();
 
     let how = format!(
-        "{cores} cores (load average {load_average} at start); servers: {}; client: this process (release), {concurrency} HTTP/1.1 connections, \
+        "{cores} cores (load average {load_average} at start); servers: {}; client: this process (release{client_cpus}), {concurrency} HTTP/1.1 connections, \
          TLS 1.3, no resumption, kx offer {:?}; measured {duration} s per scenario and server in {rounds} \
          round(s) of {window:.1} s, each on a fresh server after {warmup} s of warm-up, the servers \
          taking turns; ECDSA P-256 leaf; \
@@ -448,6 +517,9 @@ async fn bench(
                 server.stop();
                 match result {
                     Ok(measurement) => {
+                        if let Some(dir) = &args.samples {
+                            write_samples(&dir.join(format!("{tag}.tsv")), &measurement)?;
+                        }
                         if measurement.errors > 0 {
                             eprintln!(
                                 "bench:   {} errors, e.g. {:?}",
@@ -570,6 +642,8 @@ async fn measure(
         )
     });
     let result = bench_load::run(&target, &load).await;
+    let window_p99s = bench_load::window_p99s(&result.started_ms, &result.latencies_us);
+    let started_ms = result.started_ms;
     let (server_cpu, client_cpu, machine_busy, memory) = sampler.await?;
     let server_cpu = server_cpu?;
     let client_cpu = client_cpu?;
@@ -580,6 +654,8 @@ async fn measure(
     Ok(Measurement {
         seconds: timing.duration,
         latencies_us: result.latencies_us,
+        started_ms,
+        window_p99s,
         errors: result.errors,
         error_samples: result.error_samples,
         warmup_requests: result.warmup_requests,
@@ -599,6 +675,10 @@ async fn measure(
 struct Measurement {
     seconds: f64,
     latencies_us: Vec<u32>,
+    /// When each request started (ms into the window; parallel to `latencies_us`).
+    started_ms: Vec<u32>,
+    /// The p99 of each 100 ms window with enough requests.
+    window_p99s: Vec<u32>,
     errors: u64,
     error_samples: Vec<String>,
     warmup_requests: u64,
@@ -612,8 +692,28 @@ struct Measurement {
     other_cpu_seconds: f64,
 }
 
+/// Writes the measured requests of one window (see `--samples`), in the order they started.
+fn write_samples(path: &Path, measurement: &Measurement) -> Result {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut samples: Vec<(u32, u32)> = measurement
+        .started_ms
+        .iter()
+        .copied()
+        .zip(measurement.latencies_us.iter().copied())
+        .collect();
+    samples.sort_unstable();
+    let mut text = String::from("started_ms\tlatency_us\n");
+    for (started, latency) in samples {
+        let _ = writeln!(text, "{started}\t{latency}");
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+}
+
 /// Merges the rounds of one server in one scenario: counts and CPU times add up, latency
-/// percentiles are taken over all requests, memory is the largest, start-up the median.
+/// percentiles are taken over all requests (the typical p99 over the windows of all rounds),
+/// memory is the largest, start-up the median.
 fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Row {
     let count = rounds.len();
     let seconds: f64 = rounds.iter().map(|m| m.seconds).sum();
@@ -626,9 +726,11 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
     let startup_ms = median(|m| m.startup_ms);
     let listen_ms = median(|m| m.listen_ms);
     let mut latencies: Vec<u32> = Vec::new();
+    let mut window_p99s: Vec<u32> = Vec::new();
     let mut error_samples = Vec::new();
     for m in &rounds {
         latencies.extend_from_slice(&m.latencies_us);
+        window_p99s.extend_from_slice(&m.window_p99s);
         error_samples.extend(m.error_samples.iter().cloned());
     }
     error_samples.truncate(3);
@@ -645,6 +747,7 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
             0.0
         },
         latency: Percentiles::of(&mut latencies),
+        p99_typical_us: (!window_p99s.is_empty()).then(|| Percentiles::of(&mut window_p99s).p50_us),
         errors: rounds.iter().map(|m| m.errors).sum(),
         error_samples,
         warmup_requests: rounds.iter().map(|m| m.warmup_requests).sum(),
@@ -813,6 +916,7 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
         "req/s",
         "p50 ms",
         "p99 ms",
+        "p99 typ ms",
         "max ms",
         "errors",
         "srv CPU s",
@@ -833,6 +937,8 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             format!("{:.0}", row.requests_per_second),
             format!("{:.2}", ms(row.latency.p50_us)),
             format!("{:.2}", ms(row.latency.p99_us)),
+            row.p99_typical_us
+                .map_or_else(|| "-".to_owned(), |p99| format!("{:.2}", ms(p99))),
             format!("{:.1}", ms(row.latency.max_us)),
             row.errors.to_string(),
             format!("{:.2}", row.server_cpu_seconds),
@@ -878,11 +984,16 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nreq/s and latency are client-side over the measured window; srv CPU is the server's user+system \
-         time in that window (client and server share the cores; client CPU is this process's time in \
-         the same window, other CPU what the rest of the machine used meanwhile); RSS from /proc: idle after the first request, at the end of the window, and \
-         the peak (VmHWM), largest over the rounds; listen = spawn to the first accepted TCP connection, start = spawn \
-         to the first served request (the difference is mostly the first TLS handshake), medians over the rounds."
+        "\nreq/s and latency are client-side over the measured window; p99 typ is the median over the \
+         100 ms windows (of at least 100 requests) of each window's p99: the tail of a typical tenth \
+         of a second, which a stretch where the machine runs slower moves less than it moves p99; \
+         srv CPU is the server's user+system time in that window (client and server share the cores; \
+         client CPU is this process's time in the same window, other CPU what the rest of the \
+         machine used meanwhile); RSS from /proc: idle after the first request, at the end of the \
+         window, and the peak (VmHWM), largest over the rounds; listen = the server's process \
+         started (timed when spawning returns) to the first accepted TCP connection, start = the \
+         same to the first served request (the difference is mostly the first TLS handshake), \
+         medians over the rounds."
     );
     out
 }

@@ -172,6 +172,9 @@ pub(crate) struct Load {
 pub(crate) struct LoadResult {
     /// Latency of every successful measured request, in microseconds.
     pub(crate) latencies_us: Vec<u32>,
+    /// When each of them started, in milliseconds after the measured window opened (same
+    /// order as `latencies_us`).
+    pub(crate) started_ms: Vec<u32>,
     /// Failed measured requests.
     pub(crate) errors: u64,
     /// The first few error messages.
@@ -193,6 +196,7 @@ pub(crate) async fn run(target: &Target, load: &Load) -> LoadResult {
         match result {
             Ok(result) => {
                 merged.latencies_us.extend(result.latencies_us);
+                merged.started_ms.extend(result.started_ms);
                 merged.errors += result.errors;
                 merged.warmup_requests += result.warmup_requests;
                 for sample in result.error_samples {
@@ -215,6 +219,7 @@ pub(crate) async fn run(target: &Target, load: &Load) -> LoadResult {
 async fn worker(target: &Target, load: &Load) -> LoadResult {
     let mut result = LoadResult {
         latencies_us: Vec::with_capacity(1 << 14),
+        started_ms: Vec::with_capacity(1 << 14),
         ..LoadResult::default()
     };
     let mut sender: Option<Sender> = None;
@@ -230,9 +235,15 @@ async fn worker(target: &Target, load: &Load) -> LoadResult {
         match outcome {
             Ok(()) if measured => {
                 let micros = started.elapsed().as_micros();
+                let offset = started
+                    .saturating_duration_since(load.measure_from)
+                    .as_millis();
                 result
                     .latencies_us
                     .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                result
+                    .started_ms
+                    .push(u32::try_from(offset).unwrap_or(u32::MAX));
             }
             Ok(()) => result.warmup_requests += 1,
             Err(error) => {
@@ -287,6 +298,35 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
             .any(|window| window == needle)
 }
 
+/// How long the windows of [`window_p99s`] are, in milliseconds.
+pub(crate) const WINDOW_MS: u32 = 100;
+
+/// Fewer requests than this in a window, and [`window_p99s`] leaves it out (its 99th
+/// percentile would be its largest sample).
+pub(crate) const WINDOW_MIN_REQUESTS: usize = 100;
+
+/// The 99th percentile (nearest rank, microseconds) of the requests started in each
+/// [`WINDOW_MS`] window of one measured window, in time order, for the windows of at least
+/// [`WINDOW_MIN_REQUESTS`] requests. `started_ms` and `latencies_us` are parallel.
+///
+/// The median of these is the tail of a typical tenth of a second: unlike the p99 over the
+/// whole window, a stretch of seconds in which the machine runs slower (a VM whose host is
+/// busy) does not move it.
+pub(crate) fn window_p99s(started_ms: &[u32], latencies_us: &[u32]) -> Vec<u32> {
+    let mut windows: std::collections::BTreeMap<u32, Vec<u32>> = std::collections::BTreeMap::new();
+    for (&started, &latency) in started_ms.iter().zip(latencies_us) {
+        windows
+            .entry(started / WINDOW_MS)
+            .or_default()
+            .push(latency);
+    }
+    windows
+        .into_values()
+        .filter(|samples| samples.len() >= WINDOW_MIN_REQUESTS)
+        .map(|mut samples| Percentiles::of(&mut samples).p99_us)
+        .collect()
+}
+
 /// Latency percentiles of a set of samples (microseconds), sorted in place.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub(crate) struct Percentiles {
@@ -327,6 +367,30 @@ mod tests {
         let p = Percentiles::of(&mut samples);
         assert_eq!((p.p50_us, p.p99_us, p.max_us), (50, 99, 100));
         assert_eq!(Percentiles::of(&mut []).max_us, 0);
+    }
+
+    #[test]
+    fn window_p99s_take_each_window_alone() {
+        // Window 0: 200 requests of 1..=200 µs; window 1: 150 of 1 ms and one slow one; window
+        // 2: too few requests to count.
+        let mut started = Vec::new();
+        let mut latencies = Vec::new();
+        for latency in 1..=200 {
+            started.push(5);
+            latencies.push(latency);
+        }
+        for _ in 0..150 {
+            started.push(WINDOW_MS + 50);
+            latencies.push(1_000);
+        }
+        started.push(WINDOW_MS + 99);
+        latencies.push(9_000);
+        for _ in 0..10 {
+            started.push(2 * WINDOW_MS);
+            latencies.push(50_000);
+        }
+        assert_eq!(window_p99s(&started, &latencies), vec![198, 1_000]);
+        assert!(window_p99s(&[], &[]).is_empty());
     }
 
     #[test]

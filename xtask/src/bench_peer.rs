@@ -266,10 +266,14 @@ impl Server {
                 .env("GOMAXPROCS", threads.to_string())
                 .env("TOKIO_WORKER_THREADS", threads.to_string());
         }
-        let spawned = Instant::now();
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {} ({}): {e}", peer.label(), binary.display()))?;
+        // Timed when spawning returns: the process exists (posix_spawn returns once the child
+        // has exec'd). Before it, `spawn` may spend tens of milliseconds in this process's
+        // allocator (glibc consolidating the heap the 10k-object review body left behind),
+        // which is no part of the server's start.
+        let spawned = Instant::now();
         Ok(Self {
             child,
             addr,
