@@ -8,8 +8,9 @@
 //! ValidatingWebhookConfiguration, the Secret carrying `cert-manager.io/allow-direct-injection:
 //! "true"` and a `ca.crt`. For each injector, in turn:
 //!
-//! 1. start-up: a fresh annotated target is created, the injector started; the time from
-//!    spawn to the target's caBundle, seen by a watch in this process;
+//! 1. start-up: a fresh annotated target is created, the injector started; the time from the
+//!    spawned process (timed when spawning returns) to the target's caBundle, seen by a watch
+//!    in this process;
 //! 2. RSS idle (`VmRSS`, `VmHWM` from `/proc`) after a settle time;
 //! 3. injection latency: the Secret's `ca.crt` is switched between three CAs `--updates`
 //!    times; each time from sending the update to the watch event carrying the new bundle;
@@ -779,7 +780,7 @@ fn render(how: &str, figures: &[Figures]) -> String {
         "\nLatency: from sending the Secret update to the watch event in this process showing the \
          new caBundle on the target, {count} updates per phase (with so few samples p99 is the \
          second largest or the largest). The watch is opened once per phase, 0.5 s before the \
-         first update. Start-up: spawn to the watch event showing the first injection into a \
+         first update. Start-up: the process spawned (timed when spawning returns) to the watch event showing the first injection into a \
          target created just before. RSS from /proc (VmRSS; peak = VmHWM since \
          the process started), read after the settle time. CPU: the injector's user+system time \
          from the first Secret created to the end of the settle time."
