@@ -222,11 +222,7 @@ fn rerun_pinned(cpus: &str) -> Result<ExitCode> {
         .env(CLIENT_PINNED, cpus)
         .status()
         .map_err(|e| format!("cannot run {} under taskset: {e}", program.display()))?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(bench_peer::exit_code(status))
 }
 
 /// Runs the benchmark (from the release build of xtask).
@@ -642,8 +638,6 @@ async fn measure(
         )
     });
     let result = bench_load::run(&target, &load).await;
-    let window_p99s = bench_load::window_p99s(&result.started_ms, &result.latencies_us);
-    let started_ms = result.started_ms;
     let (server_cpu, client_cpu, machine_busy, memory) = sampler.await?;
     let server_cpu = server_cpu?;
     let client_cpu = client_cpu?;
@@ -654,8 +648,7 @@ async fn measure(
     Ok(Measurement {
         seconds: timing.duration,
         latencies_us: result.latencies_us,
-        started_ms,
-        window_p99s,
+        started_ms: result.started_ms,
         errors: result.errors,
         error_samples: result.error_samples,
         warmup_requests: result.warmup_requests,
@@ -677,8 +670,6 @@ struct Measurement {
     latencies_us: Vec<u32>,
     /// When each request started (ms into the window; parallel to `latencies_us`).
     started_ms: Vec<u32>,
-    /// The p99 of each 100 ms window with enough requests.
-    window_p99s: Vec<u32>,
     errors: u64,
     error_samples: Vec<String>,
     warmup_requests: u64,
@@ -730,7 +721,7 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
     let mut error_samples = Vec::new();
     for m in &rounds {
         latencies.extend_from_slice(&m.latencies_us);
-        window_p99s.extend_from_slice(&m.window_p99s);
+        window_p99s.extend(bench_load::window_p99s(&m.started_ms, &m.latencies_us));
         error_samples.extend(m.error_samples.iter().cloned());
     }
     error_samples.truncate(3);

@@ -780,8 +780,8 @@ fn render(how: &str, figures: &[Figures]) -> String {
         "\nLatency: from sending the Secret update to the watch event in this process showing the \
          new caBundle on the target, {count} updates per phase (with so few samples p99 is the \
          second largest or the largest). The watch is opened once per phase, 0.5 s before the \
-         first update. Start-up: the process spawned (timed when spawning returns) to the watch event showing the first injection into a \
-         target created just before. RSS from /proc (VmRSS; peak = VmHWM since \
+         first update. Start-up: the process spawned (timed when spawning returns) to the watch \
+         event showing the first injection into a target created just before. RSS from /proc (VmRSS; peak = VmHWM since \
          the process started), read after the settle time. CPU: the injector's user+system time \
          from the first Secret created to the end of the settle time."
     );

@@ -309,9 +309,9 @@ pub(crate) const WINDOW_MIN_REQUESTS: usize = 100;
 /// [`WINDOW_MS`] window of one measured window, in time order, for the windows of at least
 /// [`WINDOW_MIN_REQUESTS`] requests. `started_ms` and `latencies_us` are parallel.
 ///
-/// The median of these is the tail of a typical tenth of a second: unlike the p99 over the
-/// whole window, a stretch of seconds in which the machine runs slower (a VM whose host is
-/// busy) does not move it.
+/// The median of these is the tail of a typical tenth of a second: a stretch of seconds in
+/// which the machine runs slower (a VM whose host is busy) moves it less than it moves the p99
+/// over the whole window.
 pub(crate) fn window_p99s(started_ms: &[u32], latencies_us: &[u32]) -> Vec<u32> {
     let mut windows: std::collections::BTreeMap<u32, Vec<u32>> = std::collections::BTreeMap::new();
     for (&started, &latency) in started_ms.iter().zip(latencies_us) {

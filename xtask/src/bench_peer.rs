@@ -87,11 +87,16 @@ pub(crate) fn reexec_release(log: &str) -> Result<std::process::ExitCode> {
         .args(std::env::args_os().skip(1))
         .status()
         .map_err(|e| format!("cannot run {}: {e}", release.display()))?;
-    Ok(if status.success() {
+    Ok(exit_code(status))
+}
+
+/// The exit code that passes on how a command this one ran again ended.
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> std::process::ExitCode {
+    if status.success() {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
-    })
+    }
 }
 
 /// Bytes as mebibytes with one decimal, e.g. `11.2 MiB`.
