@@ -73,10 +73,12 @@ async fn certificate_requests_follow_issuer_libs_order() {
     }
     harness.decide(&ns, "unapproved", true).await;
     let request = wait_ready(&requests, "unapproved", "True", "Issued").await;
-    assert_eq!(
-        timeline.of("unapproved"),
-        states(&[("Unknown", "Initializing"), ("True", "Issued")])
-    );
+    timeline
+        .assert_states(
+            "unapproved",
+            &[("Unknown", "Initializing"), ("True", "Issued")],
+        )
+        .await;
     let certificate = issued_certificate(&request);
     assert!(certificate.is_issued_by(harness.script.ca.certificate()));
     assert_eq!(certificate.info().dns_names, ["unapproved.example.com"]);
@@ -119,7 +121,9 @@ async fn certificate_requests_follow_issuer_libs_order() {
     harness.decide(&ns, "denied", false).await;
     let request = wait_ready(&requests, "denied", "False", "Denied").await;
     assert!(failure_time(&request).is_some());
-    assert_eq!(timeline.of("denied"), states(&[("False", "Denied")]));
+    timeline
+        .assert_states("denied", &[("False", "Denied")])
+        .await;
     assert_eq!(harness.script.signs("denied"), 0);
     harness
         .wait_event(&ns, "CertificateRequest", "denied", |(t, r, _)| {
@@ -165,14 +169,16 @@ async fn certificate_requests_follow_issuer_libs_order() {
         .unwrap();
     wait_ready(&requests, "waits", "True", "Issued").await;
     assert_eq!(harness.script.signs("waits"), 1);
-    assert_eq!(
-        timeline.of("waits"),
-        states(&[
-            ("Unknown", "Initializing"),
-            ("False", "Pending"),
-            ("True", "Issued")
-        ])
-    );
+    timeline
+        .assert_states(
+            "waits",
+            &[
+                ("Unknown", "Initializing"),
+                ("False", "Pending"),
+                ("True", "Issued"),
+            ],
+        )
+        .await;
     harness
         .wait_event(&ns, "CertificateRequest", "waits", |(_, r, _)| {
             r == "WaitingForIssuerReady"

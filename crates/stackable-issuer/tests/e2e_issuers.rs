@@ -41,10 +41,9 @@ async fn issuers_are_checked_and_their_ready_condition_follows() {
     let ready = issuer.ready_condition().unwrap().clone();
     assert_eq!(ready.observed_generation, Some(1));
     assert_eq!(ready.message, "Succeeded checking the issuer");
-    assert_eq!(
-        timeline.of("ca"),
-        states(&[("Unknown", "Initializing"), ("True", "Checked")])
-    );
+    timeline
+        .assert_states("ca", &[("Unknown", "Initializing"), ("True", "Checked")])
+        .await;
     // Written by server-side apply on the status subresource, under the field owner.
     let managed = issuer.managed_fields();
     assert!(

@@ -53,13 +53,30 @@ impl Timeline {
         (timeline, task)
     }
 
-    pub fn of(&self, name: &str) -> Vec<(String, String)> {
+    fn of(&self, name: &str) -> Vec<(String, String)> {
         self.0
             .lock()
             .unwrap()
             .get(name)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Asserts that `name` went through exactly `expected`, in order. The watch may lag behind
+    /// the GET that saw the last state, so this waits (up to 10 s) for the watch to deliver
+    /// that last state before comparing: events of one object arrive in order, so by then every
+    /// state before it has arrived too.
+    pub async fn assert_states(&self, name: &str, expected: &[(&str, &str)]) {
+        let expected = states(expected);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.of(name).last() != expected.last() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            self.of(name),
+            expected,
+            "the Ready states {name} went through"
+        );
     }
 }
 
