@@ -164,6 +164,9 @@ struct Row {
     server_cpu_us_per_request: f64,
     client_cpu_seconds: f64,
     other_cpu_seconds: f64,
+    /// Steal time over the windows, in % of the server's CPU (of the machine's CPUs when not
+    /// pinned).
+    steal_percent: f64,
 }
 
 /// What one server answered to the correctness probes before the load.
@@ -503,6 +506,7 @@ async fn bench(
                         warmup,
                         concurrency,
                         ticks,
+                        steal_cpu: args.pin_cpu,
                     },
                     &mut probes,
                     binary,
@@ -576,6 +580,8 @@ struct Timing {
     warmup: f64,
     concurrency: usize,
     ticks: f64,
+    /// Whose steal time to read: the server's CPU when pinned, else the machine's.
+    steal_cpu: Option<usize>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -617,31 +623,59 @@ async fn measure(
         measure_from,
         until,
     };
-    // CPU and memory are read at the window's edges by a sampler beside the workers.
+    // CPU and memory are read at the window's edges by a sampler beside the workers; the steal
+    // time of the server's CPU (the machine's when not pinned) also every window of
+    // `bench_load::WINDOW_MS`, to tell which stretches the hypervisor took.
+    let steal_cpu = timing.steal_cpu;
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
         let cpu = |pid| bench_peer::cpu_seconds(pid, timing.ticks).map_err(|e| e.to_string());
-        let busy = || bench_peer::machine_busy_seconds(timing.ticks).map_err(|e| e.to_string());
+        let machine = || bench_peer::cpu_times(None, timing.ticks).map_err(|e| e.to_string());
+        let steal = || {
+            bench_peer::cpu_times(steal_cpu, timing.ticks)
+                .map(|t| t.steal)
+                .ok()
+        };
         let server_cpu = cpu(Some(pid));
         let client_cpu = cpu(None);
-        let machine = busy();
+        let start_machine = machine();
+        let start_steal = steal();
+        let mut steal_ms = Vec::new();
+        let mut last = start_steal;
+        let mut tick = measure_from;
+        loop {
+            tick += Duration::from_millis(u64::from(bench_load::WINDOW_MS));
+            if tick > until {
+                break;
+            }
+            tokio::time::sleep_until(tick.into()).await;
+            let now = steal();
+            steal_ms.push(match (last, now) {
+                (Some(a), Some(b)) => (b - a) * 1000.0,
+                _ => 0.0,
+            });
+            last = now;
+        }
         tokio::time::sleep_until(until.into()).await;
         let end_server_cpu = cpu(Some(pid));
         let end_client_cpu = cpu(None);
-        let end_machine = busy();
+        let end_machine = machine();
+        let end_steal = steal();
         let memory = bench_peer::memory(pid).map_err(|e| e.to_string());
         (
             server_cpu.and_then(|a| end_server_cpu.map(|b| b - a)),
             client_cpu.and_then(|a| end_client_cpu.map(|b| b - a)),
-            machine.and_then(|a| end_machine.map(|b| b - a)),
+            start_machine.and_then(|a| end_machine.map(|b| b - a)),
+            start_steal.zip(end_steal).map_or(0.0, |(a, b)| b - a),
+            steal_ms,
             memory,
         )
     });
     let result = bench_load::run(&target, &load).await;
-    let (server_cpu, client_cpu, machine_busy, memory) = sampler.await?;
+    let (server_cpu, client_cpu, machine, steal_seconds, steal_ms, memory) = sampler.await?;
     let server_cpu = server_cpu?;
     let client_cpu = client_cpu?;
-    let other_cpu = (machine_busy? - server_cpu - client_cpu).max(0.0);
+    let other_cpu = (machine?.busy - server_cpu - client_cpu).max(0.0);
     let end: Memory = memory?;
     server.check_alive()?;
 
@@ -660,6 +694,13 @@ async fn measure(
         server_cpu_seconds: server_cpu,
         client_cpu_seconds: client_cpu,
         other_cpu_seconds: other_cpu,
+        steal_seconds,
+        steal_cpus: if steal_cpu.is_some() {
+            1
+        } else {
+            machine_cpus()
+        },
+        steal_ms,
     })
 }
 
@@ -681,9 +722,17 @@ struct Measurement {
     server_cpu_seconds: f64,
     client_cpu_seconds: f64,
     other_cpu_seconds: f64,
+    /// Steal time of the server's CPU (of the machine's CPUs added up when not pinned) over
+    /// the window.
+    steal_seconds: f64,
+    /// How many CPUs `steal_seconds` is of.
+    steal_cpus: usize,
+    /// The same per `bench_load::WINDOW_MS` window, in ms.
+    steal_ms: Vec<f64>,
 }
 
-/// Writes the measured requests of one window (see `--samples`), in the order they started.
+/// Writes the measured requests of one window (see `--samples`), in the order they started,
+/// and beside them (`<tag>.steal.tsv`) the steal time of each 100 ms of the window.
 fn write_samples(path: &Path, measurement: &Measurement) -> Result {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -699,7 +748,19 @@ fn write_samples(path: &Path, measurement: &Measurement) -> Result {
     for (started, latency) in samples {
         let _ = writeln!(text, "{started}\t{latency}");
     }
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write(path, text)?;
+    let mut steal = String::from("window_ms\tsteal_ms\n");
+    for (i, ms) in measurement.steal_ms.iter().enumerate() {
+        let _ = writeln!(
+            steal,
+            "{}\t{ms:.0}",
+            i as u64 * u64::from(bench_load::WINDOW_MS)
+        );
+    }
+    Ok(write(&path.with_extension("steal.tsv"), steal)?)
 }
 
 /// Merges the rounds of one server in one scenario: counts and CPU times add up, latency
@@ -755,6 +816,11 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
         },
         client_cpu_seconds: rounds.iter().map(|m| m.client_cpu_seconds).sum(),
         other_cpu_seconds: rounds.iter().map(|m| m.other_cpu_seconds).sum(),
+        steal_percent: {
+            let of: f64 = rounds.iter().map(|m| m.seconds * m.steal_cpus as f64).sum();
+            let steal: f64 = rounds.iter().map(|m| m.steal_seconds).sum();
+            if of > 0.0 { steal * 100.0 / of } else { 0.0 }
+        },
     }
 }
 
@@ -919,6 +985,7 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
         "start ms",
         "client CPU s",
         "other CPU s",
+        "steal %",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
     for row in rows {
@@ -941,6 +1008,7 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             format!("{:.0}", row.startup_ms),
             format!("{:.2}", row.client_cpu_seconds),
             format!("{:.2}", row.other_cpu_seconds),
+            format!("{:.1}", row.steal_percent),
         ]);
     }
     let _ = writeln!(out);
@@ -980,7 +1048,9 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
          of a second, which a stretch where the machine runs slower moves less than it moves p99; \
          srv CPU is the server's user+system time in that window (client and server share the cores; \
          client CPU is this process's time in the same window, other CPU what the rest of the \
-         machine used meanwhile); RSS from /proc: idle after the first request, at the end of the \
+         machine used meanwhile); steal is the time the hypervisor ran something else while this \
+         VM wanted the CPU (/proc/stat), of the servers' CPU when pinned, else of all CPUs: no \
+         process of the machine runs then, and a request in flight waits; RSS from /proc: idle after the first request, at the end of the \
          window, and the peak (VmHWM), largest over the rounds; listen = the server's process \
          started (timed when spawning returns) to the first accepted TCP connection, start = the \
          same to the first served request (the difference is mostly the first TLS handshake), \

@@ -351,20 +351,51 @@ pub(crate) fn cpu_seconds(pid: Option<u32>, ticks: f64) -> Result<f64> {
     Ok((utime + stime) / ticks)
 }
 
-/// Busy CPU seconds of the whole machine (all cores, `/proc/stat`: everything but idle and
-/// iowait), to tell how much other work ran beside the benchmark.
-pub(crate) fn machine_busy_seconds(ticks: f64) -> Result<f64> {
+/// CPU seconds from one line of `/proc/stat`, split into what ran and what the hypervisor
+/// took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct CpuTimes {
+    /// user, nice, system, irq and softirq: the work of this machine's processes and kernel.
+    pub(crate) busy: f64,
+    /// steal: time the CPU was runnable but the hypervisor ran something else (a VM's host
+    /// busy with other guests). Nothing inside the machine runs then, ours or anyone's.
+    pub(crate) steal: f64,
+}
+
+impl std::ops::Sub for CpuTimes {
+    type Output = CpuTimes;
+
+    fn sub(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            busy: self.busy - earlier.busy,
+            steal: self.steal - earlier.steal,
+        }
+    }
+}
+
+/// CPU times of the whole machine (`cpu`, all cores added) or of one CPU (`cpuN`).
+pub(crate) fn cpu_times(cpu: Option<usize>, ticks: f64) -> Result<CpuTimes> {
     let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().ok_or("empty /proc/stat")?;
+    let name = cpu.map_or_else(|| "cpu".to_owned(), |n| format!("cpu{n}"));
+    let line = stat
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name.as_str()))
+        .ok_or_else(|| format!("no {name} line in /proc/stat"))?;
+    parse_cpu_times(line, ticks)
+}
+
+/// One `cpu…` line of `/proc/stat`: user nice system idle iowait irq softirq steal ….
+fn parse_cpu_times(line: &str, ticks: f64) -> Result<CpuTimes> {
     let values: Vec<f64> = line
         .split_whitespace()
         .skip(1)
         .map(str::parse::<f64>)
         .collect::<std::result::Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal ...
-    let total: f64 = values.iter().take(8).sum();
-    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
-    Ok((total - idle) / ticks)
+    let field = |i: usize| values.get(i).copied().unwrap_or(0.0);
+    Ok(CpuTimes {
+        busy: (field(0) + field(1) + field(2) + field(5) + field(6)) / ticks,
+        steal: field(7) / ticks,
+    })
 }
 
 /// Resident memory of a process, in bytes.
@@ -419,10 +450,25 @@ mod tests {
     }
 
     #[test]
+    fn cpu_times_leave_idle_out_and_steal_apart() {
+        let times = parse_cpu_times("cpu0 100 5 20 900 7 3 2 40 0 0", 100.0).unwrap();
+        assert_eq!(
+            times,
+            CpuTimes {
+                busy: 1.3,
+                steal: 0.4
+            }
+        );
+        assert!(parse_cpu_times("cpu0 1 x", 100.0).is_err());
+    }
+
+    #[test]
     fn reads_own_cpu_and_memory() {
         let ticks = clock_ticks();
         assert!(cpu_seconds(None, ticks).unwrap() >= 0.0);
-        assert!(machine_busy_seconds(ticks).unwrap() > 0.0);
+        assert!(cpu_times(None, ticks).unwrap().busy > 0.0);
+        assert!(cpu_times(Some(0), ticks).unwrap().busy > 0.0);
+        assert!(cpu_times(Some(100_000), ticks).is_err());
         let memory = memory(std::process::id()).unwrap();
         assert!(memory.rss > 0 && memory.hwm >= memory.rss);
     }
