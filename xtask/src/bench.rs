@@ -83,7 +83,8 @@ pub(crate) struct Args {
     json: Option<PathBuf>,
     /// Also write every measured request into this folder, one file per scenario, server and
     /// round (`<scenario>-<server>-<round>.tsv`: when it started, in ms after the window opened,
-    /// and its latency in µs), to see when the slow ones came.
+    /// and its latency in µs), to see when the slow ones came; beside each, `<…>.steal.tsv`: the
+    /// steal time of each 100 ms (of the servers' CPU with `--pin-cpu`, else of all CPUs).
     #[arg(long, value_name = "DIR")]
     samples: Option<PathBuf>,
     /// Write the run's inputs into this folder and stop, for profiling a server with other tools
