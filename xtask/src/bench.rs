@@ -527,6 +527,18 @@ async fn bench(
                                 measurement.errors, measurement.error_samples
                             );
                         }
+                        let steal = measurement.steal_percent();
+                        if steal >= STEAL_WARN_PERCENT {
+                            eprintln!(
+                                "bench:   {steal:.1} % of the {} taken by the hypervisor in this window (steal): \
+                                 its figures are not comparable with a window without",
+                                if args.pin_cpu.is_some() {
+                                    "servers' CPU"
+                                } else {
+                                    "CPUs"
+                                }
+                            );
+                        }
                         if let Some((_, list)) = measured.iter_mut().find(|(p, _)| *p == peer) {
                             list.push(measurement);
                         }
@@ -730,6 +742,21 @@ struct Measurement {
     steal_cpus: usize,
     /// The same per `bench_load::WINDOW_MS` window, in ms.
     steal_ms: Vec<f64>,
+}
+
+/// Steal (in % of the CPU it is read from) from which a window's figures are flagged.
+const STEAL_WARN_PERCENT: f64 = 1.0;
+
+impl Measurement {
+    /// The window's steal time in % of the CPUs it was read from.
+    fn steal_percent(&self) -> f64 {
+        let of = self.seconds * self.steal_cpus as f64;
+        if of > 0.0 {
+            self.steal_seconds * 100.0 / of
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Writes the measured requests of one window (see `--samples`), in the order they started,
