@@ -748,14 +748,23 @@ struct Measurement {
 const STEAL_WARN_PERCENT: f64 = 1.0;
 
 impl Measurement {
+    /// The CPU seconds the steal time was read over: the window times the CPUs watched.
+    fn cpu_seconds_watched(&self) -> f64 {
+        self.seconds * self.steal_cpus as f64
+    }
+
     /// The window's steal time in % of the CPUs it was read from.
     fn steal_percent(&self) -> f64 {
-        let of = self.seconds * self.steal_cpus as f64;
-        if of > 0.0 {
-            self.steal_seconds * 100.0 / of
-        } else {
-            0.0
-        }
+        percent_of(self.steal_seconds, self.cpu_seconds_watched())
+    }
+}
+
+/// `part` in % of `whole` (0 when `whole` is not positive).
+fn percent_of(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part * 100.0 / whole
+    } else {
+        0.0
     }
 }
 
@@ -844,11 +853,10 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
         },
         client_cpu_seconds: rounds.iter().map(|m| m.client_cpu_seconds).sum(),
         other_cpu_seconds: rounds.iter().map(|m| m.other_cpu_seconds).sum(),
-        steal_percent: {
-            let of: f64 = rounds.iter().map(|m| m.seconds * m.steal_cpus as f64).sum();
-            let steal: f64 = rounds.iter().map(|m| m.steal_seconds).sum();
-            if of > 0.0 { steal * 100.0 / of } else { 0.0 }
-        },
+        steal_percent: percent_of(
+            rounds.iter().map(|m| m.steal_seconds).sum(),
+            rounds.iter().map(Measurement::cpu_seconds_watched).sum(),
+        ),
     }
 }
 
