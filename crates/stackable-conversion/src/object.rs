@@ -39,6 +39,8 @@ const VISIBLE_METADATA: [&str; 6] = [
 
 /// An object of a review, read as raw members.
 pub(crate) struct Source<'a> {
+    /// The object as JSON text.
+    pub(crate) text: &'a str,
     /// The top-level members but `metadata`.
     pub(crate) members: Members<'a>,
     /// `kind`, as raw JSON.
@@ -102,6 +104,9 @@ pub(crate) struct Route<'r> {
     /// The steps there and back.
     pub(crate) path: &'r [String],
     pub(crate) back_path: &'r [String],
+    /// The stash annotation keys of `from` and `to`.
+    pub(crate) key_from: &'r str,
+    pub(crate) key_to: &'r str,
 }
 
 fn parse_map(raw: Option<&[u8]>) -> Map<String, Value> {
@@ -150,8 +155,7 @@ pub(crate) fn convert(
     out: &mut Vec<u8>,
 ) -> Result<(), ObjectError> {
     let converter = route.converter;
-    let key_from = converter.stash_key(route.from);
-    let key_to = converter.stash_key(route.to);
+    let (key_from, key_to) = (route.key_from, route.key_to);
 
     // The annotations the steps see: without the stash of `to` (taken out to be put back) and
     // of `from` (on an object in `from` it describes nothing).
@@ -309,7 +313,17 @@ pub(crate) fn convert(
     let mut object = ObjectWriter::open(out);
     object.string("apiVersion", route.to_api_version);
     object.raw("kind", source.kind);
-    // The metadata as received, labels and annotations replaced only when they changed.
+    // The metadata as received, labels and annotations replaced only when they changed: as
+    // one piece of text when neither did.
+    let unchanged = (!labels_changed && !annotations_changed)
+        .then(|| source.metadata.enclosing_object(source.text))
+        .flatten();
+    if let Some(metadata) = unchanged {
+        object.raw("metadata", metadata);
+        write_body(&mut object, noted, layout, converted, &read);
+        object.close();
+        return Ok(());
+    }
     let mut writer = object.nested("metadata");
     let put = |writer: &mut ObjectWriter<'_>, key: &str, value: Option<&[u8]>| {
         if let Some(value) = value.filter(|v| !is_blank_text(v)) {
@@ -330,6 +344,20 @@ pub(crate) fn convert(
         put(&mut writer, "annotations", annotations.as_deref());
     }
     writer.close();
+    write_body(&mut object, noted, layout, converted, &read);
+    object.close();
+    Ok(())
+}
+
+/// Writes the body members of the converted object: where the writer `noted` them in
+/// `layout`, else as `read`.
+fn write_body(
+    object: &mut ObjectWriter<'_>,
+    noted: bool,
+    layout: &Layout,
+    converted: &[u8],
+    read: &Object<'_>,
+) {
     if noted {
         for (key, value) in layout.members(converted) {
             if !NON_BODY_KEYS.iter().any(|k| k.as_bytes() == key) {
@@ -343,6 +371,4 @@ pub(crate) fn convert(
             }
         }
     }
-    object.close();
-    Ok(())
 }

@@ -71,6 +71,43 @@ impl<'a> Members<'a> {
     }
 }
 
+impl<'a> Members<'a> {
+    /// The text of the JSON object these are all the members of, found around them in `outer`
+    /// (valid JSON the members were read from): from the `{` before the first key to the `}`
+    /// after the last value. `None` when there are no members, or the first key is not a slice
+    /// of `outer` (a key read with escapes is a copy), or anything but whitespace stands
+    /// between the members and the braces.
+    pub(crate) fn enclosing_object(&self, outer: &'a str) -> Option<&'a str> {
+        let (Some((Cow::Borrowed(first), _)), Some((_, last))) = (self.0.first(), self.0.last())
+        else {
+            return None;
+        };
+        let base = outer.as_ptr() as usize;
+        let at = |inner: &str| {
+            let start = (inner.as_ptr() as usize).checked_sub(base)?;
+            (start + inner.len() <= outer.len()).then_some(start)
+        };
+        let bytes = outer.as_bytes();
+        // Before the key (without its quotes): its quote, whitespace, the brace.
+        let quote = at(first)?.checked_sub(1)?;
+        let open = bytes
+            .get(..quote)?
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())?;
+        let end = at(last)? + last.len();
+        let close = end
+            + bytes
+                .get(end..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
+        (bytes.get(quote) == Some(&b'"')
+            && bytes.get(open) == Some(&b'{')
+            && bytes.get(close) == Some(&b'}'))
+        .then(|| outer.get(open..=close))
+        .flatten()
+    }
+}
+
 /// An object of a review in one pass: its members as raw JSON, except `metadata`, whose members
 /// are read at once (so the largest member, with `managedFields`, is scanned only once).
 #[derive(Default)]
@@ -475,6 +512,28 @@ impl ObjectWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_around_its_members() {
+        let json = r#"{"a":1, "metadata" : { "name":"x" ,"labels":{"k":"v"}  } ,"z":[]}"#;
+        let mut members = Members::default();
+        let mut metadata = Members::default();
+        Object::read_into(json, &mut members, &mut metadata).unwrap();
+        assert_eq!(
+            metadata.enclosing_object(json),
+            Some(r#"{ "name":"x" ,"labels":{"k":"v"}  }"#)
+        );
+        // Not slices of the text: no answer.
+        assert_eq!(metadata.enclosing_object(r#"{"name":"x"}"#), None);
+        // No members: nothing to find it by.
+        let empty = r#"{"metadata":{}}"#;
+        Object::read_into(empty, &mut members, &mut metadata).unwrap();
+        assert_eq!(metadata.enclosing_object(empty), None);
+        // A first key read with escapes is a copy.
+        let escaped = r#"{"metadata":{"n\u0061me":"x"}}"#;
+        Object::read_into(escaped, &mut members, &mut metadata).unwrap();
+        assert_eq!(metadata.enclosing_object(escaped), None);
+    }
 
     #[test]
     fn members_borrow_their_values_and_keys() {

@@ -22,7 +22,7 @@ use crate::{
     graph::{KindConverter, StepError, api_version},
     names::MAX_ANNOTATIONS_SIZE,
     object::{self, ObjectError, Route, Scratch, Source},
-    raw::{Members, Object},
+    raw::{Members, Object, text},
 };
 
 /// The `apiVersion` of the only `ConversionReview` version this crate answers.
@@ -323,6 +323,8 @@ impl ConversionRouter {
         let mut scratch = Scratch::default();
         // The member lists of the object at hand, reused from object to object.
         let mut members = (Members::default(), Members::default());
+        // Where the previous object went, for the next one of the same version and kind.
+        let mut last = None;
         for (index, object) in objects.enumerate() {
             if index > 0 {
                 out.push(b',');
@@ -332,7 +334,7 @@ impl ConversionRouter {
                 index,
                 object,
                 desired,
-                (&mut members, &mut noted),
+                (&mut members, &mut noted, &mut last),
                 &mut scratch,
                 out,
             );
@@ -348,15 +350,17 @@ impl ConversionRouter {
     /// Converts one object to `desired` (`group/version`, group, version).
     /// `lists` holds the member lists of the previous object, to reuse: this one's are put
     /// there when it converts; `noted` fills them when the object's members were noted (see
-    /// [`convert_texts`](Self::convert_texts)).
-    fn convert_object<'o>(
-        &self,
+    /// [`convert_texts`](Self::convert_texts)); `last` is where the previous object went, taken
+    /// again when this one's `apiVersion` and `kind` are the same text.
+    fn convert_object<'o, 's>(
+        &'s self,
         index: usize,
         raw: &'o str,
-        (desired_api_version, desired_group, desired_version): (&str, &str, &str),
-        (lists, noted): (
+        desired: (&str, &str, &str),
+        (lists, noted, last): (
             &mut (Members<'o>, Members<'o>),
             &mut impl FnMut(usize, &mut (Members<'o>, Members<'o>)) -> Option<()>,
+            &mut Option<Target<'s, 'o>>,
         ),
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
@@ -369,25 +373,83 @@ impl ConversionRouter {
             lists.1.0.clear();
         }
         let (members, metadata) = std::mem::take(lists);
-        let type_field = |field: &str| -> Result<Cow<'_, str>, ReviewError> {
-            match members.text(field) {
-                Some(value) if !value.is_empty() => Ok(value),
+        let target = match last {
+            Some(target) if target.is_for(&members) => target,
+            _ => last.insert(self.target(index, &members, &metadata, (desired.1, desired.2))?),
+        };
+        if target.path.is_empty() {
+            out.extend_from_slice(raw.as_bytes());
+            *lists = (members, metadata);
+            return Ok(());
+        }
+        // `desired_group/desired_version`, as checked when the target was found.
+        let to_api_version = desired.0;
+        let route = Route {
+            converter: target.converter,
+            from: target.version(),
+            from_api_version: &target.from_api_version,
+            to: desired.2,
+            to_api_version,
+            path: target.path,
+            back_path: target.back_path,
+            key_from: target.key_from,
+            key_to: target.key_to,
+        };
+        let source = Source {
+            text: raw,
+            kind: target.kind_raw,
+            metadata,
+            members,
+        };
+        let converted =
+            object::convert(&route, &source, scratch, out).map_err(|error| match error {
+                ObjectError::Step(source_error) => ReviewError::Conversion {
+                    object: describe(&source.metadata),
+                    kind: target.kind.to_string(),
+                    from: target.from_api_version.to_string(),
+                    to: to_api_version.to_owned(),
+                    source: Box::new(source_error),
+                },
+                ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
+                    object: describe(&source.metadata),
+                    kind: target.kind.to_string(),
+                    size,
+                    limit: MAX_ANNOTATIONS_SIZE,
+                },
+            });
+        *lists = (source.members, source.metadata);
+        converted
+    }
+
+    /// Where object `index` (its top-level `members` and its `metadata`'s) goes, checked: its
+    /// `apiVersion` and `kind` are there, the kind is this router's, in the desired group, and
+    /// both versions are the kind's.
+    fn target<'o, 's>(
+        &'s self,
+        index: usize,
+        members: &Members<'o>,
+        metadata: &Members<'o>,
+        (desired_group, desired_version): (&str, &str),
+    ) -> Result<Target<'s, 'o>, ReviewError> {
+        let type_field = |field: &str| -> Result<(&'o str, Cow<'o, str>), ReviewError> {
+            match members.get(field).map(|raw| (raw, text(raw))) {
+                Some((raw, Some(value))) if !value.is_empty() => Ok((raw, value)),
                 _ => MissingTypeMetaSnafu {
                     index,
-                    object: describe(&metadata),
+                    object: describe(metadata),
                     field,
                 }
                 .fail(),
             }
         };
-        let from_api_version = type_field("apiVersion")?;
-        let kind = type_field("kind")?;
+        let (api_version_raw, from_api_version) = type_field("apiVersion")?;
+        let (kind_raw, kind) = type_field("kind")?;
         let (group, version) = from_api_version
             .split_once('/')
             .unwrap_or(("", from_api_version.as_ref()));
         let Some(converter) = self.converter(group, &kind) else {
             return UnknownKindSnafu {
-                object: describe(&metadata),
+                object: describe(metadata),
                 group,
                 kind,
             }
@@ -395,7 +457,7 @@ impl ConversionRouter {
         };
         if group != desired_group {
             return GroupMismatchSnafu {
-                object: describe(&metadata),
+                object: describe(metadata),
                 kind,
                 group,
                 desired: api_version(desired_group, desired_version),
@@ -403,7 +465,7 @@ impl ConversionRouter {
             .fail();
         }
         let unknown = |version: &str| ReviewError::UnknownVersion {
-            object: describe(&metadata),
+            object: describe(metadata),
             kind: kind.to_string(),
             version: version.to_owned(),
             known: converter.versions().to_vec(),
@@ -417,47 +479,56 @@ impl ConversionRouter {
         ) else {
             return Err(unknown(desired_version));
         };
-        if path.is_empty() {
-            out.extend_from_slice(raw.as_bytes());
-            return Ok(());
-        }
-        // `desired_group/desired_version`, as checked by the caller.
-        let to_api_version = desired_api_version;
-        let route = Route {
+        let version_start = from_api_version.len() - version.len();
+        Ok(Target {
+            api_version_raw,
+            kind_raw,
+            key_from: converter.stash_key(version),
+            key_to: converter.stash_key(desired_version),
+            from_api_version,
+            version_start,
+            kind,
             converter,
-            from: version,
-            from_api_version: &from_api_version,
-            to: desired_version,
-            to_api_version,
             path,
             back_path,
-        };
-        let Some(kind_raw) = members.get("kind") else {
-            return Err(unknown(version));
-        };
-        let source = Source {
-            kind: kind_raw,
-            metadata,
-            members,
-        };
-        let converted =
-            object::convert(&route, &source, scratch, out).map_err(|error| match error {
-                ObjectError::Step(source_error) => ReviewError::Conversion {
-                    object: describe(&source.metadata),
-                    kind: kind.to_string(),
-                    from: from_api_version.to_string(),
-                    to: to_api_version.to_owned(),
-                    source: Box::new(source_error),
-                },
-                ObjectError::AnnotationsTooLarge { size } => ReviewError::AnnotationsTooLarge {
-                    object: describe(&source.metadata),
-                    kind: kind.to_string(),
-                    size,
-                    limit: MAX_ANNOTATIONS_SIZE,
-                },
-            });
-        *lists = (source.members, source.metadata);
-        converted
+        })
+    }
+}
+
+/// Where the objects of one `apiVersion` and `kind` go: found for the first of a review and
+/// taken again for the next ones while both stay the same text (a LIST sends one kind, all in
+/// the storage version), so that an object of 500 bytes does not pay for finding its kind and
+/// the paths between the two versions each time.
+pub(crate) struct Target<'s, 'o> {
+    /// `apiVersion` and `kind` as raw JSON, as in the object.
+    api_version_raw: &'o str,
+    kind_raw: &'o str,
+    /// `apiVersion` and `kind` read.
+    from_api_version: Cow<'o, str>,
+    kind: Cow<'o, str>,
+    /// Where the version begins in `from_api_version`.
+    version_start: usize,
+    converter: &'s KindConverter,
+    /// The steps there and back.
+    path: &'s [String],
+    back_path: &'s [String],
+    /// The stash annotation keys of the source and the desired version.
+    key_from: &'s str,
+    key_to: &'s str,
+}
+
+impl Target<'_, '_> {
+    /// Whether an object with these top-level members goes where this one goes.
+    fn is_for(&self, members: &Members<'_>) -> bool {
+        members.get("apiVersion") == Some(self.api_version_raw)
+            && members.get("kind") == Some(self.kind_raw)
+    }
+
+    /// The source version.
+    fn version(&self) -> &str {
+        self.from_api_version
+            .get(self.version_start..)
+            .unwrap_or_default()
     }
 }
 

@@ -214,6 +214,64 @@ fn chain_converts_over_two_hops_and_back_losslessly() {
     assert_eq!(up, vec![object]);
 }
 
+/// Objects of one review in several versions, one `apiVersion` written with an escape, in any
+/// order: each goes its own way (the router finds where an object goes once for a run of
+/// objects with the same `apiVersion` and `kind` and must look again when either changes).
+#[test]
+fn each_object_of_a_review_converts_from_its_own_version() {
+    let router = ConversionRouter::from(chain());
+    let thing = |api_version: &str, name: &str, spec: serde_json::Value| {
+        json!({"apiVersion": api_version, "kind": "Thing", "metadata": {"name": name}, "spec": spec})
+    };
+    let objects = vec![
+        thing("test.io/v1alpha1", "a", json!({"n": "1"})),
+        thing("test.io/v1alpha1", "b", json!({"n": "2"})),
+        thing("test.io/v1", "c", json!({"count": 3, "unit": "kg"})),
+        thing("test.io/v1beta1", "d", json!({"count": 4})),
+        thing("test.io/v1alpha1", "e", json!({"n": "5"})),
+    ];
+    let converted = router.convert_objects(objects.clone(), "test.io/v1").unwrap();
+    let specs: Vec<_> = converted.iter().map(|o| o["spec"].clone()).collect();
+    assert_eq!(
+        specs,
+        [
+            json!({"count": 1, "unit": "pieces"}),
+            json!({"count": 2, "unit": "pieces"}),
+            json!({"count": 3, "unit": "kg"}),
+            json!({"count": 4, "unit": "pieces"}),
+            json!({"count": 5, "unit": "pieces"}),
+        ]
+    );
+    assert!(converted.iter().all(|o| o["apiVersion"] == "test.io/v1"));
+    assert_eq!(converted[2], objects[2], "already in v1: unchanged");
+
+    // The same `apiVersion` written with an escaped slash, between objects without.
+    let texts = [
+        r#"{"apiVersion":"test.io/v1alpha1","kind":"Thing","metadata":{"name":"f"},"spec":{"n":"6"}}"#,
+        r#"{"apiVersion":"test.io\/v1alpha1","kind":"Thing","metadata":{"name":"g"},"spec":{"n":"7"}}"#,
+        r#"{"apiVersion":"test.io/v1alpha1","kind":"Thing","metadata":{"name":"h"},"spec":{"n":"8"}}"#,
+    ];
+    let raw: Vec<Box<serde_json::value::RawValue>> = texts
+        .iter()
+        .map(|t| serde_json::value::RawValue::from_string((*t).to_owned()).unwrap())
+        .collect();
+    let raw: Vec<&serde_json::value::RawValue> = raw.iter().map(AsRef::as_ref).collect();
+    let mut out = Vec::new();
+    router.convert_raw(&raw, "test.io/v1", &mut out).unwrap();
+    let converted: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    let counts: Vec<_> = converted.iter().map(|o| o["spec"]["count"].clone()).collect();
+    assert_eq!(counts, [json!(6), json!(7), json!(8)]);
+
+    // A version the kind does not have, after objects that converted: the review fails, named.
+    let mut objects = objects;
+    objects.push(thing("test.io/v9", "z", json!({})));
+    let error = router
+        .convert_objects(objects, "test.io/v1")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("v9"), "{error}");
+}
+
 #[test]
 fn a_failing_step_names_object_version_and_reason() {
     let router = ConversionRouter::from(chain());
