@@ -218,13 +218,14 @@ fn machine_cpus() -> usize {
 fn rerun_pinned(cpus: &str) -> Result<ExitCode> {
     let program = std::env::current_exe()?;
     eprintln!("bench: running the client pinned to CPU {cpus} (taskset), off the servers' CPU");
-    let status = std::process::Command::new("taskset")
+    let mut command = std::process::Command::new("taskset");
+    command
         .arg("-c")
         .arg(cpus)
         .arg(&program)
         .args(std::env::args_os().skip(1))
-        .env(CLIENT_PINNED, cpus)
-        .status()
+        .env(CLIENT_PINNED, cpus);
+    let status = bench_peer::status_passing_signals(command)
         .map_err(|e| format!("cannot run {} under taskset: {e}", program.display()))?;
     Ok(bench_peer::exit_code(status))
 }
@@ -260,7 +261,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(&args, ours.as_deref(), go.as_deref(), &work))?;
+    runtime.block_on(bench_peer::unless_interrupted(bench(
+        &args,
+        ours.as_deref(),
+        go.as_deref(),
+        &work,
+    )))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -103,7 +103,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(&args, &binaries, &work))?;
+    runtime.block_on(bench_peer::unless_interrupted(bench(
+        &args, &binaries, &work,
+    )))?;
     Ok(ExitCode::SUCCESS)
 }
 

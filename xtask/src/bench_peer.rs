@@ -83,11 +83,50 @@ pub(crate) fn reexec_release(log: &str) -> Result<std::process::ExitCode> {
     ])?;
     let release = target_dir().join("release/xtask");
     eprintln!("{log}: running {}", release.display());
-    let status = Command::new(&release)
-        .args(std::env::args_os().skip(1))
-        .status()
+    let mut command = Command::new(&release);
+    command.args(std::env::args_os().skip(1));
+    let status = status_passing_signals(command)
         .map_err(|e| format!("cannot run {}: {e}", release.display()))?;
     Ok(exit_code(status))
+}
+
+/// Runs `command` to its end. A SIGINT or SIGTERM this process gets meanwhile is passed on to
+/// the command (which stops the servers it started and exits, see [`unless_interrupted`])
+/// instead of ending this process alone and leaving the command, and its servers, running.
+pub(crate) fn status_passing_signals(command: Command) -> Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut child = tokio::process::Command::from(command).spawn()?;
+        loop {
+            let name = tokio::select! {
+                status = child.wait() => return Ok(status?),
+                _ = interrupt.recv() => "-INT",
+                _ = terminate.recv() => "-TERM",
+            };
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill").args([name, &pid.to_string()]).status();
+            }
+        }
+    })
+}
+
+/// Runs `work` until it ends or this process gets SIGINT or SIGTERM; on a signal `work` is
+/// dropped, and with it the servers it started ([`Server`] stops its process when dropped), and
+/// the error names the signal.
+pub(crate) async fn unless_interrupted<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = work => result,
+        _ = interrupt.recv() => Err("interrupted (SIGINT); the servers it started were stopped".into()),
+        _ = terminate.recv() => Err("terminated (SIGTERM); the servers it started were stopped".into()),
+    }
 }
 
 /// The exit code that passes on how a command this one ran again ended.
@@ -316,6 +355,17 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A server still running when its handle goes (the run interrupted, or failed before
+    /// [`stop`](Self::stop)) is killed, not left behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Clock ticks per second for `/proc/<pid>/stat` times.
 pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")
@@ -432,6 +482,21 @@ pub(crate) fn memory(pid: u32) -> Result<Memory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_dropped_while_running_is_stopped() {
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        let proc_entry = PathBuf::from(format!("/proc/{pid}"));
+        let server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            spawned: Instant::now(),
+        };
+        assert!(proc_entry.exists());
+        drop(server);
+        assert!(!proc_entry.exists(), "the server process is left running");
+    }
 
     #[test]
     fn table_columns_are_aligned() {
