@@ -220,9 +220,7 @@ fn chain_converts_over_two_hops_and_back_losslessly() {
 #[test]
 fn each_object_of_a_review_converts_from_its_own_version() {
     let router = ConversionRouter::from(chain());
-    let thing = |api_version: &str, name: &str, spec: serde_json::Value| {
-        json!({"apiVersion": api_version, "kind": "Thing", "metadata": {"name": name}, "spec": spec})
-    };
+    let thing = |api_version: &str, name: &str, spec: serde_json::Value| json!({"apiVersion": api_version, "kind": "Thing", "metadata": {"name": name}, "spec": spec});
     let objects = vec![
         thing("test.io/v1alpha1", "a", json!({"n": "1"})),
         thing("test.io/v1alpha1", "b", json!({"n": "2"})),
@@ -230,7 +228,9 @@ fn each_object_of_a_review_converts_from_its_own_version() {
         thing("test.io/v1beta1", "d", json!({"count": 4})),
         thing("test.io/v1alpha1", "e", json!({"n": "5"})),
     ];
-    let converted = router.convert_objects(objects.clone(), "test.io/v1").unwrap();
+    let converted = router
+        .convert_objects(objects.clone(), "test.io/v1")
+        .unwrap();
     let specs: Vec<_> = converted.iter().map(|o| o["spec"].clone()).collect();
     assert_eq!(
         specs,
@@ -259,7 +259,10 @@ fn each_object_of_a_review_converts_from_its_own_version() {
     let mut out = Vec::new();
     router.convert_raw(&raw, "test.io/v1", &mut out).unwrap();
     let converted: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
-    let counts: Vec<_> = converted.iter().map(|o| o["spec"]["count"].clone()).collect();
+    let counts: Vec<_> = converted
+        .iter()
+        .map(|o| o["spec"]["count"].clone())
+        .collect();
     assert_eq!(counts, [json!(6), json!(7), json!(8)]);
 
     // A version the kind does not have, after objects that converted: the review fails, named.
