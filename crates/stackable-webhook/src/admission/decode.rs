@@ -12,14 +12,15 @@
 //! `PodExecOptions`, a `Deployment` sent to a `Pod` handler) or of a newer schema than the Rust
 //! type is such a case.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use kube::core::{
     Resource, TypeMeta,
     admission::{AdmissionRequest, AdmissionReview},
 };
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{
+    Deserializer as _,
+    de::{DeserializeOwned, Error as _, IgnoredAny, MapAccess, Visitor},
+};
 use serde_json::Value;
 use snafu::Snafu;
 
@@ -159,21 +160,6 @@ fn explain<K: DeserializeOwned>(value: &Value, whole: serde_json::Error) -> Deco
     DecodeError::Envelope { source: whole }
 }
 
-/// The review as the fast path reads it: the envelope's `apiVersion` and `kind`, and the
-/// request decoded straight from the body into the handler's type in the same pass (no
-/// intermediate `serde_json::Value` tree). kube's `AdmissionReview` flattens its `TypeMeta`,
-/// which makes serde buffer the whole review before decoding it; this struct does not.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", bound(deserialize = "K: DeserializeOwned"))]
-struct TypedReview<'a, K: Resource> {
-    #[serde(borrow, default)]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    request: Option<AdmissionRequest<K>>,
-}
-
 /// Decodes a review; what does not decode is answered with a refusal (see the module docs).
 ///
 /// The fast path decodes the body once, straight into `AdmissionRequest<K>`. Anything it does
@@ -183,44 +169,88 @@ pub(crate) fn decode<K>(body: &Bytes) -> Result<AdmissionRequest<K>, Reply>
 where
     K: Resource + DeserializeOwned,
 {
-    let Some(request) = decode_fast::<K>(body) else {
-        return decode_slow(body);
-    };
-    record_request(&request);
-    Ok(request)
+    let mut slot = None;
+    if decode_fast::<K>(body, &mut slot).is_some()
+        && let Some(request) = slot
+    {
+        record_request(&request);
+        return Ok(request);
+    }
+    decode_slow(body)
 }
 
-/// `body` parsed as `T`, or `None`: one UTF-8 check of the whole body, then
-/// `serde_json::from_str`. `from_slice` checks each string it reads on its own, keys included
-/// (315 in the 4.5 KB Pod review of the bench: 29,500 instructions, against 2,000 for one check
-/// of the whole body); `from_str` knows its input is UTF-8 and checks none. A body that is not
-/// UTF-8 is not JSON either (`from_slice` refuses it too), so nothing is accepted that was
-/// refused before, and the refusal comes from [`decode_slow`] as it always has.
-fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
-    serde_json::from_str(std::str::from_utf8(body).ok()?).ok()
+/// The envelope of a review as the fast path reads it, the request decoded straight from the
+/// body into `request`, the caller's slot: no intermediate `serde_json::Value` tree (kube's
+/// `AdmissionReview` flattens its `TypeMeta`, which makes serde buffer the whole review before
+/// decoding it), and the request (5.6 KB for a Pod) is not moved through the layers of a
+/// derived struct and their `Result`s on its way out (each move a `memcpy` of its size).
+/// Refused, as derived `Deserialize` refuses them: a key given twice; and, as the reference
+/// decoder refuses it, a review that is not a JSON object (a derived struct also reads the list
+/// of its fields' values). Keys, `apiVersion` and `kind` are read borrowed, so one written with
+/// escapes is refused here and read by the reference decoder.
+struct Envelope<'s, K: Resource> {
+    request: &'s mut Option<AdmissionRequest<K>>,
 }
 
-/// One pass from the body into the typed request; `None` when anything is off.
-fn decode_fast<K>(body: &[u8]) -> Option<AdmissionRequest<K>>
+impl<'de, K: Resource + DeserializeOwned> Visitor<'de> for Envelope<'_, K> {
+    /// `apiVersion` and `kind`, when given (and not `null`).
+    type Value = (Option<&'de str>, Option<&'de str>);
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("an AdmissionReview")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut api_version, mut kind, mut request) = (None, None, false);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "apiVersion" if api_version.is_none() => {
+                    api_version = Some(map.next_value::<Option<&'de str>>()?);
+                }
+                "kind" if kind.is_none() => kind = Some(map.next_value::<Option<&'de str>>()?),
+                "request" if !request => {
+                    request = true;
+                    *self.request = map.next_value()?;
+                }
+                "apiVersion" | "kind" | "request" => {
+                    return Err(A::Error::custom("a key given twice"));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((api_version.flatten(), kind.flatten()))
+    }
+}
+
+/// One pass from the body into `slot`, the typed request; `None` when anything is off (`slot`
+/// may then hold a request, which the caller drops). One UTF-8 check of the whole body, then
+/// serde_json reads it as text: `from_slice` checks each string it reads on its own, keys
+/// included (315 in the 4.5 KB Pod review of the bench: 29,500 instructions, against 2,000 for
+/// one check of the whole body); a body that is not UTF-8 is not JSON either, and is refused by
+/// [`decode_slow`] as it always has been.
+fn decode_fast<K>(body: &[u8], slot: &mut Option<AdmissionRequest<K>>) -> Option<()>
 where
     K: Resource + DeserializeOwned,
 {
-    let review: TypedReview<'_, K> = from_json(body)?;
-    if review.kind.as_deref() != Some("AdmissionReview") {
+    let mut reader = serde_json::Deserializer::from_str(std::str::from_utf8(body).ok()?);
+    let (api_version, kind) = reader.deserialize_map(Envelope { request: slot }).ok()?;
+    reader.end().ok()?;
+    if kind != Some("AdmissionReview") {
         return None;
     }
-    let api_version = review.api_version.as_deref().and_then(|version| {
+    let api_version = api_version.and_then(|version| {
         SUPPORTED_ADMISSION_VERSIONS
             .iter()
             .copied()
             .find(|supported| *supported == version)
     })?;
-    let mut request = review.request?;
-    request.types = TypeMeta {
+    slot.as_mut()?.types = TypeMeta {
         api_version: api_version.to_owned(),
         kind: "AdmissionReview".to_owned(),
     };
-    Some(request)
+    Some(())
 }
 
 /// `request.object` as a JSON tree, as the reference decoder reads it (the last of duplicate
@@ -413,6 +443,105 @@ mod tests {
             text.contains(r#"partial{uid="u-1" name="web-0"}: "#),
             "{text}"
         );
+    }
+
+    /// What the fast path reads, the reference decoder reads the same; what it does not read, it
+    /// leaves to the reference decoder (whose answer is then the answer).
+    #[test]
+    fn the_fast_path_reads_only_what_the_reference_decoder_reads() {
+        let request = serde_json::json!({
+            "uid": "u-2",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "tester"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1"}},
+        })
+        .to_string();
+        let review = |head: &str, tail: &str| format!(r#"{{{head}"request":{request}{tail}}}"#);
+        let v1 = r#""apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","#;
+        let cases = [
+            // (body, read by the fast path)
+            (review(v1, ""), true),
+            (
+                review(
+                    r#""apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","#,
+                    "",
+                ),
+                true,
+            ),
+            (
+                review(&format!("{v1}\"extra\":[1,{{}}],"), r#","more":null"#),
+                true,
+            ),
+            (format!(" {} ", review(v1, "")), true),
+            // A key given twice.
+            (review(v1, &format!(r#","request":{request}"#)), false),
+            (
+                review(&format!(r#"{v1}"kind":"AdmissionReview","#), ""),
+                false,
+            ),
+            // Escapes in a key or in `kind`.
+            (
+                review(
+                    r#""apiVersion":"admission.k8s.io/v1","ki\u006ed":"AdmissionReview","#,
+                    "",
+                ),
+                false,
+            ),
+            (
+                review(
+                    r#""apiVersion":"admission.k8s.io\/v1","kind":"AdmissionReview","#,
+                    "",
+                ),
+                false,
+            ),
+            // Not a review of a version served, or of another kind, or without a request.
+            (
+                review(
+                    r#""apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","#,
+                    "",
+                ),
+                false,
+            ),
+            (
+                review(r#""apiVersion":"admission.k8s.io/v1","kind":null,"#, ""),
+                false,
+            ),
+            (format!(r#"{{{v1}"request":null}}"#), false),
+            (format!(r#"{{{v1}"uid":"x"}}"#), false),
+            // A list of the values of the fields, in their order (derived structs read it).
+            (
+                format!(r#"["admission.k8s.io/v1","AdmissionReview",{request}]"#),
+                false,
+            ),
+            // Not JSON, or more after it.
+            (format!("{} x", review(v1, "")), false),
+            (review(v1, "").replace("web-1", r"web-\u12"), false),
+        ];
+        for (body, fast_reads) in cases {
+            let mut slot = None;
+            let fast = decode_fast::<Pod>(body.as_bytes(), &mut slot).and(slot);
+            assert_eq!(fast.is_some(), fast_reads, "{body}");
+            let reference = decode_slow::<Pod>(&Bytes::from(body.clone()));
+            if let Some(fast) = fast {
+                let Ok(reference) = &reference else {
+                    panic!("the reference refuses {body}");
+                };
+                assert_eq!(
+                    serde_json::to_value(&fast).unwrap(),
+                    serde_json::to_value(reference).unwrap(),
+                    "{body}"
+                );
+            }
+            // Whichever path reads it, `decode` answers as the reference decoder does.
+            assert_eq!(
+                decode::<Pod>(&Bytes::from(body.clone())).is_ok(),
+                reference.is_ok(),
+                "{body}"
+            );
+        }
     }
 
     #[test]
