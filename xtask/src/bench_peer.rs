@@ -116,8 +116,8 @@ pub(crate) fn status_passing_signals(command: Command) -> Result<std::process::E
 }
 
 /// Runs `work` until it ends or this process gets SIGINT or SIGTERM; on a signal `work` is
-/// dropped, and with it the servers it started ([`Server`] stops its process when dropped), and
-/// the error names the signal.
+/// dropped, and with it the servers it started ([`Server`] stops its process when dropped, as
+/// `cargo xtask profile`'s child under callgrind does), and the error names the signal.
 pub(crate) async fn unless_interrupted<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -102,9 +102,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             server.display(),
             args.scenario.name()
         );
-        runtime.block_on(serve_under_callgrind(
+        // Interrupted, the server under callgrind is killed (`kill_on_drop`), not left running.
+        runtime.block_on(bench_peer::unless_interrupted(serve_under_callgrind(
             &server, &cert, &key, &file, &tls, &load, requests,
-        ))?;
+        )))?;
         totals.push(annotate(&file, args.inclusive)?);
     }
     let per_request = difference(&totals[0], &totals[1], args.requests);
