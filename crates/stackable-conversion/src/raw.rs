@@ -69,9 +69,7 @@ impl<'a> Members<'a> {
     pub(crate) fn text(&self, key: &str) -> Option<Cow<'a, str>> {
         self.get(key).and_then(text)
     }
-}
 
-impl<'a> Members<'a> {
     /// The text of the JSON object these are all the members of, found around them in `outer`
     /// (valid JSON the members were read from): from the `{` before the first key to the `}`
     /// after the last value. `None` when there are no members, or the first key is not a slice
