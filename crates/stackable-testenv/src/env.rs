@@ -266,48 +266,24 @@ impl TestEnvBuilder {
         std::fs::write(&owner, std::process::id().to_string())
             .context(WriteFileSnafu { path: &owner })?;
 
-        let etcd_client_port = free_port().context(FreePortSnafu)?;
-        let etcd_peer_port = free_port().context(FreePortSnafu)?;
-        let apiserver_port = free_port().context(FreePortSnafu)?;
-        let server_url = format!("https://127.0.0.1:{apiserver_port}");
-
         let pki = pki::generate(&root.join("pki")).context(PkiSnafu)?;
 
-        // etcd
-        let etcd_args = etcd_flags(&root.join("etcd"), etcd_client_port, etcd_peer_port);
-        let mut etcd =
-            ManagedProcess::spawn("etcd", &binaries.etcd, &etcd_args, root.join("etcd.log"))
-                .context(SpawnSnafu {
-                    name: "etcd",
-                    path: &binaries.etcd,
-                })?;
-        wait_for_port(&mut etcd, etcd_client_port, self.startup_timeout).await?;
-
-        // kube-apiserver
-        let mut apiserver_args = apiserver_flags(&pki.files, apiserver_port, etcd_client_port);
-        apiserver_args.extend(self.extra_apiserver_flags.iter().cloned());
-        let mut apiserver = ManagedProcess::spawn(
-            "kube-apiserver",
-            &binaries.kube_apiserver,
-            &apiserver_args,
-            root.join("kube-apiserver.log"),
-        )
-        .context(SpawnSnafu {
-            name: "kube-apiserver",
-            path: &binaries.kube_apiserver,
-        })?;
-
-        let kubeconfig_json = kubeconfig_json(&server_url, &pki);
-        let kubeconfig_path = root.join("kubeconfig");
-        std::fs::write(&kubeconfig_path, &kubeconfig_json).context(WriteFileSnafu {
-            path: &kubeconfig_path,
-        })?;
-        let kubeconfig = Kubeconfig::from_yaml(&kubeconfig_json).context(KubeconfigSnafu)?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .context(KubeconfigSnafu)?;
-
-        wait_for_apiserver(&mut apiserver, &mut etcd, &config, self.startup_timeout).await?;
+        let launch = Launch {
+            binaries: &binaries,
+            root: &root,
+            pki: &pki,
+            extra_apiserver_flags: &self.extra_apiserver_flags,
+            startup_timeout: self.startup_timeout,
+        };
+        let launched = launch.on_free_ports(free_port).await?;
+        let Launched {
+            etcd,
+            apiserver,
+            apiserver_args,
+            server_url,
+            kubeconfig_path,
+            config,
+        } = launched;
 
         let env = TestEnv {
             apiserver,
@@ -606,6 +582,132 @@ fn sanitize_prefix(prefix: &str) -> String {
     }
 }
 
+/// How often [`TestEnvBuilder::start`] starts the control plane on fresh ports when a port
+/// it picked was taken before etcd or kube-apiserver bound it.
+const PORT_ATTEMPTS: u32 = 3;
+
+/// Starting etcd and kube-apiserver.
+struct Launch<'a> {
+    binaries: &'a Binaries,
+    root: &'a Path,
+    pki: &'a pki::Pki,
+    extra_apiserver_flags: &'a [String],
+    startup_timeout: Duration,
+}
+
+/// etcd and kube-apiserver, running and ready.
+#[derive(Debug)]
+struct Launched {
+    etcd: ManagedProcess,
+    apiserver: ManagedProcess,
+    apiserver_args: Vec<String>,
+    server_url: String,
+    kubeconfig_path: PathBuf,
+    config: Config,
+}
+
+impl Launch<'_> {
+    /// Starts the control plane on ports from `pick` (etcd's client and peer ports, then
+    /// kube-apiserver's).
+    ///
+    /// The ports were free when picked, but another process (a test's helper starting its
+    /// own control plane, an outgoing connection) may bind one before etcd or kube-apiserver
+    /// does: the process then exits with "address already in use", and the control plane is
+    /// started again on fresh ports, up to [`PORT_ATTEMPTS`] times.
+    async fn on_free_ports(
+        &self,
+        mut pick: impl FnMut() -> std::io::Result<u16>,
+    ) -> Result<Launched, Error> {
+        let mut attempt = 1;
+        loop {
+            let mut port = || pick().context(FreePortSnafu);
+            let ports = [port()?, port()?, port()?];
+            match self.on_ports(ports).await {
+                Err(error) if attempt < PORT_ATTEMPTS && error.is_port_taken() => {
+                    tracing::warn!(
+                        attempt,
+                        %error,
+                        "a port was taken before the control plane bound it; starting again on fresh ports"
+                    );
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt: etcd on `etcd_client_port` and `etcd_peer_port`, kube-apiserver on
+    /// `apiserver_port`.
+    async fn on_ports(
+        &self,
+        [etcd_client_port, etcd_peer_port, apiserver_port]: [u16; 3],
+    ) -> Result<Launched, Error> {
+        let server_url = format!("https://127.0.0.1:{apiserver_port}");
+
+        // etcd, with the data of an earlier attempt removed
+        let data_dir = self.root.join("etcd");
+        match std::fs::remove_dir_all(&data_dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).context(WriteFileSnafu { path: &data_dir });
+            }
+            _ => {}
+        }
+        let etcd_args = etcd_flags(&data_dir, etcd_client_port, etcd_peer_port);
+        let mut etcd = ManagedProcess::spawn(
+            "etcd",
+            &self.binaries.etcd,
+            &etcd_args,
+            self.root.join("etcd.log"),
+        )
+        .context(SpawnSnafu {
+            name: "etcd",
+            path: &self.binaries.etcd,
+        })?;
+        wait_for_port(&mut etcd, etcd_client_port, self.startup_timeout).await?;
+
+        // kube-apiserver
+        let mut apiserver_args = apiserver_flags(&self.pki.files, apiserver_port, etcd_client_port);
+        apiserver_args.extend(self.extra_apiserver_flags.iter().cloned());
+        let mut apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            &self.binaries.kube_apiserver,
+            &apiserver_args,
+            self.root.join("kube-apiserver.log"),
+        )
+        .context(SpawnSnafu {
+            name: "kube-apiserver",
+            path: &self.binaries.kube_apiserver,
+        })?;
+
+        let kubeconfig_json = kubeconfig_json(&server_url, self.pki);
+        let kubeconfig_path = self.root.join("kubeconfig");
+        std::fs::write(&kubeconfig_path, &kubeconfig_json).context(WriteFileSnafu {
+            path: &kubeconfig_path,
+        })?;
+        let kubeconfig = Kubeconfig::from_yaml(&kubeconfig_json).context(KubeconfigSnafu)?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .context(KubeconfigSnafu)?;
+
+        wait_for_apiserver(&mut apiserver, &mut etcd, &config, self.startup_timeout).await?;
+        Ok(Launched {
+            etcd,
+            apiserver,
+            apiserver_args,
+            server_url,
+            kubeconfig_path,
+            config,
+        })
+    }
+}
+
+impl Error {
+    /// Whether etcd or kube-apiserver exited because a port it was to listen on was taken.
+    fn is_port_taken(&self) -> bool {
+        matches!(self, Error::Exited { tail, .. } if tail.contains("address already in use"))
+    }
+}
+
 fn etcd_flags(data_dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
     let client = format!("http://127.0.0.1:{client_port}");
     let peer = format!("http://127.0.0.1:{peer_port}");
@@ -838,6 +940,76 @@ mod tests {
                 "{expected} missing: {flags:?}"
             );
         }
+    }
+
+    /// A port taken between picking it and etcd binding it: the control plane starts again
+    /// on fresh ports; taken every time, the error names etcd and the conflict.
+    #[tokio::test]
+    async fn a_port_taken_before_etcd_binds_it_is_replaced_by_a_fresh_one() {
+        let binaries = tokio::task::spawn_blocking(Binaries::ensure)
+            .await
+            .unwrap()
+            .unwrap();
+        let taken = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let root = tempfile::tempdir().unwrap();
+        let pki = pki::generate(&root.path().join("pki")).unwrap();
+        let launch = Launch {
+            binaries: &binaries,
+            root: root.path(),
+            pki: &pki,
+            extra_apiserver_flags: &[],
+            startup_timeout: Duration::from_secs(90),
+        };
+
+        // Taken once: the first attempt's etcd fails to bind, the second starts.
+        let mut picked = 0;
+        let launched = launch
+            .on_free_ports(|| {
+                picked += 1;
+                if picked == 1 {
+                    Ok(taken_port)
+                } else {
+                    free_port()
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(picked, 6, "two attempts of three ports each");
+        let etcd_log = std::fs::read_to_string(root.path().join("etcd.log")).unwrap();
+        assert!(
+            etcd_log.contains("address already in use"),
+            "the first attempt met the taken port: {etcd_log}"
+        );
+        assert!(
+            !launched
+                .apiserver_args
+                .contains(&format!("--etcd-servers=http://127.0.0.1:{taken_port}"))
+        );
+        let client = Client::try_from(launched.config.clone()).unwrap();
+        readyz(&client).await.unwrap();
+        drop(launched);
+
+        // Taken every time: after the last attempt, the error says which and why.
+        let mut attempts = 0;
+        let error = launch
+            .on_free_ports(|| {
+                attempts += 1;
+                if attempts % 3 == 1 {
+                    Ok(taken_port)
+                } else {
+                    free_port()
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(attempts, 3 * PORT_ATTEMPTS);
+        assert!(error.is_port_taken(), "{error}");
+        assert!(
+            matches!(&error, Error::Exited { name, .. } if name == "etcd"),
+            "{error}"
+        );
+        drop(taken);
     }
 
     #[test]
