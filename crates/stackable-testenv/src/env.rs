@@ -276,24 +276,16 @@ impl TestEnvBuilder {
             startup_timeout: self.startup_timeout,
         };
         let launched = launch.on_free_ports(free_port).await?;
-        let Launched {
-            etcd,
-            apiserver,
-            apiserver_args,
-            server_url,
-            kubeconfig_path,
-            config,
-        } = launched;
 
         let env = TestEnv {
-            apiserver,
-            etcd,
-            apiserver_args,
+            apiserver: launched.apiserver,
+            etcd: launched.etcd,
+            apiserver_args: launched.apiserver_args,
             startup_timeout: self.startup_timeout,
             binaries,
-            config,
-            server_url,
-            kubeconfig_path,
+            config: launched.config,
+            server_url: launched.server_url,
+            kubeconfig_path: launched.kubeconfig_path,
             ca_pem: pki.ca_pem,
             dir,
         };
@@ -653,31 +645,23 @@ impl Launch<'_> {
             _ => {}
         }
         let etcd_args = etcd_flags(&data_dir, etcd_client_port, etcd_peer_port);
-        let mut etcd = ManagedProcess::spawn(
+        let mut etcd = spawn(
             "etcd",
             &self.binaries.etcd,
             &etcd_args,
             self.root.join("etcd.log"),
-        )
-        .context(SpawnSnafu {
-            name: "etcd",
-            path: &self.binaries.etcd,
-        })?;
+        )?;
         wait_for_port(&mut etcd, etcd_client_port, self.startup_timeout).await?;
 
         // kube-apiserver
         let mut apiserver_args = apiserver_flags(&self.pki.files, apiserver_port, etcd_client_port);
         apiserver_args.extend(self.extra_apiserver_flags.iter().cloned());
-        let mut apiserver = ManagedProcess::spawn(
+        let mut apiserver = spawn(
             "kube-apiserver",
             &self.binaries.kube_apiserver,
             &apiserver_args,
             self.root.join("kube-apiserver.log"),
-        )
-        .context(SpawnSnafu {
-            name: "kube-apiserver",
-            path: &self.binaries.kube_apiserver,
-        })?;
+        )?;
 
         let kubeconfig_json = kubeconfig_json(&server_url, self.pki);
         let kubeconfig_path = self.root.join("kubeconfig");
@@ -699,6 +683,19 @@ impl Launch<'_> {
             config,
         })
     }
+}
+
+/// Starts `name` (etcd or kube-apiserver), its output appended to `log`.
+pub(crate) fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    log: PathBuf,
+) -> Result<ManagedProcess, Error> {
+    ManagedProcess::spawn(name, program, args, log).context(SpawnSnafu {
+        name,
+        path: program,
+    })
 }
 
 impl Error {

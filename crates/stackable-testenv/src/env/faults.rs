@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use snafu::ResultExt;
 
-use super::{
-    ApiserverRunningSnafu, Error, SpawnSnafu, TestEnv, WriteFileSnafu, wait_for_apiserver,
-};
-use crate::process::ManagedProcess;
+use super::{ApiserverRunningSnafu, Error, TestEnv, WriteFileSnafu, spawn, wait_for_apiserver};
 
 impl TestEnv {
     /// Whether kube-apiserver runs (it may have been stopped by [`Self::stop_apiserver`],
@@ -48,13 +45,7 @@ impl TestEnv {
         let log = self.apiserver.log_path().to_owned();
         append_marker(&log)?;
         let program = &self.binaries.kube_apiserver;
-        self.apiserver =
-            ManagedProcess::spawn("kube-apiserver", program, &self.apiserver_args, log).context(
-                SpawnSnafu {
-                    name: "kube-apiserver",
-                    path: program,
-                },
-            )?;
+        self.apiserver = spawn("kube-apiserver", program, &self.apiserver_args, log)?;
         wait_for_apiserver(
             &mut self.apiserver,
             &mut self.etcd,
