@@ -101,12 +101,13 @@ pub fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, outside the kernel's ephemeral range
+/// (`stackable_testenv::ports::free_port`).
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from((
+        [127, 0, 0, 1],
+        stackable_testenv::ports::free_port().unwrap(),
+    ))
 }
 
 /// The `ca-issuer` binary as the ServiceAccount of `deploy/rbac.yaml` (`CA_ISSUER_LOG` sets
