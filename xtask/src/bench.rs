@@ -50,7 +50,7 @@ pub(crate) struct Args {
     /// Scenarios to run (repeat or comma-separate; default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenario: Vec<ScenarioName>,
-    /// Servers to run (default: both).
+    /// Servers to run (default: ours and go; `ours-mimalloc` only when named).
     #[arg(long, value_enum, value_delimiter = ',')]
     peer: Vec<Peer>,
     /// Rounds per scenario: the measured time is split into this many windows, each on a
@@ -96,7 +96,7 @@ pub(crate) struct Args {
 }
 
 /// `KEY=VALUE` of `--server-env`.
-fn parse_env(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),
@@ -245,28 +245,17 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     {
         return rerun_pinned(&others);
     }
-    let ours = if wanted_peers(&args).contains(&Peer::Ours) {
-        Some(bench_peer::build_ours()?)
-    } else {
-        None
-    };
-    let go = if wanted_peers(&args).contains(&Peer::Go) {
-        Some(bench_peer::build_go_peer()?)
-    } else {
-        None
-    };
+    let peers = wanted_peers(&args)
+        .into_iter()
+        .map(|peer| Ok((peer, peer.build()?)))
+        .collect::<Result<Vec<_>>>()?;
     let work = tempfile::Builder::new()
         .prefix("stackable-bench-")
         .tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench_peer::unless_interrupted(bench(
-        &args,
-        ours.as_deref(),
-        go.as_deref(),
-        &work,
-    )))?;
+    runtime.block_on(bench_peer::unless_interrupted(bench(&args, &peers, &work)))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -274,7 +263,10 @@ fn wanted_peers(args: &Args) -> Vec<Peer> {
     if args.peer.is_empty() {
         vec![Peer::Ours, Peer::Go]
     } else {
-        args.peer.clone()
+        let mut seen = std::collections::HashSet::new();
+        let mut peers = args.peer.clone();
+        peers.retain(|peer| seen.insert(*peer));
+        peers
     }
 }
 
@@ -394,12 +386,7 @@ fn write_inputs(dir: &Path) -> Result {
     Ok(())
 }
 
-async fn bench(
-    args: &Args,
-    ours: Option<&Path>,
-    go: Option<&Path>,
-    work: &tempfile::TempDir,
-) -> Result {
+async fn bench(args: &Args, peers: &[(Peer, PathBuf)], work: &tempfile::TempDir) -> Result {
     let (duration, warmup, concurrency, rounds) = if args.quick {
         (2.0, 1.0, args.concurrency.min(4), 1)
     } else {
@@ -416,12 +403,9 @@ async fn bench(
     } else {
         args.scenario.clone()
     };
-    let peers: Vec<(Peer, &Path)> = wanted_peers(args)
-        .into_iter()
-        .filter_map(|peer| match peer {
-            Peer::Ours => ours.map(|path| (peer, path)),
-            Peer::Go => go.map(|path| (peer, path)),
-        })
+    let peers: Vec<(Peer, &Path)> = peers
+        .iter()
+        .map(|(peer, path)| (*peer, path.as_path()))
         .collect();
 
     // One CA and one ECDSA P-256 leaf for the run, the same files for both servers.
@@ -1055,32 +1039,23 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
     }
     let _ = writeln!(out);
     bench_peer::write_table(&mut out, &table, 2);
-    let mut ratios = Vec::new();
-    for scenario in ScenarioName::ALL {
-        let find = |peer: Peer| {
-            rows.iter()
-                .find(|row| row.scenario == scenario.name() && row.peer == peer.label())
-        };
-        if let (Some(ours), Some(go)) = (find(Peer::Ours), find(Peer::Go)) {
-            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-            ratios.push(format!(
-                "{:<10} req/s x{:.2}  p99 x{:.2}  CPU/req x{:.2}  RSS end x{:.2}  start x{:.2}",
-                scenario.name(),
-                ratio(ours.requests_per_second, go.requests_per_second),
-                ratio(f64::from(ours.latency.p99_us), f64::from(go.latency.p99_us)),
-                ratio(ours.server_cpu_us_per_request, go.server_cpu_us_per_request),
-                ratio(ours.rss_end_bytes as f64, go.rss_end_bytes as f64),
-                ratio(ours.startup_ms, go.startup_ms),
-            ));
-        }
-    }
-    if !ratios.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nstackable-webhook / controller-runtime (req/s: higher is better; the rest: lower is better):"
-        );
-        for line in ratios {
-            let _ = writeln!(out, "  {line}");
+    // Each server beside controller-runtime, and the mimalloc build beside the system allocator's.
+    for (a, b) in [
+        (Peer::Ours, Peer::Go),
+        (Peer::OursMimalloc, Peer::Go),
+        (Peer::OursMimalloc, Peer::Ours),
+    ] {
+        let ratios = ratio_lines(rows, a, b);
+        if !ratios.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{} / {} (req/s: higher is better; the rest: lower is better):",
+                a.label(),
+                b.label()
+            );
+            for line in ratios {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
     let _ = writeln!(
@@ -1099,4 +1074,28 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
          medians over the rounds."
     );
     out
+}
+
+/// One line per scenario that both `a` and `b` ran: `a`'s figures divided by `b`'s.
+fn ratio_lines(rows: &[Row], a: Peer, b: Peer) -> Vec<String> {
+    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
+    ScenarioName::ALL
+        .iter()
+        .filter_map(|scenario| {
+            let find = |peer: Peer| {
+                rows.iter()
+                    .find(|row| row.scenario == scenario.name() && row.peer == peer.label())
+            };
+            let (a, b) = (find(a)?, find(b)?);
+            Some(format!(
+                "{:<10} req/s x{:.2}  p99 x{:.2}  CPU/req x{:.2}  RSS end x{:.2}  start x{:.2}",
+                scenario.name(),
+                ratio(a.requests_per_second, b.requests_per_second),
+                ratio(f64::from(a.latency.p99_us), f64::from(b.latency.p99_us)),
+                ratio(a.server_cpu_us_per_request, b.server_cpu_us_per_request),
+                ratio(a.rss_end_bytes as f64, b.rss_end_bytes as f64),
+                ratio(a.startup_ms, b.startup_ms),
+            ))
+        })
+        .collect()
 }

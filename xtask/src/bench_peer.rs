@@ -2,6 +2,8 @@
 //! and memory from `/proc`, and stopping them.
 //!
 //! - ours: `crates/stackable-webhook/examples/bench_server.rs`, `cargo build --release`;
+//! - ours with mimalloc (only when asked for, `--peer ours-mimalloc`): the same server with
+//!   mimalloc as its global allocator (`examples/bench_server_mimalloc.rs`);
 //! - the Go peer: `xtask/bench/go-peer` (controller-runtime's webhook server), built with the
 //!   local Go toolchain into `~/.cache/stackable-webhook-kit/bench-peer-<hash>/` and reused while
 //!   its sources, `go.sum` and the Go version stay the same.
@@ -21,10 +23,12 @@ use crate::Result;
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub(crate) enum Peer {
-    /// stackable-webhook (Rust, tokio/hyper/rustls).
+    /// stackable-webhook (Rust, tokio/hyper/rustls), the system's allocator.
     Ours,
     /// controller-runtime's webhook server (Go).
     Go,
+    /// stackable-webhook with mimalloc as the global allocator (not run unless asked for).
+    OursMimalloc,
 }
 
 impl Peer {
@@ -33,6 +37,16 @@ impl Peer {
         match self {
             Peer::Ours => "stackable-webhook",
             Peer::Go => "controller-runtime",
+            Peer::OursMimalloc => "stackable-webhook, mimalloc",
+        }
+    }
+
+    /// Builds the server (ours in release, into the target folder) and returns its path.
+    pub(crate) fn build(self) -> Result<PathBuf> {
+        match self {
+            Peer::Ours => build_ours(),
+            Peer::OursMimalloc => build_ours_with(&target_dir(), "bench_server_mimalloc", &[]),
+            Peer::Go => build_go_peer(),
         }
     }
 }
@@ -192,12 +206,16 @@ pub(crate) fn write_table(out: &mut String, table: &[Vec<String>], left: usize) 
 
 /// Builds our server in release and returns its path.
 pub(crate) fn build_ours() -> Result<PathBuf> {
-    build_ours_with(&target_dir(), &[])
+    build_ours_with(&target_dir(), "bench_server", &[])
 }
 
-/// [`build_ours`] into the target folder `target`, with cargo's `profile` overrides
-/// (`CARGO_PROFILE_RELEASE_*` variables, e.g. `("LTO", "false")`).
-pub(crate) fn build_ours_with(target: &Path, profile: &[(&str, &str)]) -> Result<PathBuf> {
+/// Builds stackable-webhook's `example` in release into the target folder `target`, with
+/// cargo's `profile` overrides (`CARGO_PROFILE_RELEASE_*` variables, e.g. `("LTO", "false")`).
+pub(crate) fn build_ours_with(
+    target: &Path,
+    example: &str,
+    profile: &[(&str, &str)],
+) -> Result<PathBuf> {
     let names: Vec<String> = profile
         .iter()
         .map(|(key, _)| format!("CARGO_PROFILE_RELEASE_{key}"))
@@ -217,11 +235,11 @@ pub(crate) fn build_ours_with(target: &Path, profile: &[(&str, &str)]) -> Result
             "--package",
             "stackable-webhook",
             "--example",
-            "bench_server",
+            example,
         ],
         &env,
     )?;
-    let path = target.join("release/examples/bench_server");
+    let path = target.join("release/examples").join(example);
     if !path.is_file() {
         return Err(format!("cargo built no {}", path.display()).into());
     }

@@ -48,6 +48,15 @@ pub(crate) struct Args {
     /// Keep the two callgrind files here (for `callgrind_annotate` or KCachegrind).
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// Count the server built with mimalloc as its global allocator (`bench_server_mimalloc`,
+    /// `cargo xtask bench --peer ours-mimalloc`) instead of the one on the system's allocator.
+    #[arg(long)]
+    mimalloc: bool,
+    /// An environment variable for the server (`KEY=VALUE`, repeatable), e.g.
+    /// `GLIBC_TUNABLES=glibc.malloc.tcache_count=200`. Without it the server gets neither
+    /// `GLIBC_TUNABLES` nor `MALLOC_ARENA_MAX` from this environment (as in `cargo xtask bench`).
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = bench::parse_env)]
+    server_env: Vec<(String, String)>,
 }
 
 /// Runs the task (from the release build of xtask: the client must not be the slow part).
@@ -69,7 +78,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             return Err(format!("{tool} is not installed (`apt install valgrind`)").into());
         }
     }
-    let server = build_server(args.no_lto)?;
+    let example = if args.mimalloc {
+        "bench_server_mimalloc"
+    } else {
+        "bench_server"
+    };
+    let server = build_server(args.no_lto, example)?;
     let work = tempfile::Builder::new()
         .prefix("stackable-profile-")
         .tempdir()?;
@@ -103,8 +117,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             args.scenario.name()
         );
         // Interrupted, the server under callgrind is killed (`kill_on_drop`), not left running.
+        let served = Served {
+            server: &server,
+            cert: &cert,
+            key: &key,
+            env: &args.server_env,
+        };
         runtime.block_on(bench_peer::unless_interrupted(serve_under_callgrind(
-            &server, &cert, &key, &file, &tls, &load, requests,
+            &served, &file, &tls, &load, requests,
         )))?;
         totals.push(annotate(&file, args.inclusive)?);
     }
@@ -115,11 +135,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             args.scenario.name(),
             &per_request,
             &args,
-            if args.no_lto {
-                "no LTO"
-            } else {
-                "release profile"
-            },
+            &build_description(&args),
         )
     );
     if let Some(dir) = &args.keep {
@@ -128,23 +144,47 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How the server was built and run, for the report's first line.
+fn build_description(args: &Args) -> String {
+    let mut text = if args.no_lto {
+        "no LTO"
+    } else {
+        "release profile"
+    }
+    .to_owned();
+    if args.mimalloc {
+        text.push_str(", mimalloc");
+    }
+    for (key, value) in &args.server_env {
+        text.push_str(&format!(", {key}={value}"));
+    }
+    text
+}
+
 /// The bench server: the bench's own binary, or a build without LTO in its own target folder.
-fn build_server(no_lto: bool) -> Result<PathBuf> {
+fn build_server(no_lto: bool, example: &str) -> Result<PathBuf> {
     if !no_lto {
-        return bench_peer::build_ours();
+        return bench_peer::build_ours_with(&bench_peer::target_dir(), example, &[]);
     }
     bench_peer::build_ours_with(
         &bench_peer::target_dir().join("profile-no-lto"),
+        example,
         &[("LTO", "false"), ("CODEGEN_UNITS", "16")],
     )
+}
+
+/// The server binary, its certificate files and its extra environment.
+struct Served<'a> {
+    server: &'a Path,
+    cert: &'a Path,
+    key: &'a Path,
+    env: &'a [(String, String)],
 }
 
 /// Starts the server under callgrind, sends `requests` requests, stops it with SIGINT (a
 /// graceful shutdown, after which callgrind writes `file`).
 async fn serve_under_callgrind(
-    server: &Path,
-    cert: &Path,
-    key: &Path,
+    served: &Served<'_>,
     file: &Path,
     tls: &std::sync::Arc<rustls::ClientConfig>,
     load: &bench::ScenarioLoad,
@@ -157,16 +197,17 @@ async fn serve_under_callgrind(
     let mut child = tokio::process::Command::new("valgrind")
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", file.display()))
-        .arg(server)
+        .arg(served.server)
         .arg("--cert")
-        .arg(cert)
+        .arg(served.cert)
         .arg("--key")
-        .arg(key)
+        .arg(served.key)
         .arg("--addr")
         .arg(addr.to_string())
         .env("TOKIO_WORKER_THREADS", "1")
         .env_remove("GLIBC_TUNABLES")
         .env_remove("MALLOC_ARENA_MAX")
+        .envs(served.env.iter().map(|(key, value)| (key, value)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

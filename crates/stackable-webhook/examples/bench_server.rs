@@ -20,6 +20,10 @@
 //! ```
 //!
 //! Logs at info level to stderr (`RUST_LOG` overrides), as an operator would run it.
+//!
+//! Its allocator is the system's (glibc's on this project's machines); `bench_server_mimalloc`
+//! is this same server with mimalloc as the global allocator (`cargo xtask bench --peer
+//! ours-mimalloc`, docs/webhook-server.md, "The allocator").
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
@@ -212,9 +216,10 @@ enum Error {
     },
 }
 
+/// Serves until killed (also the entry point of `bench_server_mimalloc`, which imports it).
 #[snafu::report]
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+pub(crate) async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
