@@ -22,62 +22,18 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use cluster::{Cluster, meta, retrying};
+use cluster::{Cluster, Recording, meta, retrying};
 use crontab_operator::{v1, v1beta1};
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::{
     Api,
     api::{ListParams, PostParams, WatchEvent, WatchParams},
-    core::{
-        Status,
-        conversion::{ConversionRequest, ConversionResponse},
-    },
 };
-use stackable_conversion::ConversionRouter;
-use stackable_webhook::{Converter, RawConversionRequest};
-
-/// The CronTab router, counting the reviews it answers and the largest one.
-struct Recording {
-    router: ConversionRouter,
-    reviews: AtomicU64,
-    largest: AtomicUsize,
-}
-
-impl Recording {
-    fn record(&self, objects: usize) {
-        self.reviews.fetch_add(1, Ordering::SeqCst);
-        self.largest.fetch_max(objects, Ordering::SeqCst);
-    }
-
-    /// Reviews so far and the largest, and starts counting afresh.
-    fn take(&self) -> (u64, usize) {
-        (
-            self.reviews.swap(0, Ordering::SeqCst),
-            self.largest.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl Converter for Recording {
-    fn convert(&self, request: ConversionRequest) -> ConversionResponse {
-        self.record(request.objects.len());
-        self.router.convert_request(request)
-    }
-
-    fn convert_raw(
-        &self,
-        request: &RawConversionRequest<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Box<Status>> {
-        self.record(request.objects.len());
-        Converter::convert_raw(&self.router, request, out)
-    }
-}
 
 /// `GET /readyz` over a new connection (TCP connect, TLS handshake trusting only the webhook's
 /// CA, request, answer) every 10 ms until `stop`; the latency of each.
@@ -165,11 +121,7 @@ fn check_converted(items: &[v1::CronTab], count: usize) {
 }
 
 async fn list_at_scale(count: usize, watch_cache: bool) {
-    let recording = Arc::new(Recording {
-        router: crontab_operator::router().unwrap(),
-        reviews: AtomicU64::new(0),
-        largest: AtomicUsize::new(0),
-    });
+    let recording = Recording::new();
     let flags: &[&str] = if watch_cache {
         &[]
     } else {
@@ -187,7 +139,13 @@ async fn list_at_scale(count: usize, watch_cache: bool) {
         "--watch-cache=false"
     };
     let report = |what: &str, time: Duration| {
-        let (reviews, largest) = recording.take();
+        let answered = recording.take();
+        let reviews = answered.len() as u64;
+        let largest = answered
+            .iter()
+            .map(|review| review.objects)
+            .max()
+            .unwrap_or(0);
         println!(
             "[{count} CronTabs, {cache}] {what}: {time:.1?}, {reviews} ConversionReview(s), the largest of {largest} object(s)"
         );

@@ -1,16 +1,27 @@
 //! Storage-version migration through a real API server: 1,000 CronTabs stored as v1beta1; the
 //! storage version switched to v1; the `crontab-migrate` binary killed (SIGKILL) half-way
-//! (pruning is then refused), run again to the end; `status.storedVersions` becomes `["v1"]`;
+//! (pruning is then refused; a LIST in v2 then converts objects stored in both versions), run
+//! again to the end; `status.storedVersions` becomes `["v1"]`;
 //! v1beta1 removed from the CRD; every object still reads.
+//!
+//! kube-apiserver runs without its watch cache here, so that the LIST in v2 reads the objects
+//! from etcd, each in the version it is stored in (with the cache, each is converted when it
+//! enters the v2 cache, and the LIST calls no webhook). What it shows (kube-apiserver 1.37):
+//! each object of that LIST is converted in a review of its own, from v1 or from v1beta1; no
+//! review holds objects of both versions (stackable-conversion's router handles that too:
+//! `each_object_of_a_review_converts_from_its_own_version` in its `tests/graph_and_crd.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
-use cluster::{Cluster, meta};
-use crontab_operator::{CRD_NAME, v1, v1beta1};
+use cluster::{Cluster, Recording, meta};
+use crontab_operator::{CRD_NAME, v1, v1beta1, v2};
 use futures::StreamExt as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
@@ -30,7 +41,13 @@ async fn stored_versions(crds: &Api<CustomResourceDefinition>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_to_v1_then_drop_v1beta1() {
-    let cluster = Cluster::start("migrate").await;
+    let recording = Recording::new();
+    let cluster = Cluster::start_serving_with_apiserver_flags(
+        "migrate",
+        recording.clone(),
+        &["--watch-cache=false"],
+    )
+    .await;
     let ns = cluster.namespace.clone();
     let client = cluster.client.clone();
     let v1beta1_api: Api<v1beta1::CronTab> = Api::namespaced(client.clone(), &ns);
@@ -116,6 +133,50 @@ async fn migrate_to_v1_then_drop_v1beta1() {
         other => panic!("pruning after an interrupted migration: {other:?}"),
     }
     assert_eq!(stored_versions(&crds).await, ["v1beta1", "v1"]);
+
+    // Half the objects are stored as v1 now, the rest still as v1beta1. A LIST in the third
+    // version, v2, read from etcd (no watch cache: see the module docs), converts each object
+    // from the version it is stored in, and every one arrives whole.
+    let v2_api: Api<v2::CronTab> = Api::namespaced(client.clone(), &ns);
+    recording.take();
+    let listed = v2_api.list(&ListParams::default()).await.unwrap();
+    let reviews = recording.take();
+    let objects: usize = reviews.iter().map(|review| review.objects).sum();
+    let from: BTreeSet<&str> = reviews
+        .iter()
+        .flat_map(|review| review.from.iter().map(String::as_str))
+        .collect();
+    let largest = reviews
+        .iter()
+        .map(|review| review.objects)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "LIST as v2 of objects stored in two versions: {} ConversionReview(s), the largest of \
+         {largest} object(s), {objects} object(s) from {from:?}",
+        reviews.len()
+    );
+    assert!(objects >= COUNT, "every object of the LIST is converted");
+    assert_eq!(
+        largest, 1,
+        "kube-apiserver converts a LIST one object per review"
+    );
+    assert_eq!(
+        from,
+        BTreeSet::from(["example.com/v1", "example.com/v1beta1"]),
+        "converted from both stored versions"
+    );
+    assert_eq!(listed.items.len(), COUNT);
+    for object in &listed.items {
+        let name = object.metadata.name.as_deref().unwrap();
+        let i = name.strip_prefix("old-").unwrap();
+        assert_eq!(
+            (object.spec.host.as_str(), object.spec.port),
+            (format!("cache-{i}").as_str(), 6379),
+            "{name} as v2"
+        );
+        assert_eq!(object.spec.schedule, "*/5 * * * *", "{name} as v2");
+    }
 
     // Run again: completes, prunes.
     let second = migrate().wait_with_output().await.unwrap();

@@ -3,7 +3,11 @@
 //! at it by URL.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use crontab_operator::{
     crd,
@@ -13,11 +17,19 @@ use k8s_openapi::{
     ByteString, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use kube::Api;
+use kube::{
+    Api,
+    core::{
+        Status,
+        conversion::{ConversionRequest, ConversionResponse},
+    },
+};
 use stackable_certs::LeafOptions;
-use stackable_conversion::WebhookTarget;
+use stackable_conversion::{ConversionRouter, WebhookTarget};
 use stackable_testenv::TestEnv;
-use stackable_webhook::{CertSource, Converter, RunningServer, WebhookServer};
+use stackable_webhook::{
+    CertSource, Converter, RawConversionRequest, RunningServer, WebhookServer,
+};
 
 /// The webhook and the control plane using it.
 pub struct Cluster {
@@ -155,4 +167,77 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("{what} kept failing: {last:?}");
+}
+
+/// One `ConversionReview` a [`Recording`] answered.
+#[derive(Debug, Clone)]
+pub struct Review {
+    /// How many objects it held.
+    pub objects: usize,
+    /// The `apiVersion`s they came in.
+    pub from: BTreeSet<String>,
+}
+
+/// The CronTab router, remembering each review it answers (for [`Cluster::start_serving`]).
+pub struct Recording {
+    router: ConversionRouter,
+    reviews: Mutex<Vec<Review>>,
+}
+
+impl Recording {
+    /// Answers with `crontab_operator::router()`.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            router: crontab_operator::router().unwrap(),
+            reviews: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The reviews answered since the last call.
+    pub fn take(&self) -> Vec<Review> {
+        std::mem::take(&mut *self.reviews.lock().unwrap())
+    }
+
+    fn record(&self, objects: usize, from: BTreeSet<String>) {
+        self.reviews.lock().unwrap().push(Review { objects, from });
+    }
+}
+
+/// An object's `apiVersion`, read without building the rest of it.
+#[derive(serde::Deserialize)]
+struct ApiVersion<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Converter for Recording {
+    fn convert(&self, request: ConversionRequest) -> ConversionResponse {
+        let from = request
+            .objects
+            .iter()
+            .map(|object| object["apiVersion"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        self.record(request.objects.len(), from);
+        self.router.convert_request(request)
+    }
+
+    fn convert_raw(
+        &self,
+        request: &RawConversionRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<Status>> {
+        let from = request
+            .objects
+            .iter()
+            .map(|object| {
+                serde_json::from_str::<ApiVersion<'_>>(object)
+                    .ok()
+                    .and_then(|read| read.api_version)
+                    .unwrap_or_default()
+                    .into_owned()
+            })
+            .collect();
+        self.record(request.objects.len(), from);
+        Converter::convert_raw(&self.router, request, out)
+    }
 }
