@@ -14,7 +14,7 @@ use common::{
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionRequest;
 use serde_json::{Value, json};
-use stackable_telemetry::{LogFilter, LogFormat, Telemetry};
+use stackable_telemetry::{Colour, LogFilter, LogFormat, Telemetry};
 use stackable_webhook::{CertSource, Mutation, Validation};
 
 // One thread: the server's tasks run on the thread whose default subscriber captures them.
@@ -135,6 +135,59 @@ async fn each_request_runs_in_a_span_that_identifies_it() {
     assert_eq!(three["span"]["objects"], 3, "{three}");
     assert!(three["span"].get("name").is_none(), "{three}");
     assert!(three["span"].get("namespace").is_none(), "{three}");
+}
+
+/// `uid`, `name` and `namespace` come from whoever calls the webhook. The text format writes the
+/// span's fields with `Debug`, which escapes them: a newline in a name cannot start a forged line.
+#[tokio::test(flavor = "current_thread")]
+async fn a_newline_from_the_caller_cannot_start_a_log_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let (dispatch, _guard) = Telemetry::new("test")
+        .format(LogFormat::Text)
+        .colour(Colour::Never)
+        .filter(LogFilter::new("warn,stackable_webhook=info,request_spans=info").unwrap())
+        .dispatch(move || writer.clone())
+        .unwrap();
+    let _default = tracing::dispatcher::set_default(&dispatch);
+
+    let ca = TestCa::new("forged-ca");
+    let server = start(
+        local_builder()
+            .certificates(CertSource::Static(ca.leaf(1)))
+            .validating("/validate", |_: AdmissionRequest<Pod>| async move {
+                tracing::info!("validating");
+                Validation::allow()
+            }),
+    )
+    .await;
+    let forged = "web-0\n2026-12-04T00:00:00.000000Z ERROR forged: a line the caller wrote";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": forged}});
+    let answer = post_json(
+        &client_config(&ca.pem),
+        server.local_addr(),
+        "/validate",
+        &pod_review("f-1", "CREATE", pod),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    stop(server).await;
+
+    let text = captured.text();
+    let handler = text
+        .lines()
+        .find(|line| line.contains("validating"))
+        .unwrap_or_else(|| panic!("no handler line: {text}"));
+    assert!(
+        handler.contains(r#"name="web-0\n2026-12-04T00:00:00.000000Z ERROR forged"#),
+        "the name is escaped on the handler's line: {handler}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.contains("ERROR forged") && line != handler),
+        "the caller's newline started a line of its own: {text}"
+    );
 }
 
 /// The API server's W3C `traceparent` (sent when it traces the request) is recorded in the

@@ -370,6 +370,11 @@ impl std::io::Write for Captured {
 }
 
 impl Captured {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
     /// The JSON lines written so far (other lines are skipped).
     pub fn lines(&self) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&self.0.lock().unwrap())
