@@ -141,7 +141,7 @@ impl ScenarioName {
 }
 
 /// The figures of one server in one scenario.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize)]
 struct Row {
     scenario: &'static str,
     peer: &'static str,
@@ -1098,4 +1098,35 @@ fn ratio_lines(rows: &[Row], a: Peer, b: Peer) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(peer: Peer, requests_per_second: f64, cpu_us: f64, rss_end_bytes: u64) -> Row {
+        Row {
+            scenario: "validate",
+            peer: peer.label(),
+            requests_per_second,
+            server_cpu_us_per_request: cpu_us,
+            rss_end_bytes,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn ratios_are_printed_for_each_pair_that_ran() {
+        let rows = [
+            row(Peer::Ours, 20_000.0, 50.0, 10),
+            row(Peer::OursMimalloc, 22_000.0, 45.0, 20),
+        ];
+        assert_eq!(
+            ratio_lines(&rows, Peer::OursMimalloc, Peer::Ours),
+            ["validate   req/s x1.10  p99 x0.00  CPU/req x0.90  RSS end x2.00  start x0.00"]
+        );
+        // Controller-runtime did not run: no line against it.
+        assert!(ratio_lines(&rows, Peer::Ours, Peer::Go).is_empty());
+        assert!(ratio_lines(&rows, Peer::OursMimalloc, Peer::Go).is_empty());
+    }
 }
