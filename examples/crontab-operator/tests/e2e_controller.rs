@@ -17,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, OBJECTS, Readers};
+use common::{ENDPOINT_REMOVAL_DELAY, Harness, OBJECTS, Readers};
 use crontab_operator::{controller::config_map_name, v1, v1beta1};
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::ConfigMap};
 use kube::{
@@ -181,19 +181,29 @@ async fn the_leader_reconciles_and_hands_over_without_failed_calls() {
     assert!(took < Duration::from_secs(15), "handover took {took:?}");
     let reads = readers.stop().await;
     // A SIGKILL cuts the connections the API server holds to the killed replica: a conversion
-    // call in flight on one of them fails with `EOF` (Go does not retry a POST), as it would when
-    // a node dies. That, at most twice, is the only failure allowed; anything else (a refused
-    // review, an untrusted certificate, a replica that was not ready) fails the test. CI saw one
-    // such read of 303.
-    let errors = reads.errors();
-    let cut = |error: &String| {
-        ["EOF", "connection reset by peer", "broken pipe"]
-            .iter()
-            .any(|symptom| error.contains(symptom))
+    // call on one of them fails with `EOF` or a reset (Go does not retry a POST), once per such
+    // connection, as it would when a node dies; and until its endpoint leaves the forwarder
+    // (`ENDPOINT_REMOVAL_DELAY`; in a cluster, until the endpoints controller learns of the
+    // death) a new connection sent to it is reset too. Those, right after the kill, are the only
+    // failures allowed; anything else, or any failure later (a refused review, an untrusted
+    // certificate, a replica that was not ready) fails the test. CI saw 1 such read of 303, and 3
+    // of 379 (the bound was once "at most two", which that run broke without a fault of ours).
+    let errors = reads.errors_at();
+    let window = killed + ENDPOINT_REMOVAL_DELAY + Duration::from_secs(2);
+    let cut = |(at, error): &(Instant, String)| {
+        *at <= window
+            && ["EOF", "connection reset by peer", "broken pipe"]
+                .iter()
+                .any(|symptom| error.contains(symptom))
     };
     assert!(
-        errors.len() <= 2 && errors.iter().all(cut),
-        "failed reads beyond the calls the SIGKILL cut: {errors:?}"
+        failed <= 10 && errors.iter().all(cut),
+        "failed reads beyond the calls the SIGKILL cut ({failed} in all; each with its time \
+         after the kill): {:?}",
+        errors
+            .iter()
+            .map(|(at, error)| (at.saturating_duration_since(killed), error))
+            .collect::<Vec<_>>()
     );
     assert!(ok > 20, "too few reads: {ok}");
 }

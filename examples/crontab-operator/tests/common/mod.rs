@@ -159,7 +159,7 @@ impl Harness {
             .behind(&forwarder)
             .readiness_path("/readyz")
             .probe_period(Duration::from_millis(200))
-            .endpoint_removal_delay(Duration::from_millis(500))
+            .endpoint_removal_delay(ENDPOINT_REMOVAL_DELAY)
             .termination_grace(Duration::from_secs(30))
             .env(
                 "RUST_LOG",
@@ -373,6 +373,9 @@ fn ca_bundle(crd: &CustomResourceDefinition) -> Option<String> {
     String::from_utf8(encoded.0.clone()).ok()
 }
 
+/// How long a replica's endpoint stays in the forwarder after it was killed or terminated.
+pub const ENDPOINT_REMOVAL_DELAY: Duration = Duration::from_millis(500);
+
 // === readers ===
 
 /// Counts of reads through the API server (each a conversion call to some replica).
@@ -382,7 +385,8 @@ pub struct Reads {
     pub failed: AtomicU64,
     paused: AtomicBool,
     stop: AtomicBool,
-    errors: Mutex<Vec<String>>,
+    /// The first ten failures, each with when it was seen.
+    errors: Mutex<Vec<(Instant, String)>>,
 }
 
 impl Reads {
@@ -403,7 +407,13 @@ impl Reads {
         self.paused.store(false, Ordering::SeqCst);
     }
 
+    /// The first ten failures.
     pub fn errors(&self) -> Vec<String> {
+        self.errors_at().into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// The first ten failures, each with when it was seen.
+    pub fn errors_at(&self) -> Vec<(Instant, String)> {
         self.errors.lock().unwrap().clone()
     }
 
@@ -467,7 +477,7 @@ impl Readers {
                                 reads.failed.fetch_add(1, Ordering::SeqCst);
                                 let mut errors = reads.errors.lock().unwrap();
                                 if errors.len() < 10 {
-                                    errors.push(error.to_string());
+                                    errors.push((Instant::now(), error.to_string()));
                                 }
                             }
                         }
