@@ -1,4 +1,4 @@
-//! The two servers of `cargo xtask bench`: building them, starting them, reading their CPU time
+//! The servers of `cargo xtask bench`: building them, starting them, reading their CPU time
 //! and memory from `/proc`, and stopping them.
 //!
 //! - ours: `crates/stackable-webhook/examples/bench_server.rs`, `cargo build --release`;
