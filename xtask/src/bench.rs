@@ -31,7 +31,7 @@ use stackable_certs::{
 use crate::{
     Result,
     bench_bodies::{self, DENY_LABEL, DESIRED_VERSION, MUTATED_LABEL, REVIEW_UID},
-    bench_load::{self, KxOffer, Load, Negotiated, Percentiles, Target},
+    bench_load::{self, FullSpeed, KxOffer, Load, Negotiated, Percentiles, Target},
     bench_peer::{self, Memory, Peer, RunOptions, Server},
 };
 
@@ -70,6 +70,14 @@ pub(crate) struct Args {
     /// so that it never preempts the server it measures.
     #[arg(long, value_name = "N")]
     pin_cpu: Option<usize>,
+    /// Keep the client polling for answers instead of sleeping while a window runs (needs
+    /// `--pin-cpu`: the client then keeps its own CPUs busy, one runtime thread). A client thread
+    /// asleep in `epoll_wait` is woken by the server's answer on the server's CPU (loopback
+    /// delivers the answer there); in a VM that wake-up is an inter-processor interrupt and an
+    /// exit to the hypervisor, charged to the server's CPU and latency. In a cluster it happens
+    /// on the API server's node. See docs/webhook-server.md, "The client's wake-ups".
+    #[arg(long, requires = "pin_cpu")]
+    client_poll: bool,
     /// An environment variable for both servers (`KEY=VALUE`, repeatable), e.g.
     /// `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (see docs/conversion.md § 8). Without it the
     /// servers get neither `GLIBC_TUNABLES` nor `MALLOC_ARENA_MAX` from this environment.
@@ -83,8 +91,9 @@ pub(crate) struct Args {
     json: Option<PathBuf>,
     /// Also write every measured request into this folder, one file per scenario, server and
     /// round (`<scenario>-<server>-<round>.tsv`: when it started, in ms after the window opened,
-    /// and its latency in µs), to see when the slow ones came; beside each, `<…>.steal.tsv`: the
-    /// steal time of each 100 ms (of the servers' CPU with `--pin-cpu`, else of all CPUs).
+    /// and its latency in µs), to see when the slow ones came; beside each, `<…>.windows.tsv`: the
+    /// steal time of each 100 ms (of the servers' CPU with `--pin-cpu`, else of all CPUs) and the
+    /// server's CPU time in it.
     #[arg(long, value_name = "DIR")]
     samples: Option<PathBuf>,
     /// Write the run's inputs into this folder and stop, for profiling a server with other tools
@@ -153,6 +162,8 @@ struct Row {
     /// The median over the 100 ms windows of each window's p99 (see
     /// [`bench_load::window_p99s`]); `None` when no window had enough requests.
     p99_typical_us: Option<u32>,
+    /// The windows at full speed and their p99 (see [`bench_load::full_speed`]).
+    full_speed: Option<FullSpeed>,
     errors: u64,
     error_samples: Vec<String>,
     warmup_requests: u64,
@@ -252,9 +263,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let work = tempfile::Builder::new()
         .prefix("stackable-bench-")
         .tempdir()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if args.client_poll {
+        // One worker, kept polling by `bench_load`: a second one would sleep on the sockets.
+        runtime.worker_threads(1);
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(bench_peer::unless_interrupted(bench(&args, &peers, &work)))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -432,7 +446,12 @@ async fn bench(args: &Args, peers: &[(Peer, PathBuf)], work: &tempfile::TempDir)
     let cores = machine_cpus();
     let client_cpus = std::env::var(CLIENT_PINNED)
         .map(|cpus| format!(", pinned to CPU {cpus}"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + if args.client_poll {
+            ", one thread polling its sockets, never asleep (--client-poll)"
+        } else {
+            ""
+        };
     let load_average = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next().map(str::to_owned))
@@ -498,6 +517,7 @@ async fn bench(args: &Args, peers: &[(Peer, PathBuf)], work: &tempfile::TempDir)
                         concurrency,
                         ticks,
                         steal_cpu: args.pin_cpu,
+                        client_poll: args.client_poll,
                     },
                     &mut probes,
                     binary,
@@ -585,6 +605,8 @@ struct Timing {
     ticks: f64,
     /// Whose steal time to read: the server's CPU when pinned, else the machine's.
     steal_cpu: Option<usize>,
+    /// `--client-poll`.
+    client_poll: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -623,6 +645,7 @@ async fn measure(
         expect: load.expect,
         new_connection_per_request: load.new_connection,
         concurrency,
+        poll: timing.client_poll,
         measure_from,
         until,
     };
@@ -639,12 +662,15 @@ async fn measure(
                 .map(|t| t.steal)
                 .ok()
         };
+        let server_ns = || bench_peer::cpu_ns(pid).ok();
         let server_cpu = cpu(Some(pid));
         let client_cpu = cpu(None);
         let start_machine = machine();
         let start_steal = steal();
         let mut steal_ms = Vec::new();
+        let mut cpu_ms = Vec::new();
         let mut last = start_steal;
+        let mut last_ns = server_ns();
         let mut tick = measure_from;
         loop {
             tick += Duration::from_millis(u64::from(bench_load::WINDOW_MS));
@@ -658,6 +684,11 @@ async fn measure(
                 _ => 0.0,
             });
             last = now;
+            let now_ns = server_ns();
+            if let (Some(a), Some(b)) = (last_ns, now_ns) {
+                cpu_ms.push(b.saturating_sub(a) as f64 / 1e6);
+            }
+            last_ns = now_ns;
         }
         tokio::time::sleep_until(until.into()).await;
         let end_server_cpu = cpu(Some(pid));
@@ -671,11 +702,13 @@ async fn measure(
             start_machine.and_then(|a| end_machine.map(|b| b - a)),
             start_steal.zip(end_steal).map_or(0.0, |(a, b)| b - a),
             steal_ms,
+            cpu_ms,
             memory,
         )
     });
     let result = bench_load::run(&target, &load).await;
-    let (server_cpu, client_cpu, machine, steal_seconds, steal_ms, memory) = sampler.await?;
+    let (server_cpu, client_cpu, machine, steal_seconds, steal_ms, cpu_ms, memory) =
+        sampler.await?;
     let server_cpu = server_cpu?;
     let client_cpu = client_cpu?;
     let other_cpu = (machine?.busy - server_cpu - client_cpu).max(0.0);
@@ -704,6 +737,7 @@ async fn measure(
             machine_cpus()
         },
         steal_ms,
+        cpu_ms,
     })
 }
 
@@ -732,6 +766,9 @@ struct Measurement {
     steal_cpus: usize,
     /// The same per `bench_load::WINDOW_MS` window, in ms.
     steal_ms: Vec<f64>,
+    /// The server's CPU time per `bench_load::WINDOW_MS` window, in ms (the windows of the
+    /// sampler: may end early if the server's threads could not be read).
+    cpu_ms: Vec<f64>,
 }
 
 /// Steal (in % of the CPU it is read from) from which a window's figures are flagged.
@@ -759,7 +796,8 @@ fn percent_of(part: f64, whole: f64) -> f64 {
 }
 
 /// Writes the measured requests of one window (see `--samples`), in the order they started,
-/// and beside them (`<tag>.steal.tsv`) the steal time of each 100 ms of the window.
+/// and beside them (`<tag>.windows.tsv`) the steal time and the server's CPU time of each 100 ms
+/// of the window.
 fn write_samples(path: &Path, measurement: &Measurement) -> Result {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -779,15 +817,19 @@ fn write_samples(path: &Path, measurement: &Measurement) -> Result {
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
     write(path, text)?;
-    let mut steal = String::from("window_ms\tsteal_ms\n");
+    let mut windows = String::from("window_ms\tsteal_ms\tserver_cpu_ms\n");
     for (i, ms) in measurement.steal_ms.iter().enumerate() {
+        let cpu = measurement
+            .cpu_ms
+            .get(i)
+            .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}"));
         let _ = writeln!(
-            steal,
-            "{}\t{ms:.0}",
+            windows,
+            "{}\t{ms:.0}\t{cpu}",
             i as u64 * u64::from(bench_load::WINDOW_MS)
         );
     }
-    Ok(write(&path.with_extension("steal.tsv"), steal)?)
+    Ok(write(&path.with_extension("windows.tsv"), windows)?)
 }
 
 /// Merges the rounds of one server in one scenario: counts and CPU times add up, latency
@@ -806,10 +848,16 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
     let listen_ms = median(|m| m.listen_ms);
     let mut latencies: Vec<u32> = Vec::new();
     let mut window_p99s: Vec<u32> = Vec::new();
+    let mut windows = Vec::new();
     let mut error_samples = Vec::new();
     for m in &rounds {
         latencies.extend_from_slice(&m.latencies_us);
         window_p99s.extend(bench_load::window_p99s(&m.started_ms, &m.latencies_us));
+        windows.extend(bench_load::windows(
+            &m.started_ms,
+            &m.latencies_us,
+            &m.cpu_ms,
+        ));
         error_samples.extend(m.error_samples.iter().cloned());
     }
     error_samples.truncate(3);
@@ -827,6 +875,7 @@ fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurement>) -> Ro
         },
         latency: Percentiles::of(&mut latencies),
         p99_typical_us: (!window_p99s.is_empty()).then(|| Percentiles::of(&mut window_p99s).p50_us),
+        full_speed: bench_load::full_speed(&windows),
         errors: rounds.iter().map(|m| m.errors).sum(),
         error_samples,
         warmup_requests: rounds.iter().map(|m| m.warmup_requests).sum(),
@@ -1000,6 +1049,8 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
         "p50 ms",
         "p99 ms",
         "p99 typ ms",
+        "p99 full ms",
+        "full %",
         "max ms",
         "errors",
         "srv CPU s",
@@ -1023,6 +1074,10 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
             format!("{:.2}", ms(row.latency.p99_us)),
             row.p99_typical_us
                 .map_or_else(|| "-".to_owned(), |p99| format!("{:.2}", ms(p99))),
+            row.full_speed
+                .map_or_else(|| "-".to_owned(), |fast| format!("{:.2}", ms(fast.p99_us))),
+            row.full_speed
+                .map_or_else(|| "-".to_owned(), |fast| format!("{:.0}", fast.percent)),
             format!("{:.1}", ms(row.latency.max_us)),
             row.errors.to_string(),
             format!("{:.2}", row.server_cpu_seconds),
@@ -1063,6 +1118,10 @@ fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
         "\nreq/s and latency are client-side over the measured window; p99 typ is the median over the \
          100 ms windows (of at least 100 requests) of each window's p99: the tail of a typical tenth \
          of a second, which a stretch where the machine runs slower moves less than it moves p99; \
+         p99 full is the p99 of the requests started in the 100 ms windows in which the machine ran \
+         at full speed, and full % their share of the windows: those where the server's CPU time per \
+         request was at most 1.25 times the 10th percentile of all windows' (the same code on the \
+         same requests costs more CPU time only when the machine runs slower); \
          srv CPU is the server's user+system time in that window (client and server share the cores; \
          client CPU is this process's time in the same window, other CPU what the rest of the \
          machine used meanwhile); steal is the time the hypervisor ran something else while this \

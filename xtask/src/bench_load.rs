@@ -161,6 +161,8 @@ pub(crate) struct Load {
     pub(crate) new_connection_per_request: bool,
     /// Concurrent clients.
     pub(crate) concurrency: usize,
+    /// Keep the client's thread polling its sockets instead of sleeping (`--client-poll`).
+    pub(crate) poll: bool,
     /// Requests started before this are warm-up and not counted.
     pub(crate) measure_from: Instant,
     /// No request starts after this.
@@ -191,6 +193,7 @@ pub(crate) async fn run(target: &Target, load: &Load) -> LoadResult {
         let load = load.clone();
         workers.spawn(async move { worker(&target, &load).await });
     }
+    let poller = load.poll.then(|| tokio::spawn(keep_polling(load.until)));
     let mut merged = LoadResult::default();
     while let Some(result) = workers.join_next().await {
         match result {
@@ -213,7 +216,20 @@ pub(crate) async fn run(target: &Target, load: &Load) -> LoadResult {
             }
         }
     }
+    if let Some(poller) = poller {
+        poller.abort();
+    }
     merged
+}
+
+/// Keeps the runtime's thread busy until `until`: a task that yields in a loop, so that the
+/// thread never sleeps in `epoll_wait` but polls its sockets (with a zero timeout) between
+/// tasks. A server's answer then finds no client thread to wake. On a runtime of one worker
+/// (`--client-poll` builds one); with more, an idle worker could still sleep on the sockets.
+async fn keep_polling(until: Instant) {
+    while Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn worker(target: &Target, load: &Load) -> LoadResult {
@@ -327,6 +343,79 @@ pub(crate) fn window_p99s(started_ms: &[u32], latencies_us: &[u32]) -> Vec<u32> 
         .collect()
 }
 
+/// A window is at full speed when the server's CPU time per request in it is at most this
+/// many times the [`FULL_SPEED_BASE_QUANTILE`] of the windows' (see [`full_speed`]).
+pub(crate) const FULL_SPEED_SLACK: f64 = 1.25;
+
+/// The quantile of the windows' CPU time per request taken as the machine's full speed.
+pub(crate) const FULL_SPEED_BASE_QUANTILE: f64 = 0.1;
+
+/// The requests started in one [`WINDOW_MS`] window and the server's CPU time in it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Window {
+    /// The server's CPU time in the window, in milliseconds.
+    pub(crate) cpu_ms: f64,
+    /// The latencies of the requests started in it.
+    pub(crate) latencies_us: Vec<u32>,
+}
+
+/// The windows of one measured window (`cpu_ms[i]` is the server's CPU time in the `i`-th),
+/// those of at least [`WINDOW_MIN_REQUESTS`] requests with a CPU figure.
+pub(crate) fn windows(started_ms: &[u32], latencies_us: &[u32], cpu_ms: &[f64]) -> Vec<Window> {
+    let mut windows: Vec<Window> = cpu_ms
+        .iter()
+        .map(|&cpu_ms| Window {
+            cpu_ms,
+            latencies_us: Vec::new(),
+        })
+        .collect();
+    for (&started, &latency) in started_ms.iter().zip(latencies_us) {
+        if let Some(window) = windows.get_mut((started / WINDOW_MS) as usize) {
+            window.latencies_us.push(latency);
+        }
+    }
+    windows.retain(|window| window.latencies_us.len() >= WINDOW_MIN_REQUESTS);
+    windows
+}
+
+/// The tail of the windows in which the machine ran at full speed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub(crate) struct FullSpeed {
+    /// The share of the windows at full speed, in %.
+    pub(crate) percent: f64,
+    /// The 99th percentile of the requests started in them.
+    pub(crate) p99_us: u32,
+}
+
+/// Which windows ran at full speed, and their requests' p99.
+///
+/// The server's code and its requests are the same in every window, so its CPU time per
+/// request moves only with how fast the machine ran it: on a VM whose host is busy the same
+/// work takes up to ~1.7 times the CPU time, in stretches of seconds that steal time does not
+/// show (2026-12-04: a loop of fixed work on an idle CPU of this VM ran at 0.6 times its speed in a
+/// third of its 100 ms windows). A window is at full speed when its CPU time per request is at
+/// most [`FULL_SPEED_SLACK`] times the [`FULL_SPEED_BASE_QUANTILE`] of all windows'. `None`
+/// without windows.
+pub(crate) fn full_speed(windows: &[Window]) -> Option<FullSpeed> {
+    let cost = |window: &Window| window.cpu_ms / window.latencies_us.len().max(1) as f64;
+    let mut costs: Vec<f64> = windows.iter().map(cost).collect();
+    if costs.is_empty() {
+        return None;
+    }
+    costs.sort_by(f64::total_cmp);
+    let rank = ((costs.len() as f64 * FULL_SPEED_BASE_QUANTILE).ceil() as usize).max(1) - 1;
+    let limit = costs[rank] * FULL_SPEED_SLACK;
+    let fast: Vec<&Window> = windows.iter().filter(|w| cost(w) <= limit).collect();
+    let mut latencies: Vec<u32> = fast
+        .iter()
+        .flat_map(|window| window.latencies_us.iter().copied())
+        .collect();
+    Some(FullSpeed {
+        percent: fast.len() as f64 * 100.0 / windows.len() as f64,
+        p99_us: Percentiles::of(&mut latencies).p99_us,
+    })
+}
+
 /// Latency percentiles of a set of samples (microseconds), sorted in place.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub(crate) struct Percentiles {
@@ -391,6 +480,45 @@ mod tests {
         }
         assert_eq!(window_p99s(&started, &latencies), vec![198, 1_000]);
         assert!(window_p99s(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn windows_take_the_requests_started_in_them() {
+        let mut started = Vec::new();
+        let mut latencies = Vec::new();
+        for i in 0..250 {
+            started.push(i); // windows 0, 1 (100 each) and 2 (50: left out)
+            latencies.push(i);
+        }
+        started.push(350); // a window without a CPU figure: left out
+        latencies.push(1);
+        let windows = windows(&started, &latencies, &[10.0, 20.0, 30.0]);
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[0].cpu_ms, 10.0);
+        assert_eq!(windows[0].latencies_us.len(), 100);
+        assert_eq!(windows[1].cpu_ms, 20.0);
+        assert_eq!(windows[1].latencies_us[0], 100);
+    }
+
+    #[test]
+    fn full_speed_leaves_out_the_windows_where_the_same_work_cost_more() {
+        // Eight windows at 40 µs of CPU per request with a fast tail, two at 70 µs (the machine
+        // at 0.6 times its speed) with a slow one.
+        let window = |cpu_ms: f64, latency: u32| Window {
+            cpu_ms,
+            latencies_us: vec![latency; 200],
+        };
+        let mut all: Vec<Window> = (0..8).map(|_| window(8.0, 600)).collect();
+        all.push(window(14.0, 1_400));
+        all.push(window(14.0, 1_500));
+        let fast = full_speed(&all).unwrap();
+        assert_eq!(fast.percent, 80.0);
+        assert_eq!(fast.p99_us, 600);
+        // Within the slack, a window counts: 9.5 ms is 1.19 times 8 ms.
+        all[8].cpu_ms = 9.5;
+        assert_eq!(full_speed(&all).unwrap().percent, 90.0);
+        assert_eq!(full_speed(&all).unwrap().p99_us, 1_400);
+        assert_eq!(full_speed(&[]), None);
     }
 
     #[test]
