@@ -12,6 +12,7 @@ mod bench_cainjector;
 mod bench_cainjector_peer;
 mod bench_load;
 mod bench_peer;
+mod bench_report;
 mod demo;
 mod fuzz;
 mod gen_crds;
