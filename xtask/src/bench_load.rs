@@ -451,6 +451,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keep_polling_ends_at_its_deadline_and_lets_sockets_and_timers_run() {
+        // As `--client-poll` runs it: one worker, the poller beside the clients.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let until = Instant::now() + Duration::from_millis(200);
+            let poller = tokio::spawn(keep_polling(until));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+            let connected = tokio::time::timeout(Duration::from_secs(5), async {
+                tokio::net::TcpStream::connect(addr).await.unwrap();
+                accept.await.unwrap().unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            })
+            .await;
+            assert!(
+                connected.is_ok(),
+                "a socket or a timer did not run beside the poller"
+            );
+            tokio::time::timeout(Duration::from_secs(5), poller)
+                .await
+                .expect("the poller did not end after its deadline")
+                .unwrap();
+            assert!(Instant::now() >= until);
+        });
+    }
+
+    #[test]
     fn percentiles_use_nearest_rank() {
         let mut samples: Vec<u32> = (1..=100).rev().collect();
         let p = Percentiles::of(&mut samples);
