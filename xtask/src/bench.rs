@@ -645,9 +645,11 @@ async fn measure(
             });
             last = now;
             let now_ns = server_ns();
-            if let (Some(a), Some(b)) = (last_ns, now_ns) {
-                cpu_ms.push(b.saturating_sub(a) as f64 / 1e6);
-            }
+            // One figure per window, NaN where a read failed, so that the i-th stays the i-th.
+            cpu_ms.push(match (last_ns, now_ns) {
+                (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+                _ => f64::NAN,
+            });
             last_ns = now_ns;
         }
         tokio::time::sleep_until(until.into()).await;

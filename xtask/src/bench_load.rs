@@ -359,8 +359,9 @@ pub(crate) struct Window {
     pub(crate) latencies_us: Vec<u32>,
 }
 
-/// The windows of one measured window (`cpu_ms[i]` is the server's CPU time in the `i`-th),
-/// those of at least [`WINDOW_MIN_REQUESTS`] requests with a CPU figure.
+/// The windows of one measured window (`cpu_ms[i]` is the server's CPU time in the `i`-th, NaN
+/// where it could not be read), those of at least [`WINDOW_MIN_REQUESTS`] requests with a CPU
+/// figure.
 pub(crate) fn windows(started_ms: &[u32], latencies_us: &[u32], cpu_ms: &[f64]) -> Vec<Window> {
     let mut windows: Vec<Window> = cpu_ms
         .iter()
@@ -374,7 +375,9 @@ pub(crate) fn windows(started_ms: &[u32], latencies_us: &[u32], cpu_ms: &[f64]) 
             window.latencies_us.push(latency);
         }
     }
-    windows.retain(|window| window.latencies_us.len() >= WINDOW_MIN_REQUESTS);
+    windows.retain(|window| {
+        window.cpu_ms.is_finite() && window.latencies_us.len() >= WINDOW_MIN_REQUESTS
+    });
     windows
 }
 
@@ -526,6 +529,11 @@ mod tests {
         latencies.push(1);
         let windows = windows(&started, &latencies, &[10.0, 20.0, 30.0]);
         assert_eq!(windows.len(), 2);
+        // A window whose CPU time could not be read is left out; the next keeps its place.
+        let unread = super::windows(&started, &latencies, &[f64::NAN, 20.0, 30.0]);
+        assert_eq!(unread.len(), 1);
+        assert_eq!(unread[0].cpu_ms, 20.0);
+        assert_eq!(unread[0].latencies_us[0], 100);
         assert_eq!(windows[0].cpu_ms, 10.0);
         assert_eq!(windows[0].latencies_us.len(), 100);
         assert_eq!(windows[1].cpu_ms, 20.0);

@@ -80,8 +80,8 @@ pub(crate) struct Measurement {
     pub(crate) steal_cpus: usize,
     /// The same per `bench_load::WINDOW_MS` window, in ms.
     pub(crate) steal_ms: Vec<f64>,
-    /// The server's CPU time per `bench_load::WINDOW_MS` window, in ms (the windows of the
-    /// sampler: may end early if the server's threads could not be read).
+    /// The server's CPU time per `bench_load::WINDOW_MS` window, in ms (one per window of the
+    /// sampler, NaN where the server's threads could not be read).
     pub(crate) cpu_ms: Vec<f64>,
 }
 
@@ -136,6 +136,7 @@ pub(crate) fn write_samples(path: &Path, measurement: &Measurement) -> Result {
         let cpu = measurement
             .cpu_ms
             .get(i)
+            .filter(|cpu| cpu.is_finite())
             .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}"));
         let _ = writeln!(
             windows,
