@@ -101,7 +101,7 @@ impl Measurement {
 }
 
 /// `part` in % of `whole` (0 when `whole` is not positive).
-pub(crate) fn percent_of(part: f64, whole: f64) -> f64 {
+fn percent_of(part: f64, whole: f64) -> f64 {
     if whole > 0.0 {
         part * 100.0 / whole
     } else {
@@ -214,7 +214,7 @@ pub(crate) fn summarize(scenario: ScenarioName, peer: Peer, rounds: Vec<Measurem
     }
 }
 
-pub(crate) fn ms(us: u32) -> f64 {
+fn ms(us: u32) -> f64 {
     f64::from(us) / 1000.0
 }
 
@@ -337,7 +337,7 @@ pub(crate) fn render(how: &str, probes: &[Probe], rows: &[Row]) -> String {
 }
 
 /// One line per scenario that both `a` and `b` ran: `a`'s figures divided by `b`'s.
-pub(crate) fn ratio_lines(rows: &[Row], a: Peer, b: Peer) -> Vec<String> {
+fn ratio_lines(rows: &[Row], a: Peer, b: Peer) -> Vec<String> {
     let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
     ScenarioName::ALL
         .iter()
